@@ -1,0 +1,17 @@
+# Thin aliases for `cargo xtask`, which needs nothing but cargo.
+
+# Build the page and serve it at http://127.0.0.1:8080
+run *ARGS:
+    cargo xtask run {{ARGS}}
+
+# Every check and test, browser tests included
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Build the page into web/dist
+build:
+    cargo xtask build
+
+# Kernel benchmarks (Markdown tables for docs/benchmarks.md)
+bench:
+    cargo xtask bench

@@ -1,0 +1,13 @@
+//! The registry of every WGSL source in this crate, so tests can validate all of them with naga.
+
+/// A WGSL source compiled into the crate.
+#[derive(Debug, Clone, Copy)]
+pub struct ShaderSource {
+    /// File name relative to `kernels/src/`, e.g. `matmul/matmul.wgsl`.
+    pub path: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+}
+
+/// Every `.wgsl` file in the crate. A test fails if a file on disk is missing here.
+pub const ALL: &[ShaderSource] = &[ShaderSource { path: "matmul/matmul.wgsl", source: crate::matmul::SHADER }];

@@ -1,0 +1,65 @@
+//! Errors the relay reports: start-up failures (to the operator, one line each) and HTTP errors
+//! (to the client, as a status and a short message).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The web assets have not been built (or `--assets` points elsewhere).
+    #[error(
+        "web assets not found: {dir} has no index.html. Build them with `cargo xtask build` (or build and serve with `cargo xtask run`), or point --assets / TABSWARM_ASSETS at a built web/dist"
+    )]
+    AssetsMissing { dir: PathBuf },
+    /// Reading an asset failed.
+    #[error("cannot read web asset {path}: {source}")]
+    AssetRead { path: PathBuf, source: std::io::Error },
+    /// The listen address is taken or not ours to bind.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+impl StartError {
+    /// Maps a bind failure to a message that tells the operator what to do.
+    pub fn bind(addr: SocketAddr, error: &std::io::Error) -> Self {
+        let reason = match error.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                format!(
+                    "port {} is already in use (another relay running? choose one with --port or TABSWARM_PORT)",
+                    addr.port()
+                )
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                format!(
+                    "permission denied for port {} (ports below 1024 need privileges; choose one with --port)",
+                    addr.port()
+                )
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("{} is not an address of this machine (choose one with --host or TABSWARM_HOST)", addr.ip())
+            }
+            _ => error.to_string(),
+        };
+        Self::Bind { addr, reason }
+    }
+}
+
+/// An HTTP error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+        };
+        (status, self.to_string()).into_response()
+    }
+}

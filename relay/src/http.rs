@@ -1,0 +1,73 @@
+//! The HTTP face of the relay: the page, `/healthz`, and the headers every response carries.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use tabswarm_protocol::Health;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::assets::AssetStore;
+use crate::error::HttpError;
+
+/// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
+/// (plus `wasm-unsafe-eval`, which compiling WebAssembly requires), our own worker, no inline code,
+/// no plugins, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+worker-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
+base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Requests taking longer than this are answered 408 so a stuck client cannot hold a slot.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub assets: AssetStore,
+}
+
+/// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
+pub fn app(state: AppState) -> Router {
+    let security_headers = [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+        (HeaderName::from_static("permissions-policy"), "geolocation=(), payment=(), usb=()"),
+    ];
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(asset))
+        .route("/{*path}", get(asset))
+        .with_state(state);
+    for (name, value) in security_headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http())
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+            .layer(CompressionLayer::new()),
+    )
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health::ok(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")))
+}
+
+async fn asset(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Result<Response, HttpError> {
+    let path = request.uri().path().trim_start_matches('/');
+    state.assets.respond(path, &headers).ok_or_else(|| HttpError::NotFound(request.uri().path().to_owned()))
+}
+
+#[cfg(test)]
+mod tests;

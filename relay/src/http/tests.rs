@@ -1,0 +1,165 @@
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tabswarm_protocol::{Health, PROTOCOL_VERSION};
+use tower::ServiceExt;
+
+use super::*;
+use crate::error::StartError;
+use crate::{Relay, RelayConfig};
+
+const INDEX: &str = "<!doctype html><title>Tabswarm</title>";
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write asset");
+    };
+    write("index.html", INDEX.as_bytes());
+    write("pkg/tabswarm_client_bg.wasm", &[0, b'a', b's', b'm', 1, 0, 0, 0]);
+    // Large and repetitive, so compression has something to do.
+    write("worker.js", "export const x = 1;\n".repeat(500).as_bytes());
+    dir
+}
+
+fn router(dir: &Path) -> Router {
+    app(AppState { assets: AssetStore::load(dir).expect("load assets") })
+}
+
+async fn get(router: Router, uri: &str, headers: &[(header::HeaderName, &str)]) -> Response {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    router.oneshot(request.body(Body::empty()).expect("request")).await.expect("infallible")
+}
+
+async fn body_text(response: Response) -> String {
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+}
+
+#[tokio::test]
+async fn index_is_served_with_security_and_cache_headers() {
+    let dir = site();
+    let response = get(router(dir.path()), "/", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let h = response.headers();
+    assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(h[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
+    assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self' 'wasm-unsafe-eval'"));
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+    let etag = h[header::ETAG].to_str().expect("ascii etag");
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 26, "{etag}");
+    assert_eq!(body_text(response).await, INDEX);
+}
+
+#[tokio::test]
+async fn wasm_and_js_get_the_mime_types_browsers_require() {
+    let dir = site();
+    let wasm = get(router(dir.path()), "/pkg/tabswarm_client_bg.wasm", &[]).await;
+    assert_eq!(wasm.status(), StatusCode::OK);
+    assert_eq!(wasm.headers()[header::CONTENT_TYPE], "application/wasm");
+    let js = get(router(dir.path()), "/worker.js", &[]).await;
+    assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+}
+
+#[tokio::test]
+async fn matching_etag_answers_not_modified_and_a_stale_one_the_file() {
+    let dir = site();
+    let first = get(router(dir.path()), "/worker.js", &[]).await;
+    let etag = first.headers()[header::ETAG].to_str().expect("etag").to_owned();
+    let again = get(router(dir.path()), "/worker.js", &[(header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()[header::ETAG], etag.as_str());
+    assert!(body_text(again).await.is_empty());
+    let stale = get(router(dir.path()), "/worker.js", &[(header::IF_NONE_MATCH, "\"0000\"")]).await;
+    assert_eq!(stale.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn responses_are_compressed_when_the_client_accepts_it() {
+    let dir = site();
+    let response = get(router(dir.path()), "/worker.js", &[(header::ACCEPT_ENCODING, "gzip")]).await;
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let compressed = response.into_body().collect().await.expect("body").to_bytes();
+    assert!(compressed.len() < 10_000 / 4, "gzip did not shrink 10 kB of repetition: {}", compressed.len());
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_not_the_index() {
+    let dir = site();
+    for path in ["/nope", "/pkg/", "/../index.html", "/index.html/x"] {
+        let response = get(router(dir.path()), path, &[]).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let text = body_text(response).await;
+        assert!(text.starts_with("not found: "), "{path}: {text}");
+        assert!(!text.contains("<title>"), "{path} served the index");
+    }
+}
+
+#[tokio::test]
+async fn healthz_reports_service_and_protocol() {
+    let dir = site();
+    let response = get(router(dir.path()), "/healthz", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let health: Health = serde_json::from_str(&body_text(response).await).expect("health json");
+    assert_eq!(health.service, "tabswarm-relay");
+    assert_eq!(health.protocol, PROTOCOL_VERSION);
+    assert!(health.is_compatible());
+}
+
+#[test]
+fn missing_assets_say_which_command_builds_them() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let err = AssetStore::load(empty.path()).expect_err("no index.html");
+    assert!(matches!(err, StartError::AssetsMissing { .. }));
+    let message = err.to_string();
+    assert!(message.contains("cargo xtask build"), "{message}");
+    assert!(message.contains(&empty.path().display().to_string()), "{message}");
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_one_clear_error() {
+    let dir = site();
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listen = taken.local_addr().expect("addr");
+    let err = Relay::bind(&RelayConfig { listen, assets: dir.path().to_path_buf() }).await.expect_err("port taken");
+    let message = err.to_string();
+    assert!(message.contains(&format!("port {} is already in use", listen.port())), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[tokio::test]
+async fn serves_on_a_socket_and_shuts_down_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = site();
+    let relay =
+        Relay::bind(&RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: dir.path().to_path_buf() })
+            .await
+            .expect("bind");
+    let addr = relay.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(relay.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("\"service\":\"tabswarm-relay\""), "{reply}");
+
+    stop.send(()).expect("server alive");
+    let result = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    result.expect("shut down within 5 s").expect("task").expect("serve ok");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}

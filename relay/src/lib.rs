@@ -1,0 +1,98 @@
+//! The Tabswarm relay: one axum binary a relay operator runs on a small VPS.
+//!
+//! Today it serves the page (`web/dist`, built by `cargo xtask build`) and `/healthz`; the libp2p
+//! swarm, ledger and chain client join it in later issues. `main.rs` holds configuration and wiring,
+//! [`http`] the router, [`assets`] the static files, [`error`] what can go wrong.
+
+pub mod assets;
+pub mod error;
+pub mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use assets::AssetStore;
+pub use error::StartError;
+pub use http::{AppState, app};
+use tokio::net::TcpListener;
+
+/// How long open connections get to finish after a shutdown signal before the relay exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the relay needs to start.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub assets: PathBuf,
+}
+
+/// A relay whose socket is bound and whose assets are loaded, ready to [`Relay::serve`].
+#[derive(Debug)]
+pub struct Relay {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Relay {
+    /// Loads the assets, then binds the listen address (so a missing build is reported before a
+    /// port conflict, and nothing is left listening on failure).
+    pub async fn bind(config: &RelayConfig) -> Result<Self, StartError> {
+        let assets = AssetStore::load(&config.assets)?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
+        Ok(Self { listener, state: AppState { assets } })
+    }
+
+    /// The address actually bound (differs from the configured one when the port was 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish for up to
+    /// [`SHUTDOWN_GRACE`].
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => result,
+            () = async { let _ = stop_rx.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown began; exiting anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing open requests");
+}

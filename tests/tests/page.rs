@@ -1,0 +1,139 @@
+//! The whole walking skeleton in a real browser: the relay serves the built page, headless Chromium
+//! (driven through chromedriver) loads it, the worker multiplies on WebGPU (SwiftShader here) and the
+//! page must report a result that agrees with the reference.
+//!
+//! Needs the built page (`cargo xtask build`), `chromium` and `chromedriver`. `cargo xtask test` runs
+//! these inside a loopback-only network namespace; they are `#[ignore]`d for a plain `cargo test`.
+//! Paths can be changed with `TABSWARM_ASSETS`, `CHROMEDRIVER` and `CHROME`.
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tabswarm_relay::{Relay, RelayConfig};
+
+/// Kills chromedriver when a test ends, pass or fail.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn assets_dir() -> PathBuf {
+    std::env::var_os("TABSWARM_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/dist"))
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+async fn start_relay() -> String {
+    let config = RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir() };
+    let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
+    let addr = relay.local_addr().expect("relay addr");
+    tokio::spawn(relay.serve(std::future::pending()));
+    format!("http://{addr}")
+}
+
+async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
+    let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = free_port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (Debian: apt-get install chromium-driver)"));
+    let driver = Driver(child);
+
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+    ];
+    args.extend_from_slice(extra_args);
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chrome, "args": args }));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(e) if Instant::now() > deadline => panic!("chromedriver on port {port} did not start a browser: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Waits until `#status` leaves the `pending` state; returns (state, status text, adapter text).
+async fn settled_status(client: &Client, timeout: Duration) -> (String, String, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = client.find(Locator::Id("status")).await.expect("#status exists");
+        let state = status.attr("data-state").await.expect("attr").unwrap_or_default();
+        let text = status.text().await.expect("status text");
+        if state != "pending" {
+            let adapter = client.find(Locator::Id("adapter")).await.expect("#adapter").text().await.expect("text");
+            return (state, text, adapter);
+        }
+        assert!(Instant::now() < deadline, "page still pending after {timeout:?}: {text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
+    let base = start_relay().await;
+    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    client.goto(&format!("{base}/")).await.expect("load page");
+    let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
+    client.close().await.expect("close browser");
+    assert_eq!(state, "ok", "status: {text}; adapter: {adapter}");
+    assert!(text.starts_with("WebGPU OK — 512×512 matmul "), "{text}");
+    assert!(text.ends_with(" GFLOP/s"), "{text}");
+    assert!(adapter.starts_with("WebGPU adapter: "), "{adapter}");
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
+    let base = start_relay().await;
+    let (_driver, client) = start_browser(&["--disable-features=WebGPU"]).await;
+    client.goto(&format!("{base}/?n=96")).await.expect("load page");
+    let (state, text, adapter) = settled_status(&client, Duration::from_secs(120)).await;
+    client.close().await.expect("close browser");
+    assert_eq!(state, "cpu", "status: {text}; adapter: {adapter}");
+    assert!(text.starts_with("CPU path OK — 96×96 matmul "), "{text}");
+    assert!(adapter.contains("CPU path will be used"), "{adapter}");
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_bad_size_is_explained_and_the_default_used() {
+    let base = start_relay().await;
+    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    client.goto(&format!("{base}/?n=banana")).await.expect("load page");
+    let (state, text, _) = settled_status(&client, Duration::from_secs(180)).await;
+    let note = client.find(Locator::Id("note")).await.expect("#note").text().await.expect("text");
+    client.close().await.expect("close browser");
+    assert_eq!(note, "?n=banana is not a size from 1 to 2048; using 512.");
+    assert_eq!(state, "ok", "{text}");
+}

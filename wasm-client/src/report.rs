@@ -1,0 +1,224 @@
+//! Messages between the page and its worker, and the words the page shows for them.
+
+use serde::{Deserialize, Serialize};
+
+/// The size the page multiplies unless `?n=` asks for another.
+pub const DEFAULT_SIZE: usize = 512;
+/// The largest `?n=` accepted: 2048² floats are 16 MiB per matrix, fine for any WebGPU device.
+pub const MAX_SIZE: usize = 2048;
+
+/// Page → worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// Multiply two random n×n matrices.
+    pub n: usize,
+    /// Seed of the random matrices.
+    pub seed: u64,
+}
+
+/// Worker → page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerReport {
+    /// The worker has loaded its wasm and listens for a [`CheckRequest`].
+    Ready,
+    /// WebGPU gave us an adapter.
+    Adapter(AdapterSummary),
+    /// No WebGPU adapter; `reason` is what the browser said.
+    NoWebGpu { reason: String },
+    /// A finished matmul check.
+    Check(CheckReport),
+    /// Something failed; `message` says what.
+    Failed { message: String },
+}
+
+/// What the adapter says about itself (WebGPU exposes little; empty fields are omitted on screen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    /// One line for the page, e.g. `SwiftShader Device (Subzero) · BrowserWebGpu · Cpu`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<&str> = [&self.name, &self.backend, &self.device_type, &self.driver]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if parts.is_empty() { "adapter details hidden by the browser".into() } else { parts.join(" · ") }
+    }
+}
+
+/// Which engine produced a [`CheckReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    WebGpu,
+    Cpu,
+}
+
+/// The outcome of multiplying two n×n matrices and checking the result against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub engine: Engine,
+    pub n: usize,
+    /// Median milliseconds per multiply on `engine`.
+    pub millis: f64,
+    /// Milliseconds the CPU reference took (in wasm, in this worker).
+    pub reference_millis: f64,
+    /// Largest absolute difference from the reference.
+    pub max_error: f32,
+    /// The error bound the result had to meet.
+    pub tolerance: f32,
+}
+
+impl CheckReport {
+    /// Whether the result agreed with the reference.
+    pub fn passed(&self) -> bool {
+        self.max_error <= self.tolerance
+    }
+
+    pub fn gflops(&self) -> f64 {
+        let n = self.n as f64;
+        2.0 * n * n * n / (self.millis * 1e6)
+    }
+
+    /// The state the page's status element takes: `ok`, `cpu` or `error`.
+    pub fn state(&self) -> &'static str {
+        match (self.passed(), self.engine) {
+            (false, _) => "error",
+            (true, Engine::WebGpu) => "ok",
+            (true, Engine::Cpu) => "cpu",
+        }
+    }
+
+    /// The headline, e.g. `WebGPU OK — 512×512 matmul 4.1 ms, 65.3 GFLOP/s`.
+    pub fn headline(&self) -> String {
+        let n = self.n;
+        let timing = format!("{n}×{n} matmul {:.1} ms, {:.1} GFLOP/s", self.millis, self.gflops());
+        match (self.passed(), self.engine) {
+            (true, Engine::WebGpu) => format!("WebGPU OK — {timing}"),
+            (true, Engine::Cpu) => format!("CPU path OK — {timing}"),
+            (false, engine) => format!(
+                "{} result WRONG — max error {:.2e} exceeds {:.2e} ({timing})",
+                if engine == Engine::WebGpu { "WebGPU" } else { "CPU" },
+                self.max_error,
+                self.tolerance
+            ),
+        }
+    }
+
+    /// The line under the headline.
+    pub fn detail(&self) -> String {
+        format!(
+            "Checked against the Rust reference computed in this tab: max abs error {:.2e} (bound {:.2e}); the reference took {:.0} ms.",
+            self.max_error, self.tolerance, self.reference_millis
+        )
+    }
+}
+
+/// Reads `n` from a page query string such as `?n=256`; returns the size and, if the value was
+/// unusable, a sentence saying so.
+pub fn size_from_query(query: &str) -> (usize, Option<String>) {
+    let value = query
+        .trim_start_matches('?')
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "n")
+        .map(|(_, value)| value);
+    match value {
+        None => (DEFAULT_SIZE, None),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_SIZE).contains(&n) => (n, None),
+            _ => (DEFAULT_SIZE, Some(format!("?n={raw} is not a size from 1 to {MAX_SIZE}; using {DEFAULT_SIZE}."))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(engine: Engine, max_error: f32) -> CheckReport {
+        CheckReport { engine, n: 512, millis: 4.0, reference_millis: 300.0, max_error, tolerance: 1e-2 }
+    }
+
+    #[test]
+    fn headline_reports_time_and_throughput() {
+        let ok = report(Engine::WebGpu, 1e-4);
+        assert_eq!(ok.headline(), "WebGPU OK — 512×512 matmul 4.0 ms, 67.1 GFLOP/s");
+        assert_eq!(ok.state(), "ok");
+        let cpu = report(Engine::Cpu, 0.0);
+        assert!(cpu.headline().starts_with("CPU path OK — 512×512"), "{}", cpu.headline());
+        assert_eq!(cpu.state(), "cpu");
+    }
+
+    #[test]
+    fn a_wrong_result_is_said_in_words() {
+        let bad = report(Engine::WebGpu, 0.5);
+        assert!(!bad.passed());
+        assert_eq!(bad.state(), "error");
+        assert!(
+            bad.headline().starts_with("WebGPU result WRONG — max error 5.00e-1 exceeds 1.00e-2"),
+            "{}",
+            bad.headline()
+        );
+        let nan = CheckReport { max_error: f32::INFINITY, ..report(Engine::WebGpu, 0.0) };
+        assert!(!nan.passed());
+    }
+
+    #[test]
+    fn reports_round_trip_as_tagged_json() {
+        let messages = [
+            WorkerReport::Ready,
+            WorkerReport::NoWebGpu { reason: "navigator.gpu is undefined".into() },
+            WorkerReport::Check(report(Engine::Cpu, 0.0)),
+            WorkerReport::Adapter(AdapterSummary {
+                name: "x".into(),
+                backend: "BrowserWebGpu".into(),
+                device_type: String::new(),
+                driver: String::new(),
+            }),
+        ];
+        for message in messages {
+            let json = serde_json::to_string(&message).expect("serialize");
+            assert_eq!(serde_json::from_str::<WorkerReport>(&json).expect("parse"), message);
+        }
+        assert_eq!(serde_json::to_string(&WorkerReport::Ready).expect("serialize"), r#"{"kind":"ready"}"#);
+        assert!(serde_json::from_str::<WorkerReport>(r#"{"kind":"nonsense"}"#).is_err());
+    }
+
+    #[test]
+    fn adapter_description_skips_empty_fields() {
+        let summary = AdapterSummary {
+            name: "SwiftShader".into(),
+            backend: "BrowserWebGpu".into(),
+            device_type: String::new(),
+            driver: String::new(),
+        };
+        assert_eq!(summary.describe(), "SwiftShader · BrowserWebGpu");
+        let hidden = AdapterSummary {
+            name: String::new(),
+            backend: String::new(),
+            device_type: String::new(),
+            driver: String::new(),
+        };
+        assert_eq!(hidden.describe(), "adapter details hidden by the browser");
+    }
+
+    #[test]
+    fn size_query_is_validated() {
+        assert_eq!(size_from_query(""), (DEFAULT_SIZE, None));
+        assert_eq!(size_from_query("?n=256"), (256, None));
+        assert_eq!(size_from_query("?x=1&n=3"), (3, None));
+        for bad in ["?n=0", "?n=4096", "?n=abc", "?n=-1", "?n="] {
+            let (n, warning) = size_from_query(bad);
+            assert_eq!(n, DEFAULT_SIZE, "{bad}");
+            assert!(warning.expect("warning").contains("is not a size from 1 to 2048"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `cargo xtask <command>`: the project's automation, so a fresh machine needs nothing but cargo.
+//!
+//! - `run`   build the page and serve it with the relay (http://127.0.0.1:8080 by default)
+//! - `build` build the page into `web/dist` (wasm32 release + wasm-bindgen + static files)
+//! - `test`  fmt, clippy (native and wasm32), native tests, wasm tests in Chromium, end-to-end tests
+//! - `bench` the kernel benchmarks
+//!
+//! It installs what it can (the wasm32 target, the exact `wasm-bindgen` CLI) and says plainly what it
+//! cannot (Chromium, a Vulkan driver).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+
+mod tools;
+
+use tools::{Step, XtaskError};
+
+#[derive(Debug, Parser)]
+#[command(about = "Tabswarm project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the page and start the relay serving it.
+    Run {
+        /// Address for the relay to listen on.
+        #[arg(long, env = "TABSWARM_HOST", default_value = "127.0.0.1")]
+        host: String,
+        /// Port for the relay.
+        #[arg(long, env = "TABSWARM_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Build the relay with optimisations (slower to build, what an operator deploys).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build the page into web/dist.
+    Build,
+    /// Run every check and test: fmt, clippy, native tests, browser tests, end-to-end tests.
+    Test {
+        /// Skip the tests that need Chromium (wasm-bindgen tests and end-to-end tests).
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Run the kernel benchmarks and print Markdown tables.
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Cmd::Run { host, port, release } => run(&root, &host, port, release),
+        Cmd::Build => build_page(&root).map(|_| ()),
+        Cmd::Test { no_browser } => test(&root, no_browser),
+        Cmd::Bench => {
+            Step::new("kernel benchmarks", cargo(&root).args(["bench", "-p", "tabswarm-kernels", "--bench", "matmul"]))
+                .run()
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+pub(crate) const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Builds `web/dist`: the client for wasm32 in release, wasm-bindgen's JS glue, and the static files.
+fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
+    tools::ensure_wasm_target()?;
+    let bindgen = tools::ensure_wasm_bindgen(root)?;
+    Step::new(
+        "build the wasm client",
+        cargo(root).args(["build", "-p", "tabswarm-client", "--lib", "--release", "--target", WASM_TARGET]),
+    )
+    .run()?;
+    let dist = root.join("web/dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).map_err(|e| XtaskError::io(&dist, e))?;
+    }
+    let wasm = root.join("target").join(WASM_TARGET).join("release/tabswarm_client.wasm");
+    Step::new(
+        "generate the JS bindings",
+        Command::new(bindgen)
+            .args(["--target", "web", "--no-typescript", "--out-dir"])
+            .arg(dist.join("pkg"))
+            .arg(&wasm),
+    )
+    .run()?;
+    let web = root.join("web");
+    for entry in std::fs::read_dir(&web).map_err(|e| XtaskError::io(&web, e))? {
+        let path = entry.map_err(|e| XtaskError::io(&web, e))?.path();
+        if path.is_file() {
+            let to = dist.join(path.file_name().expect("file has a name"));
+            std::fs::copy(&path, &to).map_err(|e| XtaskError::io(&to, e))?;
+        }
+    }
+    let wasm_out = dist.join("pkg/tabswarm_client_bg.wasm");
+    let size = std::fs::metadata(&wasm_out).map_err(|e| XtaskError::io(&wasm_out, e))?.len();
+    println!("xtask: page built in {} (wasm {:.2} MB)", dist.display(), size as f64 / 1e6);
+    Ok(dist)
+}
+
+fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskError> {
+    let dist = build_page(root)?;
+    let mut cmd = cargo(root);
+    cmd.args(["run", "-p", "tabswarm-relay"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["--", "--host", host, "--port", &port.to_string(), "--assets"]).arg(&dist);
+    println!("xtask: starting the relay; open http://{host}:{port} once it says it is serving (Ctrl-C stops it)");
+    Step::new("relay", &mut cmd).run()
+}
+
+fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
+    Step::new("cargo fmt --check", cargo(root).args(["fmt", "--all", "--check"])).run()?;
+    Step::new("clippy (native)", cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        .run()?;
+    if !no_browser {
+        tools::ensure_wasm_target()?;
+    }
+    Step::new(
+        "clippy (wasm32)",
+        cargo(root).args([
+            "clippy",
+            "-p",
+            "tabswarm-client",
+            "-p",
+            "tabswarm-kernels",
+            "--all-targets",
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
+    .run()?;
+    Step::new("native tests", cargo(root).args(["test", "--workspace"])).run()?;
+    if no_browser {
+        println!("xtask: --no-browser given: skipped the wasm tests in Chromium and the end-to-end tests");
+        return Ok(());
+    }
+
+    let browser = tools::Browser::find()?;
+    let dist = build_page(root)?;
+    let runner = tools::ensure_wasm_bindgen(root)?.with_file_name("wasm-bindgen-test-runner");
+    let webdriver_json = browser.write_webdriver_json(root)?;
+    let isolation = tools::Isolation::detect();
+
+    // Compile outside the namespace (it may need the registry); run inside it (loopback only).
+    let runner_var = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER";
+    let wasm_tests = |extra: &[&str]| {
+        let mut cmd = cargo(root);
+        cmd.args(["test", "-p", "tabswarm-kernels", "--target", WASM_TARGET])
+            .args(extra)
+            .env(runner_var, &runner)
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
+        cmd
+    };
+    Step::new("build wasm tests", &mut wasm_tests(&["--no-run"])).run()?;
+    Step::new("wasm tests in headless Chromium (WebGPU)", &mut isolation.wrap(wasm_tests(&["--offline"]))).run()?;
+
+    let e2e = |extra: &[&str]| {
+        let mut cmd = cargo(root);
+        cmd.args(["test", "-p", "tabswarm-e2e"])
+            .args(extra)
+            .env("TABSWARM_ASSETS", &dist)
+            .env("CHROMEDRIVER", &browser.chromedriver)
+            .env("CHROME", &browser.chrome);
+        cmd
+    };
+    Step::new("build end-to-end tests", &mut e2e(&["--no-run"])).run()?;
+    Step::new(
+        "end-to-end tests (relay + page in headless Chromium)",
+        &mut isolation.wrap(e2e(&["--offline", "--", "--ignored", "--test-threads=1"])),
+    )
+    .run()?;
+    println!("xtask: all checks passed");
+    Ok(())
+}
