@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(err < 1e-5 * n as f32 + 1e-5, "n={n}: GPU result differs from reference by {err}");
         let gflops = |s: f64| shape.flops() / s / 1e9;
         println!(
-            "| {n} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1}× |",
+            "| {n} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.3}× |",
             kernel_s * 1e3,
             gflops(kernel_s),
             end_to_end_s * 1e3,

@@ -15,3 +15,5 @@ pub mod testing;
 
 pub use gpu::{GpuContext, KernelError};
 pub use matmul::{MatmulKernel, MatmulShape, PreparedMatmul, matmul_reference};
+/// The wgpu this crate is built on, so users name its types at the same version.
+pub use wgpu;

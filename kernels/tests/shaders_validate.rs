@@ -54,7 +54,7 @@ fn every_registered_shader_validates() {
 #[test]
 fn validator_rejects_a_broken_shader() {
     // Writing to a read-only storage buffer must be caught: proves the check above can fail.
-    let broken = shaders::ALL[0].source.replacen("c[row * dims.n + col] =", "a[row * dims.n + col] =", 1);
+    let broken = shaders::ALL[0].source.replacen("c[row * dims.n + c_col] =", "a[row * dims.n + c_col] =", 1);
     assert_ne!(broken, shaders::ALL[0].source, "the mutation did not apply");
     assert!(validate(&broken).is_err());
     assert!(validate("fn main( {").is_err());

@@ -64,6 +64,7 @@ async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
         "--disable-component-update",
         "--disable-sync",
         "--disable-quic",
+        "--window-size=900,560",
     ];
     args.extend_from_slice(extra_args);
     let mut caps = serde_json::Map::new();
@@ -98,6 +99,23 @@ async fn settled_status(client: &Client, timeout: Duration) -> (String, String, 
     }
 }
 
+fn artifacts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
+    std::fs::create_dir_all(&dir).expect("create target/e2e");
+    dir
+}
+
+/// Keeps what the user would have seen in `target/e2e/` (a person can look at it after a run).
+async fn save_screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts_dir().join(name), png).expect("write screenshot");
+}
+
+/// Keeps what the page said (the in-browser timing quoted in docs/benchmarks.md).
+fn save_text(name: &str, text: &str) {
+    std::fs::write(artifacts_dir().join(name), text).expect("write page text");
+}
+
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
@@ -105,6 +123,8 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
     client.goto(&format!("{base}/")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
+    save_screenshot(&client, "page-webgpu.png").await;
+    save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n"));
     client.close().await.expect("close browser");
     assert_eq!(state, "ok", "status: {text}; adapter: {adapter}");
     assert!(text.starts_with("WebGPU OK — 512×512 matmul "), "{text}");
@@ -119,6 +139,8 @@ async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
     let (_driver, client) = start_browser(&["--disable-features=WebGPU"]).await;
     client.goto(&format!("{base}/?n=96")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(120)).await;
+    save_screenshot(&client, "page-cpu.png").await;
+    save_text("page-cpu.txt", &format!("{text}\n{adapter}\n"));
     client.close().await.expect("close browser");
     assert_eq!(state, "cpu", "status: {text}; adapter: {adapter}");
     assert!(text.starts_with("CPU path OK — 96×96 matmul "), "{text}");

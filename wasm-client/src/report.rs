@@ -42,6 +42,32 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
+    /// Words a contributor understands for what wgpu reports.
+    pub fn from_info(info: &tabswarm_kernels::wgpu::AdapterInfo) -> Self {
+        Self::new(&info.name, info.backend, info.device_type, &info.driver)
+    }
+
+    fn new(
+        name: &str,
+        backend: tabswarm_kernels::wgpu::Backend,
+        device_type: tabswarm_kernels::wgpu::DeviceType,
+        driver: &str,
+    ) -> Self {
+        use tabswarm_kernels::wgpu::{Backend, DeviceType};
+        let backend = match backend {
+            Backend::BrowserWebGpu => "WebGPU".to_owned(),
+            other => format!("{other:?}"),
+        };
+        let device_type = match device_type {
+            DeviceType::DiscreteGpu => "discrete GPU",
+            DeviceType::IntegratedGpu => "integrated GPU",
+            DeviceType::VirtualGpu => "virtual GPU",
+            DeviceType::Cpu => "software renderer on the CPU",
+            DeviceType::Other => "",
+        };
+        Self { name: name.to_owned(), backend, device_type: device_type.to_owned(), driver: driver.to_owned() }
+    }
+
     /// One line for the page, e.g. `SwiftShader Device (Subzero) · BrowserWebGpu · Cpu`.
     pub fn describe(&self) -> String {
         let parts: Vec<&str> = [&self.name, &self.backend, &self.device_type, &self.driver]
@@ -208,6 +234,15 @@ mod tests {
             driver: String::new(),
         };
         assert_eq!(hidden.describe(), "adapter details hidden by the browser");
+    }
+
+    #[test]
+    fn adapter_info_is_put_in_words() {
+        use tabswarm_kernels::wgpu::{Backend, DeviceType};
+        let software = AdapterSummary::new("", Backend::BrowserWebGpu, DeviceType::Cpu, "");
+        assert_eq!(software.describe(), "WebGPU · software renderer on the CPU");
+        let native = AdapterSummary::new("llvmpipe", Backend::Vulkan, DeviceType::DiscreteGpu, "Mesa");
+        assert_eq!(native.describe(), "llvmpipe · Vulkan · discrete GPU · Mesa");
     }
 
     #[test]

@@ -169,21 +169,21 @@ async fn handle_request(
         None => match GpuContext::new().await {
             Ok(ctx) => {
                 let info = ctx.adapter_info();
-                post(
-                    scope,
-                    &WorkerReport::Adapter(AdapterSummary {
-                        name: info.name.clone(),
-                        backend: format!("{:?}", info.backend),
-                        device_type: format!("{:?}", info.device_type),
-                        driver: info.driver.clone(),
-                    }),
-                );
+                post(scope, &WorkerReport::Adapter(AdapterSummary::from_info(info)));
                 let ctx = Rc::new(ctx);
                 *gpu.borrow_mut() = Some(Rc::clone(&ctx));
                 Some(ctx)
             }
             Err(e) => {
-                post(scope, &WorkerReport::NoWebGpu { reason: e.to_string() });
+                let exposed =
+                    js_sys::Reflect::get(&scope.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
+                let reason = if exposed {
+                    web_sys::console::warn_1(&format!("tabswarm worker: no WebGPU adapter: {e}").into());
+                    "the browser offered no WebGPU adapter; WebGPU may be disabled, or this GPU blocklisted".to_owned()
+                } else {
+                    "this browser does not expose WebGPU to workers (navigator.gpu is missing)".to_owned()
+                };
+                post(scope, &WorkerReport::NoWebGpu { reason });
                 None
             }
         },

@@ -135,9 +135,7 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     Step::new("cargo fmt --check", cargo(root).args(["fmt", "--all", "--check"])).run()?;
     Step::new("clippy (native)", cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
         .run()?;
-    if !no_browser {
-        tools::ensure_wasm_target()?;
-    }
+    tools::ensure_wasm_target()?;
     Step::new(
         "clippy (wasm32)",
         cargo(root).args([
@@ -146,7 +144,8 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
             "tabswarm-client",
             "-p",
             "tabswarm-kernels",
-            "--all-targets",
+            "--lib",
+            "--tests",
             "--target",
             WASM_TARGET,
             "--",

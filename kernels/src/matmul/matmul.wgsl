@@ -2,7 +2,7 @@
 //
 // One workgroup of 16×16 threads computes a 64×64 tile of C. Each step along k it stages a 64×16
 // slice of A and a 16×64 slice of B in workgroup memory (loads out of range read as zero), then every
-// thread accumulates a 4×4 block of C in registers from those tiles. Thread (x, y) owns rows
+// thread accumulates a 4×4 block of C in four vec4 registers from those tiles. Thread (x, y) owns rows
 // y + 16·i and columns x + 16·j (i, j in 0..4), so neighbouring threads read neighbouring words of
 // the B tile and write neighbouring words of C. Sizes need not be multiples of the tile.
 
@@ -36,7 +36,12 @@ fn main(
 ) {
     let row0 = group.y * TILE_M;
     let col0 = group.x * TILE_N;
-    var acc: array<f32, 16>;
+    // Four rows of four columns each, as vectors: no dynamically indexed private arrays, which
+    // software rasterisers (lavapipe, SwiftShader) spill to memory.
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
 
     let steps = (dims.k + TILE_K - 1u) / TILE_K;
     for (var step = 0u; step < steps; step++) {
@@ -62,32 +67,34 @@ fn main(
         }
         workgroupBarrier();
 
+        let a_base = local.y * TILE_K;
+        let b_base = local.x;
         for (var kk = 0u; kk < TILE_K; kk++) {
-            var a_reg: array<f32, 4>;
-            var b_reg: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a_reg[i] = a_tile[(local.y + 16u * i) * TILE_K + kk];
-                b_reg[i] = b_tile[kk * TILE_N + local.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
-                }
-            }
+            let bk = kk * TILE_N + b_base;
+            let b_vec = vec4<f32>(b_tile[bk], b_tile[bk + 16u], b_tile[bk + 32u], b_tile[bk + 48u]);
+            acc0 = fma(vec4<f32>(a_tile[a_base + kk]), b_vec, acc0);
+            acc1 = fma(vec4<f32>(a_tile[a_base + 16u * TILE_K + kk]), b_vec, acc1);
+            acc2 = fma(vec4<f32>(a_tile[a_base + 32u * TILE_K + kk]), b_vec, acc2);
+            acc3 = fma(vec4<f32>(a_tile[a_base + 48u * TILE_K + kk]), b_vec, acc3);
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + local.y + 16u * i;
-        if (row >= dims.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + local.x + 16u * j;
-            if (col < dims.n) {
-                c[row * dims.n + col] = acc[i * 4u + j];
-            }
+    store_row(row0 + local.y, col0 + local.x, acc0);
+    store_row(row0 + local.y + 16u, col0 + local.x, acc1);
+    store_row(row0 + local.y + 32u, col0 + local.x, acc2);
+    store_row(row0 + local.y + 48u, col0 + local.x, acc3);
+}
+
+/// Writes the four columns `col + 16·j` of one row of this thread's block, skipping the edges.
+fn store_row(row: u32, col: u32, values: vec4<f32>) {
+    if (row >= dims.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let c_col = col + 16u * j;
+        if (c_col < dims.n) {
+            c[row * dims.n + c_col] = values[j];
         }
     }
 }

@@ -181,7 +181,7 @@ impl MatmulKernel {
         }
         let limits = ctx.device.limits();
         let too_large = |reason: String| KernelError::TooLarge { shape: shape.to_string(), reason };
-        let max_binding = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         for (name, len) in [("A", shape.m * shape.k), ("B", shape.k * shape.n), ("C", shape.m * shape.n)] {
             let bytes = (len as u64).saturating_mul(4);
             if bytes > max_binding {
