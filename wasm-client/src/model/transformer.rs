@@ -1,0 +1,218 @@
+//! The policy: a decoder-only transformer (pre-norm blocks, learned positions) with an explicit
+//! key/value cache for generation.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+
+use super::ModelError;
+
+/// Shape of the policy. The defaults give about 1.8M parameters with the task tokenizer.
+#[derive(Config, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Token ids the model reads and predicts (the tokenizer's vocabulary size).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    #[config(default = 192)]
+    pub d_model: usize,
+    /// Transformer blocks.
+    #[config(default = 4)]
+    pub n_layers: usize,
+    /// Attention heads per block; must divide `d_model`.
+    #[config(default = 6)]
+    pub n_heads: usize,
+    /// Hidden width of each block's MLP.
+    #[config(default = 768)]
+    pub d_ff: usize,
+    /// Longest sequence (prompt + completion) the model can see.
+    #[config(default = 128)]
+    pub max_seq_len: usize,
+}
+
+impl ModelConfig {
+    /// Checks the numbers make a model; names the first that does not.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |why: String| Err(ModelError::InvalidConfig(why));
+        for (name, value) in [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("max_seq_len", self.max_seq_len),
+        ] {
+            if value == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return bad(format!("d_model {} is not divisible by n_heads {}", self.d_model, self.n_heads));
+        }
+        Ok(())
+    }
+
+    /// Builds a freshly initialised model on `device`.
+    pub fn init(&self, device: &Device) -> Result<Model, ModelError> {
+        self.validate()?;
+        Ok(Model {
+            token_embedding: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
+            position_embedding: EmbeddingConfig::new(self.max_seq_len, self.d_model).init(device),
+            blocks: (0..self.n_layers)
+                .map(|_| Block {
+                    attn_norm: LayerNormConfig::new(self.d_model).init(device),
+                    attention: Attention {
+                        qkv: LinearConfig::new(self.d_model, 3 * self.d_model).init(device),
+                        out: LinearConfig::new(self.d_model, self.d_model).init(device),
+                        n_heads: self.n_heads,
+                    },
+                    mlp_norm: LayerNormConfig::new(self.d_model).init(device),
+                    mlp_in: LinearConfig::new(self.d_model, self.d_ff).init(device),
+                    mlp_out: LinearConfig::new(self.d_ff, self.d_model).init(device),
+                    activation: Gelu::new(),
+                })
+                .collect(),
+            norm: LayerNormConfig::new(self.d_model).init(device),
+            head: LinearConfig::new(self.d_model, self.vocab_size).init(device),
+            vocab_size: self.vocab_size,
+            max_seq_len: self.max_seq_len,
+        })
+    }
+}
+
+/// The decoder-only transformer policy.
+#[derive(Module, Debug)]
+pub struct Model {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    head: Linear,
+    vocab_size: usize,
+    max_seq_len: usize,
+}
+
+#[derive(Module, Debug)]
+struct Block {
+    attn_norm: LayerNorm,
+    attention: Attention,
+    mlp_norm: LayerNorm,
+    mlp_in: Linear,
+    mlp_out: Linear,
+    activation: Gelu,
+}
+
+#[derive(Module, Debug)]
+struct Attention {
+    qkv: Linear,
+    out: Linear,
+    n_heads: usize,
+}
+
+/// Keys and values of every position generated so far, per layer: `[batch, heads, len, head_dim]`.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Model {
+    /// Token ids the model predicts over.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Longest sequence this model accepts.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// Logits for every position: `[batch, seq]` token ids → `[batch, seq, vocab]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>, ModelError> {
+        self.run(tokens, None)
+    }
+
+    /// Logits for `tokens` continuing the sequence held in `cache` (empty for a prompt), and the
+    /// cache extended by them. Only the new positions are computed: the cost of a step does not
+    /// depend on how long the prefix is, apart from attending to it.
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>, ModelError> {
+        self.run(tokens, Some(cache))
+    }
+
+    fn run(&self, tokens: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Result<Tensor<3>, ModelError> {
+        let [_, seq] = tokens.dims();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        if seq == 0 {
+            return Err(ModelError::EmptySequence);
+        }
+        if start + seq > self.max_seq_len {
+            return Err(ModelError::TooLong { len: start + seq, max: self.max_seq_len });
+        }
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device).reshape([1, seq]);
+        let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
+        let mask = causal_mask(seq, start, &device);
+        if let Some(cache) = cache.as_deref_mut() {
+            cache.layers.resize_with(self.blocks.len(), || None);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let h = block.attention.forward(block.attn_norm.forward(x.clone()), mask.clone(), layer_cache);
+            x = x + h;
+            let h = block
+                .mlp_out
+                .forward(block.activation.forward(block.mlp_in.forward(block.mlp_norm.forward(x.clone()))));
+            x = x + h;
+        }
+        if let Some(cache) = cache {
+            cache.len = start + seq;
+        }
+        Ok(self.head.forward(self.norm.forward(x)))
+    }
+}
+
+impl Attention {
+    /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1, 1, seq, prefix + seq]`.
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let [batch, seq, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let qkv = self.qkv.forward(x); // [batch, seq, 3 * d_model]
+        let heads = |part: usize| {
+            qkv.clone()
+                .slice([0..batch, 0..seq, part * d_model..(part + 1) * d_model])
+                .reshape([batch, seq, self.n_heads, head_dim])
+                .swap_dims(1, 2) // [batch, heads, seq, head_dim]
+        };
+        let (q, mut k, mut v) = (heads(0), heads(1), heads(2));
+        if let Some(slot) = cache {
+            if let Some((k_prev, v_prev)) = slot.take() {
+                k = Tensor::cat(vec![k_prev, k], 2);
+                v = Tensor::cat(vec![v_prev, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
+        let weights = activation::softmax(scores, 3); // [batch, heads, seq, prefix + seq]
+        let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d_model]);
+        self.out.forward(context)
+    }
+}
+
+/// Additive mask letting query `i` (absolute position `start + i`) see keys `0..=start + i`.
+fn causal_mask(seq: usize, start: usize, device: &Device) -> Tensor<4> {
+    let total = start + seq;
+    let values: Vec<f32> =
+        (0..seq).flat_map(|i| (0..total).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+    Tensor::from_data(TensorData::new(values, [1, 1, seq, total]), device)
+}
