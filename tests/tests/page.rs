@@ -159,3 +159,48 @@ async fn a_bad_size_is_explained_and_the_default_used() {
     assert_eq!(note, "?n=banana is not a size from 1 to 2048; using 512.");
     assert_eq!(state, "ok", "{text}");
 }
+
+/// Clicks a training button and waits for the run to finish; returns (first loss, last loss, text).
+async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (f32, f32, String) {
+    client.find(Locator::Id(button)).await.expect("train button").click().await.expect("click");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = client.find(Locator::Id("train-status")).await.expect("#train-status");
+        let state = status.attr("data-state").await.expect("attr").unwrap_or_default();
+        let text = status.text().await.expect("text");
+        match state.as_str() {
+            "done" => {
+                let number = |v: Option<String>| v.and_then(|s| s.parse::<f32>().ok()).expect("loss attribute");
+                let first = number(status.attr("data-first-loss").await.expect("attr"));
+                let last = number(status.attr("data-loss").await.expect("attr"));
+                return (first, last, text);
+            }
+            "error" => panic!("training failed in the page: {text}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "training still {state} after {timeout:?}: {text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn the_tab_trains_the_model_on_webgpu_and_on_the_cpu() {
+    let base = start_relay().await;
+    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    client.goto(&format!("{base}/?n=64&model=tiny&steps=25")).await.expect("load page");
+    let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
+    assert_eq!(state, "ok", "{text}");
+    let mut results = Vec::new();
+    for button in ["train-webgpu", "train-cpu"] {
+        let (first, last, text) = train_in_page(&client, button, Duration::from_secs(300)).await;
+        save_text(&format!("{button}.txt"), &format!("{text}\n"));
+        results.push((button, first, last, text));
+    }
+    save_screenshot(&client, "page-trained.png").await;
+    client.close().await.expect("close browser");
+    for (button, first, last, text) in results {
+        assert!(text.contains("step 25/25"), "{button}: {text}");
+        assert!(last < first * 0.7, "{button}: loss {first} → {last} should fall in 25 steps ({text})");
+    }
+}

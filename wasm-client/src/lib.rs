@@ -9,6 +9,7 @@
 pub mod check;
 pub mod model;
 pub mod report;
+pub mod training;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

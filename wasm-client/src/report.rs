@@ -16,6 +16,78 @@ pub struct CheckRequest {
     pub seed: u64,
 }
 
+/// Which burn backend trains the model in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainBackend {
+    /// burn's wgpu backend on the browser's WebGPU.
+    WebGpu,
+    /// burn's pure-Rust CPU backend (`flex`), compiled to wasm.
+    Cpu,
+}
+
+impl TrainBackend {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebGpu => "WebGPU",
+            Self::Cpu => "CPU (wasm)",
+        }
+    }
+}
+
+/// The model to train: the product default, or a tiny one for slow machines and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSize {
+    Default,
+    Tiny,
+}
+
+/// Page → worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerRequest {
+    /// Run the matmul check.
+    Check(CheckRequest),
+    /// Train the policy for `steps` steps on `backend`, reporting after each.
+    Train { backend: TrainBackend, model: ModelSize, steps: u32, seed: u64 },
+    /// Stop training after the current step.
+    Stop,
+}
+
+/// Progress of a training run, sent after every step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainProgress {
+    pub backend: TrainBackend,
+    pub parameters: usize,
+    pub step: u32,
+    pub steps: u32,
+    pub loss: f32,
+    /// Loss of the first step, for "it learns" at a glance.
+    pub first_loss: f32,
+    pub steps_per_second: f64,
+    pub tokens_per_second: f64,
+    /// Whether this is the last report of the run.
+    pub done: bool,
+}
+
+impl TrainProgress {
+    /// One line for the page.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} · step {}/{} · loss {:.3} (from {:.3}) · {:.2} steps/s · {:.0} tokens/s · {:.2}M parameters",
+            self.backend.label(),
+            self.step,
+            self.steps,
+            self.loss,
+            self.first_loss,
+            self.steps_per_second,
+            self.tokens_per_second,
+            self.parameters as f64 / 1e6
+        )
+    }
+}
+
 /// Worker → page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -28,6 +100,10 @@ pub enum WorkerReport {
     NoWebGpu { reason: String },
     /// A finished matmul check.
     Check(CheckReport),
+    /// A training step finished.
+    Train(TrainProgress),
+    /// Training could not start or stopped with an error; `message` says what.
+    TrainFailed { message: String },
     /// Something failed; `message` says what.
     Failed { message: String },
 }
@@ -125,7 +201,10 @@ impl CheckReport {
     /// The headline, e.g. `WebGPU OK — 512×512 matmul 4.1 ms, 65.3 GFLOP/s`.
     pub fn headline(&self) -> String {
         let n = self.n;
-        let timing = format!("{n}×{n} matmul {:.1} ms, {:.1} GFLOP/s", self.millis, self.gflops());
+        let gflops = self.gflops();
+        // Two decimals below 10 GFLOP/s, so small sizes on slow adapters do not read "0.0".
+        let gflops = if gflops < 10.0 { format!("{gflops:.2}") } else { format!("{gflops:.1}") };
+        let timing = format!("{n}×{n} matmul {:.1} ms, {gflops} GFLOP/s", self.millis);
         match (self.passed(), self.engine) {
             (true, Engine::WebGpu) => format!("WebGPU OK — {timing}"),
             (true, Engine::Cpu) => format!("CPU path OK — {timing}"),
@@ -163,6 +242,27 @@ pub fn size_from_query(query: &str) -> (usize, Option<String>) {
             _ => (DEFAULT_SIZE, Some(format!("?n={raw} is not a size from 1 to {MAX_SIZE}; using {DEFAULT_SIZE}."))),
         },
     }
+}
+
+/// Training steps when the page does not say (`?steps=`).
+pub const DEFAULT_TRAIN_STEPS: u32 = 100;
+
+/// Reads `model=tiny|default` and `steps=N` (1..=10000) from a page query string.
+pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
+    let mut size = ModelSize::Default;
+    let mut steps = DEFAULT_TRAIN_STEPS;
+    for (key, value) in query.trim_start_matches('?').split('&').filter_map(|pair| pair.split_once('=')) {
+        match (key, value) {
+            ("model", "tiny") => size = ModelSize::Tiny,
+            ("steps", raw) => {
+                if let Ok(n @ 1..=10_000) = raw.parse::<u32>() {
+                    steps = n;
+                }
+            }
+            _ => {}
+        }
+    }
+    (size, steps)
 }
 
 #[cfg(test)]
@@ -203,6 +303,7 @@ mod tests {
             WorkerReport::Ready,
             WorkerReport::NoWebGpu { reason: "navigator.gpu is undefined".into() },
             WorkerReport::Check(report(Engine::Cpu, 0.0)),
+            WorkerReport::TrainFailed { message: "no adapter".into() },
             WorkerReport::Adapter(AdapterSummary {
                 name: "x".into(),
                 backend: "BrowserWebGpu".into(),
@@ -216,6 +317,37 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&WorkerReport::Ready).expect("serialize"), r#"{"kind":"ready"}"#);
         assert!(serde_json::from_str::<WorkerReport>(r#"{"kind":"nonsense"}"#).is_err());
+    }
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let train = WorkerRequest::Train { backend: TrainBackend::WebGpu, model: ModelSize::Tiny, steps: 5, seed: 1 };
+        let json = serde_json::to_string(&train).expect("serialize");
+        assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","steps":5,"seed":1}"#);
+        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);
+        let check = WorkerRequest::Check(CheckRequest { n: 4, seed: 2 });
+        let json = serde_json::to_string(&check).expect("serialize");
+        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), check);
+        assert!(serde_json::from_str::<WorkerRequest>(r#"{"kind":"train","backend":"tpu"}"#).is_err());
+    }
+
+    #[test]
+    fn train_progress_reads_as_a_sentence() {
+        let progress = TrainProgress {
+            backend: TrainBackend::Cpu,
+            parameters: 1_800_000,
+            step: 3,
+            steps: 10,
+            loss: 1.25,
+            first_loss: 4.5,
+            steps_per_second: 2.0,
+            tokens_per_second: 160.0,
+            done: false,
+        };
+        assert_eq!(
+            progress.describe(),
+            "CPU (wasm) · step 3/10 · loss 1.250 (from 4.500) · 2.00 steps/s · 160 tokens/s · 1.80M parameters"
+        );
     }
 
     #[test]
@@ -243,6 +375,14 @@ mod tests {
         assert_eq!(software.describe(), "WebGPU · software renderer on the CPU");
         let native = AdapterSummary::new("llvmpipe", Backend::Vulkan, DeviceType::DiscreteGpu, "Mesa");
         assert_eq!(native.describe(), "llvmpipe · Vulkan · discrete GPU · Mesa");
+    }
+
+    #[test]
+    fn train_options_come_from_the_query() {
+        assert_eq!(train_options_from_query(""), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
+        assert_eq!(train_options_from_query("?model=tiny&steps=20"), (ModelSize::Tiny, 20));
+        assert_eq!(train_options_from_query("?steps=0&model=huge"), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
+        assert_eq!(train_options_from_query("?steps=99999"), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
     }
 
     #[test]

@@ -1,17 +1,24 @@
 //! Browser glue: the page controller and the worker loop. Everything here is thin; the logic is in
-//! [`crate::check`] and [`crate::report`].
+//! [`crate::check`], [`crate::training`] and [`crate::report`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use burn::tensor::Device;
 use tabswarm_kernels::GpuContext;
 use wasm_bindgen::prelude::*;
-use web_sys::{DedicatedWorkerGlobalScope, Document, MessageEvent, Worker, WorkerOptions, WorkerType};
+use web_sys::{
+    DedicatedWorkerGlobalScope, Document, HtmlButtonElement, MessageEvent, Worker, WorkerOptions, WorkerType,
+};
 
 use crate::check::run_check;
-use crate::report::{AdapterSummary, CheckRequest, WorkerReport, size_from_query};
+use crate::report::{
+    AdapterSummary, CheckRequest, ModelSize, TrainBackend, WorkerReport, WorkerRequest, size_from_query,
+    train_options_from_query,
+};
+use crate::training::TrainingRun;
 
-/// Seed of the page's random matrices (any fixed value: the result is checked, not compared).
+/// Seed of the page's random matrices and model (any fixed value: results are checked, not compared).
 const PAGE_SEED: u64 = 0x7ab5_3a2d;
 
 #[wasm_bindgen(start)]
@@ -25,6 +32,9 @@ fn init() {
 
 struct Page {
     document: Document,
+    worker: Worker,
+    train_size: ModelSize,
+    train_steps: u32,
 }
 
 impl Page {
@@ -34,81 +44,123 @@ impl Page {
         }
     }
 
-    /// Sets the headline and its `data-state` (`pending`, `ok`, `cpu`, `error`), which tests read.
-    fn status(&self, state: &str, text: &str) {
-        if let Some(el) = self.document.get_element_by_id("status") {
+    /// Sets an element's text and its `data-state`, which styles and tests read.
+    fn set_state(&self, id: &str, state: &str, text: &str) {
+        if let Some(el) = self.document.get_element_by_id(id) {
             el.set_text_content(Some(text));
             let _ = el.set_attribute("data-state", state);
+        }
+    }
+
+    fn status(&self, state: &str, text: &str) {
+        self.set_state("status", state, text);
+    }
+
+    fn button(&self, id: &str) -> Option<HtmlButtonElement> {
+        self.document.get_element_by_id(id).and_then(|el| el.dyn_into().ok())
+    }
+
+    fn enable(&self, id: &str, enabled: bool) {
+        if let Some(button) = self.button(id) {
+            button.set_disabled(!enabled);
+        }
+    }
+
+    fn send(&self, request: &WorkerRequest) {
+        let sent = serde_json::to_string(request)
+            .map_err(|e| e.to_string())
+            .and_then(|json| self.worker.post_message(&json.into()).map_err(|e| format!("{e:?}")));
+        if let Err(e) = sent {
+            self.status("error", &format!("Cannot talk to the worker: {e}"));
         }
     }
 }
 
 /// Runs on the page: reports whether this browser has WebGPU, starts the worker and renders what it
-/// reports. Never leaves the page blank: every failure becomes a sentence in `#status`.
+/// reports. Never leaves the page blank: every failure becomes a sentence on the page.
 #[wasm_bindgen]
 pub fn start_page() -> Result<(), JsError> {
     let window = web_sys::window().ok_or_else(|| JsError::new("no window: start_page must run on the page"))?;
     let document = window.document().ok_or_else(|| JsError::new("no document"))?;
-    let page = Rc::new(Page { document });
+    let query = window.location().search().unwrap_or_default();
+    let (n, warning) = size_from_query(&query);
+    let (train_size, train_steps) = train_options_from_query(&query);
+
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Module);
+    let worker = Worker::new_with_options("./worker.js", &options)
+        .map_err(|e| JsError::new(&format!("cannot start the Web Worker: {e:?}")))?;
+    let page = Rc::new(Page { document, worker, train_size, train_steps });
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
     if has_webgpu {
         page.set("adapter", "WebGPU is available; asking for an adapter…");
     } else {
         page.set("adapter", "This browser does not offer WebGPU (navigator.gpu is missing). Tabswarm will use the CPU path instead, which is much slower. Chrome/Edge 113+ or a browser with WebGPU enabled gives the full speed.");
+        page.enable("train-webgpu", false);
     }
-
-    let query = window.location().search().unwrap_or_default();
-    let (n, warning) = size_from_query(&query);
     if let Some(warning) = warning {
         page.set("note", &warning);
     }
     page.status("pending", &format!("Starting the worker for a {n}×{n} matmul check…"));
 
-    let options = WorkerOptions::new();
-    options.set_type(WorkerType::Module);
-    let worker = Worker::new_with_options("./worker.js", &options)
-        .map_err(|e| JsError::new(&format!("cannot start the Web Worker: {e:?}")))?;
-    let worker = Rc::new(worker);
-
     let onmessage = {
         let page = Rc::clone(&page);
-        let worker = Rc::clone(&worker);
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let text = event.data().as_string().unwrap_or_default();
             match serde_json::from_str::<WorkerReport>(&text) {
-                Ok(report) => render(&page, &worker, report, n),
+                Ok(report) => render(&page, report, n),
                 Err(e) => page.status("error", &format!("The worker sent a message the page cannot read ({e}).")),
             }
         })
     };
-    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    page.worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget(); // lives as long as the page
 
     let onerror = {
         let page = Rc::clone(&page);
         Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-            page.status("error", &format!("The worker failed: {} — reload the page to retry.", event.message()));
+            let message = format!("The worker stopped: {} — reload the page to retry.", event.message());
+            page.status("error", &message);
+            page.set_state("train-status", "error", &message);
         })
     };
-    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    page.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
     onerror.forget();
+
+    for (id, backend) in
+        [("train-webgpu", Some(TrainBackend::WebGpu)), ("train-cpu", Some(TrainBackend::Cpu)), ("train-stop", None)]
+    {
+        let page_for_click = Rc::clone(&page);
+        let onclick = Closure::<dyn FnMut()>::new(move || {
+            let page = &page_for_click;
+            match backend {
+                Some(backend) => {
+                    page.enable("train-webgpu", false);
+                    page.enable("train-cpu", false);
+                    page.enable("train-stop", true);
+                    page.set_state("train-status", "running", &format!("Starting training on {}…", backend.label()));
+                    page.send(&WorkerRequest::Train {
+                        backend,
+                        model: page.train_size,
+                        steps: page.train_steps,
+                        seed: PAGE_SEED,
+                    });
+                }
+                None => page.send(&WorkerRequest::Stop),
+            }
+        });
+        if let Some(button) = page.button(id) {
+            button.set_onclick(Some(onclick.as_ref().unchecked_ref()));
+        }
+        onclick.forget();
+    }
     Ok(())
 }
 
-fn render(page: &Page, worker: &Worker, report: WorkerReport, n: usize) {
+fn render(page: &Page, report: WorkerReport, n: usize) {
     match report {
-        WorkerReport::Ready => {
-            let request = CheckRequest { n, seed: PAGE_SEED };
-            match serde_json::to_string(&request) {
-                Ok(json) => {
-                    if let Err(e) = worker.post_message(&json.into()) {
-                        page.status("error", &format!("Cannot talk to the worker: {e:?}"));
-                    }
-                }
-                Err(e) => page.status("error", &format!("Cannot encode the request: {e}")),
-            }
-        }
+        WorkerReport::Ready => page.send(&WorkerRequest::Check(CheckRequest { n, seed: PAGE_SEED })),
         WorkerReport::Adapter(summary) => {
             page.set("adapter", &format!("WebGPU adapter: {}", summary.describe()));
             page.status("pending", &format!("Multiplying {n}×{n} matrices on the GPU…"));
@@ -116,38 +168,82 @@ fn render(page: &Page, worker: &Worker, report: WorkerReport, n: usize) {
         WorkerReport::NoWebGpu { reason } => {
             page.set("adapter", &format!("No WebGPU adapter ({reason}). The CPU path will be used: it works, but training will be much slower."));
             page.status("pending", &format!("Multiplying {n}×{n} matrices on the CPU…"));
+            page.enable("train-webgpu", false);
         }
         WorkerReport::Check(check) => {
             page.status(check.state(), &check.headline());
             page.set("detail", &check.detail());
         }
         WorkerReport::Failed { message } => page.status("error", &message),
+        WorkerReport::Train(progress) => {
+            let state = if progress.done { "done" } else { "running" };
+            page.set_state("train-status", state, &progress.describe());
+            if let Some(el) = page.document.get_element_by_id("train-status") {
+                let _ = el.set_attribute("data-loss", &progress.loss.to_string());
+                let _ = el.set_attribute("data-first-loss", &progress.first_loss.to_string());
+            }
+            if progress.done {
+                training_finished(page);
+            }
+        }
+        WorkerReport::TrainFailed { message } => {
+            page.set_state("train-status", "error", &message);
+            training_finished(page);
+        }
     }
+}
+
+fn training_finished(page: &Page) {
+    page.enable("train-cpu", true);
+    page.enable("train-stop", false);
+    let webgpu_possible =
+        page.document.get_element_by_id("status").and_then(|el| el.get_attribute("data-state")) != Some("cpu".into());
+    page.enable("train-webgpu", webgpu_possible);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Worker
 // ---------------------------------------------------------------------------------------------
 
-/// Runs inside the Web Worker: opens WebGPU (once), answers each [`CheckRequest`] with reports.
+#[derive(Default)]
+struct WorkerState {
+    /// Our own wgpu device for the kernels (the matmul check).
+    kernels_gpu: RefCell<Option<Rc<GpuContext>>>,
+    /// burn's WebGPU device: its runtime can be initialised only once per worker.
+    burn_webgpu: RefCell<Option<Device>>,
+    training: Cell<bool>,
+    stop: Cell<bool>,
+}
+
+/// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
 #[wasm_bindgen]
 pub fn start_worker() -> Result<(), JsError> {
     let scope: DedicatedWorkerGlobalScope =
         js_sys::global().dyn_into().map_err(|_| JsError::new("start_worker must run inside a dedicated Web Worker"))?;
-    let gpu: Rc<RefCell<Option<Rc<GpuContext>>>> = Rc::default();
+    let state = Rc::new(WorkerState::default());
     let onmessage = {
         let scope = scope.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let scope = scope.clone();
-            let gpu = Rc::clone(&gpu);
             let text = event.data().as_string().unwrap_or_default();
+            let request = match serde_json::from_str::<WorkerRequest>(&text) {
+                Ok(request) => request,
+                Err(e) => {
+                    post(&scope, &WorkerReport::Failed { message: format!("the worker got a malformed request: {e}") });
+                    return;
+                }
+            };
+            if request == WorkerRequest::Stop {
+                state.stop.set(true);
+                return;
+            }
+            let (scope, state) = (scope.clone(), Rc::clone(&state));
             wasm_bindgen_futures::spawn_local(async move {
-                match serde_json::from_str::<CheckRequest>(&text) {
-                    Ok(request) => handle_request(&scope, &gpu, request).await,
-                    Err(e) => post(
-                        &scope,
-                        &WorkerReport::Failed { message: format!("the worker got a malformed request: {e}") },
-                    ),
+                match request {
+                    WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
+                    WorkerRequest::Train { backend, model, steps, seed } => {
+                        handle_train(&scope, &state, backend, model, steps, seed).await
+                    }
+                    WorkerRequest::Stop => {}
                 }
             });
         })
@@ -158,20 +254,20 @@ pub fn start_worker() -> Result<(), JsError> {
     Ok(())
 }
 
-async fn handle_request(
-    scope: &DedicatedWorkerGlobalScope,
-    gpu: &RefCell<Option<Rc<GpuContext>>>,
-    request: CheckRequest,
-) {
-    let existing = gpu.borrow().clone();
+fn clock(scope: &DedicatedWorkerGlobalScope) -> impl Fn() -> f64 + use<> {
+    let performance = scope.performance();
+    move || performance.as_ref().map_or(0.0, |p| p.now())
+}
+
+async fn handle_check(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: CheckRequest) {
+    let existing = state.kernels_gpu.borrow().clone();
     let ctx = match existing {
         Some(ctx) => Some(ctx),
         None => match GpuContext::new().await {
             Ok(ctx) => {
-                let info = ctx.adapter_info();
-                post(scope, &WorkerReport::Adapter(AdapterSummary::from_info(info)));
+                post(scope, &WorkerReport::Adapter(AdapterSummary::from_info(ctx.adapter_info())));
                 let ctx = Rc::new(ctx);
-                *gpu.borrow_mut() = Some(Rc::clone(&ctx));
+                *state.kernels_gpu.borrow_mut() = Some(Rc::clone(&ctx));
                 Some(ctx)
             }
             Err(e) => {
@@ -188,13 +284,80 @@ async fn handle_request(
             }
         },
     };
-    let performance = scope.performance();
-    let now = move || performance.as_ref().map_or(0.0, |p| p.now());
-    let report = match run_check(&request, ctx.as_deref(), &now).await {
+    let report = match run_check(&request, ctx.as_deref(), &clock(scope)).await {
         Ok(check) => WorkerReport::Check(check),
         Err(e) => WorkerReport::Failed { message: format!("The matmul check failed: {e}") },
     };
     post(scope, &report);
+}
+
+async fn burn_device(state: &WorkerState, backend: TrainBackend) -> Result<Device, String> {
+    match backend {
+        TrainBackend::Cpu => Ok(Device::flex()),
+        TrainBackend::WebGpu => {
+            if let Some(device) = state.burn_webgpu.borrow().clone() {
+                return Ok(device);
+            }
+            let device = Device::wgpu_options()
+                .init_async()
+                .await
+                .map_err(|e| format!("WebGPU could not be set up for training ({e:?}); use the CPU instead"))?;
+            *state.burn_webgpu.borrow_mut() = Some(device.clone());
+            Ok(device)
+        }
+    }
+}
+
+async fn handle_train(
+    scope: &DedicatedWorkerGlobalScope,
+    state: &WorkerState,
+    backend: TrainBackend,
+    size: ModelSize,
+    steps: u32,
+    seed: u64,
+) {
+    if state.training.replace(true) {
+        post(scope, &WorkerReport::TrainFailed { message: "Training is already running.".into() });
+        return;
+    }
+    state.stop.set(false);
+    let result = train(scope, state, backend, size, steps, seed).await;
+    if let Err(message) = result {
+        post(scope, &WorkerReport::TrainFailed { message });
+    }
+    state.training.set(false);
+}
+
+async fn train(
+    scope: &DedicatedWorkerGlobalScope,
+    state: &WorkerState,
+    backend: TrainBackend,
+    size: ModelSize,
+    steps: u32,
+    seed: u64,
+) -> Result<(), String> {
+    let device = burn_device(state, backend).await?;
+    let mut run = TrainingRun::new(&device, backend, size, steps, seed).map_err(|e| e.to_string())?;
+    let now = clock(scope);
+    while !run.is_done() {
+        let mut progress = run.step(&now).await.map_err(|e| format!("Training failed: {e}"))?;
+        let stopping = state.stop.get();
+        progress.done |= stopping;
+        post(scope, &WorkerReport::Train(progress));
+        if stopping {
+            break;
+        }
+        yield_to_event_loop(scope).await; // lets a Stop message in
+    }
+    Ok(())
+}
+
+/// Resolves on the next macrotask, so messages queued for the worker are handled between steps.
+async fn yield_to_event_loop(scope: &DedicatedWorkerGlobalScope) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 fn post(scope: &DedicatedWorkerGlobalScope, report: &WorkerReport) {

@@ -1,0 +1,87 @@
+//! Model benchmarks: generation cost per token against prefix length (with and without the KV
+//! cache) and training-step time, on the CPU backend (`flex`) and on wgpu.
+//!
+//! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-client --bench model` prints Markdown tables for
+//! docs/benchmarks.md. `TABSWARM_BENCH_BACKENDS=flex` limits the backends (`flex,wgpu` default).
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use pollster::block_on;
+use tabswarm_client::model::tokenizer::BOS;
+use tabswarm_client::model::{ModelConfig, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate};
+use tabswarm_client::report::ModelSize;
+use tabswarm_client::training::{addition_batch, model_config};
+
+const NEW_TOKENS: usize = 32;
+const BATCH: usize = 8;
+const PREFIXES: [usize; 5] = [16, 32, 64, 128, 256];
+
+fn devices() -> Vec<(&'static str, Device)> {
+    let wanted = std::env::var("TABSWARM_BENCH_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
+    wanted
+        .split(',')
+        .filter_map(|name| match name.trim() {
+            "flex" => Some(("flex (CPU)", Device::flex())),
+            "wgpu" => Some(("wgpu", Device::wgpu(Default::default()))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn main() {
+    let vocab = Tokenizer::new().vocab_size();
+    // The default model with a context long enough for the longest prefix plus the new tokens.
+    let config = ModelConfig::new(vocab).with_max_seq_len(PREFIXES[PREFIXES.len() - 1] + NEW_TOKENS + 1);
+    println!(
+        "Model: default config ({} layers, d_model {}), context {}; batch {BATCH}, {NEW_TOKENS} new tokens, greedy",
+        config.n_layers, config.d_model, config.max_seq_len
+    );
+    for (name, device) in devices() {
+        device.seed(1);
+        let model = config.init(&device).expect("config");
+        println!("\n### Generation on {name} ({:.2}M parameters)\n", model.num_params() as f64 / 1e6);
+        println!("| prefix | ms/token with KV cache | ms/token without | speed-up |");
+        println!("|---:|---:|---:|---:|");
+        for prefix in PREFIXES {
+            let prompt: Vec<u32> = std::iter::once(BOS).chain((1..prefix).map(|i| 3 + (i % 60) as u32)).collect();
+            let prompts = vec![prompt; BATCH];
+            let mut per_token = [0.0f64; 2];
+            for (slot, use_kv_cache) in [(0, true), (1, false)] {
+                let sampling =
+                    SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: NEW_TOKENS, seed: 0, use_kv_cache };
+                // Prefill alone (one new token), to subtract it from the full run.
+                let one = SamplingConfig { max_new_tokens: 1, ..sampling.clone() };
+                block_on(generate(&model, &prompts, &one, &device)).expect("warm-up");
+                let start = Instant::now();
+                block_on(generate(&model, &prompts, &one, &device)).expect("prefill");
+                let prefill = start.elapsed().as_secs_f64();
+                let start = Instant::now();
+                let out = block_on(generate(&model, &prompts, &sampling, &device)).expect("generate");
+                let total = start.elapsed().as_secs_f64();
+                let new = out[0].len().max(2);
+                per_token[slot] = (total - prefill).max(0.0) / (new - 1) as f64 * 1e3;
+            }
+            println!("| {prefix} | {:.2} | {:.2} | {:.1}× |", per_token[0], per_token[1], per_token[1] / per_token[0]);
+        }
+
+        let train_model = model_config(ModelSize::Default).init(&device).expect("config");
+        let batch = addition_batch(1).expect("batch");
+        let tokens: usize = batch.sequences.iter().map(Vec::len).sum();
+        let mut trainer = Trainer::new(train_model, TrainConfig::default(), &device);
+        block_on(trainer.step(&batch)).expect("warm-up step");
+        let steps = 5;
+        let start = Instant::now();
+        for _ in 0..steps {
+            block_on(trainer.step(&batch)).expect("step");
+        }
+        let seconds = start.elapsed().as_secs_f64() / f64::from(steps);
+        println!(
+            "\nTraining step on {name}, default model, batch of {} additions ({tokens} tokens): {:.1} ms/step, {:.0} tokens/s",
+            batch.sequences.len(),
+            seconds * 1e3,
+            tokens as f64 / seconds
+        );
+    }
+}
