@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS};
 use tabswarm_relay::{Relay, RelayConfig};
 
 /// Kills chromedriver when a test ends, pass or fail.
@@ -55,17 +56,8 @@ async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
         .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (Debian: apt-get install chromium-driver)"));
     let driver = Driver(child);
 
-    let mut args = vec![
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--window-size=900,560",
-    ];
+    let mut args = HEADLESS_CHROME_ARGS.to_vec();
+    args.push("--window-size=900,560");
     args.extend_from_slice(extra_args);
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chrome, "args": args }));
@@ -120,7 +112,7 @@ fn save_text(name: &str, text: &str) {
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     let base = start_relay().await;
-    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
     save_screenshot(&client, "page-webgpu.png").await;
@@ -151,7 +143,7 @@ async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn a_bad_size_is_explained_and_the_default_used() {
     let base = start_relay().await;
-    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/?n=banana")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(180)).await;
     let note = client.find(Locator::Id("note")).await.expect("#note").text().await.expect("text");
@@ -187,7 +179,7 @@ async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (f32
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn the_tab_trains_the_model_on_webgpu_and_on_the_cpu() {
     let base = start_relay().await;
-    let (_driver, client) = start_browser(&["--enable-unsafe-webgpu"]).await;
+    let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/?n=64&model=tiny&steps=25")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "ok", "{text}");

@@ -49,10 +49,19 @@ pub enum ModelSize {
 pub enum WorkerRequest {
     /// Run the matmul check.
     Check(CheckRequest),
-    /// Train the policy for `steps` steps on `backend`, reporting after each.
-    Train { backend: TrainBackend, model: ModelSize, steps: u32, seed: u64 },
+    /// Train the policy, reporting after each step.
+    Train(TrainRequest),
     /// Stop training after the current step.
     Stop,
+}
+
+/// Train a fresh model of size `model` for `steps` steps on `backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainRequest {
+    pub backend: TrainBackend,
+    pub model: ModelSize,
+    pub steps: u32,
+    pub seed: u64,
 }
 
 /// Progress of a training run, sent after every step.
@@ -321,7 +330,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_as_tagged_json() {
-        let train = WorkerRequest::Train { backend: TrainBackend::WebGpu, model: ModelSize::Tiny, steps: 5, seed: 1 };
+        let train = WorkerRequest::Train(TrainRequest {
+            backend: TrainBackend::WebGpu,
+            model: ModelSize::Tiny,
+            steps: 5,
+            seed: 1,
+        });
         let json = serde_json::to_string(&train).expect("serialize");
         assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","steps":5,"seed":1}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);

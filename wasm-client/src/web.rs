@@ -13,7 +13,7 @@ use web_sys::{
 
 use crate::check::run_check;
 use crate::report::{
-    AdapterSummary, CheckRequest, ModelSize, TrainBackend, WorkerReport, WorkerRequest, size_from_query,
+    AdapterSummary, CheckRequest, ModelSize, TrainBackend, TrainRequest, WorkerReport, WorkerRequest, size_from_query,
     train_options_from_query,
 };
 use crate::training::TrainingRun;
@@ -140,12 +140,12 @@ pub fn start_page() -> Result<(), JsError> {
                     page.enable("train-cpu", false);
                     page.enable("train-stop", true);
                     page.set_state("train-status", "running", &format!("Starting training on {}…", backend.label()));
-                    page.send(&WorkerRequest::Train {
+                    page.send(&WorkerRequest::Train(TrainRequest {
                         backend,
                         model: page.train_size,
                         steps: page.train_steps,
                         seed: PAGE_SEED,
-                    });
+                    }));
                 }
                 None => page.send(&WorkerRequest::Stop),
             }
@@ -240,9 +240,7 @@ pub fn start_worker() -> Result<(), JsError> {
             wasm_bindgen_futures::spawn_local(async move {
                 match request {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
-                    WorkerRequest::Train { backend, model, steps, seed } => {
-                        handle_train(&scope, &state, backend, model, steps, seed).await
-                    }
+                    WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::Stop => {}
                 }
             });
@@ -308,36 +306,23 @@ async fn burn_device(state: &WorkerState, backend: TrainBackend) -> Result<Devic
     }
 }
 
-async fn handle_train(
-    scope: &DedicatedWorkerGlobalScope,
-    state: &WorkerState,
-    backend: TrainBackend,
-    size: ModelSize,
-    steps: u32,
-    seed: u64,
-) {
+async fn handle_train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) {
     if state.training.replace(true) {
         post(scope, &WorkerReport::TrainFailed { message: "Training is already running.".into() });
         return;
     }
     state.stop.set(false);
-    let result = train(scope, state, backend, size, steps, seed).await;
+    let result = train(scope, state, request).await;
     if let Err(message) = result {
         post(scope, &WorkerReport::TrainFailed { message });
     }
     state.training.set(false);
 }
 
-async fn train(
-    scope: &DedicatedWorkerGlobalScope,
-    state: &WorkerState,
-    backend: TrainBackend,
-    size: ModelSize,
-    steps: u32,
-    seed: u64,
-) -> Result<(), String> {
+async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) -> Result<(), String> {
+    let TrainRequest { backend, model, steps, seed } = request;
     let device = burn_device(state, backend).await?;
-    let mut run = TrainingRun::new(&device, backend, size, steps, seed).map_err(|e| e.to_string())?;
+    let mut run = TrainingRun::new(&device, backend, model, steps, seed).map_err(|e| e.to_string())?;
     let now = clock(scope);
     while !run.is_done() {
         let mut progress = run.step(&now).await.map_err(|e| format!("Training failed: {e}"))?;

@@ -100,7 +100,10 @@ fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
     Step::new(
         "generate the JS bindings",
         Command::new(bindgen)
-            .args(["--target", "web", "--no-typescript", "--out-dir"])
+            // The `name` section (function names for stack traces) is a fifth of the client; drop it
+            // here rather than with `strip`, which would also drop the `target_features` section
+            // wasm-bindgen reads.
+            .args(["--target", "web", "--no-typescript", "--remove-name-section", "--out-dir"])
             .arg(dist.join("pkg"))
             .arg(&wasm),
     )

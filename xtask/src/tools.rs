@@ -156,20 +156,6 @@ pub struct Browser {
     pub chromedriver: PathBuf,
 }
 
-/// Flags every headless Chromium of ours gets. WebGPU only exists headless (on SwiftShader) with
-/// `--enable-unsafe-webgpu`; `--no-sandbox` is required as root; the rest stop it phoning home.
-pub const CHROME_ARGS: &[&str] = &[
-    "--headless=new",
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-];
-
 impl Browser {
     pub fn find() -> Result<Self, XtaskError> {
         let pick = |var: &str, names: &[&str]| -> Option<PathBuf> {
@@ -192,7 +178,11 @@ impl Browser {
 
     /// Writes the capabilities file wasm-bindgen-test-runner reads; returns its path.
     pub fn write_webdriver_json(&self, root: &Path) -> Result<PathBuf, XtaskError> {
-        let args: Vec<String> = CHROME_ARGS.iter().map(|a| format!("\"{a}\"")).collect();
+        let args: Vec<String> = tabswarm_e2e::HEADLESS_CHROME_ARGS
+            .iter()
+            .chain([&tabswarm_e2e::ENABLE_WEBGPU])
+            .map(|a| format!("\"{a}\""))
+            .collect();
         let json = format!(
             "{{\"goog:chromeOptions\": {{\"binary\": \"{}\", \"args\": [{}]}}}}\n",
             self.chrome.display(),
