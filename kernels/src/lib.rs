@@ -8,6 +8,8 @@
 //! a browser worker, where blocking on the GPU is impossible, and natively, where [`GpuContext`]
 //! drives the device's poll loop.
 
+#[cfg(feature = "fused")]
+pub mod fused;
 pub mod gpu;
 pub mod matmul;
 pub mod shaders;

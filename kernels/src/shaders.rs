@@ -10,4 +10,12 @@ pub struct ShaderSource {
 }
 
 /// Every `.wgsl` file in the crate. A test fails if a file on disk is missing here.
-pub const ALL: &[ShaderSource] = &[ShaderSource { path: "matmul/matmul.wgsl", source: crate::matmul::SHADER }];
+pub const ALL: &[ShaderSource] = &[
+    ShaderSource { path: "matmul/matmul.wgsl", source: crate::matmul::SHADER },
+    ShaderSource { path: "fused/token_logprob.wgsl", source: include_str!("fused/token_logprob.wgsl") },
+    ShaderSource {
+        path: "fused/token_logprob_backward.wgsl",
+        source: include_str!("fused/token_logprob_backward.wgsl"),
+    },
+    ShaderSource { path: "fused/sample.wgsl", source: include_str!("fused/sample.wgsl") },
+];

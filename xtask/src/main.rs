@@ -173,7 +173,8 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     let runner_var = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER";
     let wasm_tests = |extra: &[&str]| {
         let mut cmd = cargo(root);
-        cmd.args(["test", "-p", "tabswarm-kernels", "--target", WASM_TARGET])
+        // Without `fused`: its burn kernels are checked in Chromium by the page (end-to-end tests).
+        cmd.args(["test", "-p", "tabswarm-kernels", "--no-default-features", "--target", WASM_TARGET])
             .args(extra)
             .env(runner_var, &runner)
             .env("CHROMEDRIVER", &browser.chromedriver)

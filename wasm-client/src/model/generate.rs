@@ -1,15 +1,16 @@
 //! Batched autoregressive sampling with temperature and top-k, from a seeded RNG.
 //!
-//! The logits of the last position are read back (asynchronously) and sampled on the host with a
-//! ChaCha8 stream per row, so the same seed gives the same tokens on the same backend.
+//! The draw happens on the device (`tabswarm_kernels::fused::sample_tokens`: the fused WGSL kernel
+//! on WebGPU/wgpu, its burn-op reference on the CPU), so each step reads back one token id per row
+//! instead of a row of logits. Its uniform numbers come from a counter-based generator keyed by
+//! (seed, row, position), so the same seed gives the same tokens on the same backend.
 
 use burn::module::Module;
 use burn::tensor::Device;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use tabswarm_kernels::fused::{SampleSettings, sample_tokens};
 
 use super::tokenizer::{EOS, PAD};
-use super::{KvCache, Model, ModelError, read_floats, token_tensor};
+use super::{KvCache, Model, ModelError, read_ints, token_tensor};
 
 /// How to draw completions.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +21,7 @@ pub struct SamplingConfig {
     pub top_k: usize,
     /// Stop after this many new tokens (fewer if EOS comes first or the context is full).
     pub max_new_tokens: usize,
-    /// Seed of the draw; row `i` uses stream `i` of it.
+    /// Seed of the draw; row `i`'s token at position `p` is drawn from (seed, i, p).
     pub seed: u64,
     /// Reuse keys/values of earlier positions (on by default; off only to measure its worth).
     pub use_kv_cache: bool,
@@ -44,37 +45,6 @@ impl SamplingConfig {
     }
 }
 
-/// Draws one token from `logits` (the reference the GPU sampling kernel will be checked against).
-pub fn sample_token(logits: &[f32], temperature: f32, top_k: usize, rng: &mut impl Rng) -> u32 {
-    let argmax = || {
-        logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
-            as u32
-    };
-    if temperature == 0.0 || top_k == 1 {
-        return argmax();
-    }
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    let k = if top_k == 0 { logits.len() } else { top_k.min(logits.len()) };
-    if k < logits.len() {
-        order.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
-        order.truncate(k);
-    }
-    let max = order.iter().map(|&i| logits[i]).fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f32> = order.iter().map(|&i| ((logits[i] - max) / temperature).exp()).collect();
-    let total: f32 = weights.iter().sum();
-    if !(total.is_finite() && total > 0.0) {
-        return argmax();
-    }
-    let mut draw = rng.random::<f32>() * total;
-    for (&i, &w) in order.iter().zip(&weights) {
-        if draw < w {
-            return i as u32;
-        }
-        draw -= w;
-    }
-    order[order.len() - 1] as u32
-}
-
 /// Continues every prompt (all of the same length) and returns the new tokens of each, ending
 /// with EOS where the model produced one.
 pub async fn generate(
@@ -94,36 +64,26 @@ pub async fn generate(
     if prompt_len > model.max_seq_len() {
         return Err(ModelError::TooLong { len: prompt_len, max: model.max_seq_len() });
     }
-    let mut rngs: Vec<ChaCha8Rng> = (0..batch)
-        .map(|row| {
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-            rng.set_stream(row as u64);
-            rng
-        })
-        .collect();
+    let top_k = u32::try_from(config.top_k).unwrap_or(u32::MAX);
     let mut completions = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
     let mut cache = KvCache::default();
     let mut sequences: Vec<Vec<u32>> = prompts.to_vec();
     let vocab = model.vocab_size();
 
-    for _ in 0..config.max_new_tokens {
+    for step in 0..config.max_new_tokens {
         let logits =
             if config.use_kv_cache { model.forward_cached(input, &mut cache)? } else { model.forward(input)? };
         let [_, seq, _] = logits.dims();
         let last = logits.slice([0..batch, seq - 1..seq, 0..vocab]).reshape([batch, vocab]);
-        let values = read_floats(last).await?;
+        let settings = SampleSettings { temperature: config.temperature, top_k, seed: config.seed, step: step as u32 };
+        let drawn = read_ints(sample_tokens(last, settings)).await?;
         let mut next = Vec::with_capacity(batch);
         for row in 0..batch {
             let token = if finished[row] {
                 PAD
             } else {
-                let token = sample_token(
-                    &values[row * vocab..(row + 1) * vocab],
-                    config.temperature,
-                    config.top_k,
-                    &mut rngs[row],
-                );
+                let token = drawn[row];
                 completions[row].push(token);
                 finished[row] = token == EOS;
                 token

@@ -13,7 +13,7 @@ pub mod transformer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use checkpoint::{CheckpointError, CheckpointHeader};
-pub use generate::{SamplingConfig, generate, sample_token};
+pub use generate::{SamplingConfig, generate};
 pub use tokenizer::{TOKENIZER_VERSION, TokenizeError, Tokenizer};
 pub use train::{StepStats, TokenBatch, TrainConfig, Trainer};
 pub use transformer::{KvCache, Model, ModelConfig};
@@ -50,6 +50,15 @@ pub(crate) fn token_tensor(rows: &[Vec<u32>], device: &Device) -> Result<Tensor<
     }
     let values: Vec<i64> = rows.iter().flatten().map(|&t| i64::from(t)).collect();
     Ok(Tensor::from_ints(TensorData::new(values, [rows.len(), len]), device))
+}
+
+/// Reads token ids back to the host without blocking.
+pub(crate) async fn read_ints(tensor: Tensor<1, Int>) -> Result<Vec<u32>, ModelError> {
+    let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    let ids: Vec<i64> = data.convert::<i64>().iter::<i64>().collect();
+    ids.into_iter()
+        .map(|id| u32::try_from(id).map_err(|_| ModelError::Readback(format!("the device drew token id {id}"))))
+        .collect()
 }
 
 /// Reads a float tensor back to the host without blocking.

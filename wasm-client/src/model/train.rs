@@ -5,7 +5,8 @@
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use tabswarm_kernels::fused;
 
 use super::tokenizer::PAD;
 use super::{Model, ModelError, read_floats, token_tensor};
@@ -93,8 +94,12 @@ pub fn token_log_probs(
     inputs: Tensor<2, Int>,
     targets: Tensor<2, Int>,
 ) -> Result<Tensor<2>, ModelError> {
-    let log_probs = activation::log_softmax(model.forward(inputs)?, 2);
-    Ok(log_probs.gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2))
+    // Fused log-softmax + gather on WebGPU/wgpu (no [rows, len, vocab] log-softmax in memory);
+    // the same burn-op composition on the CPU.
+    let logits = model.forward(inputs)?;
+    let [rows, len, vocab] = logits.dims();
+    let log_probs = fused::token_log_probs(logits.reshape([rows * len, vocab]), targets.reshape([rows * len]));
+    Ok(log_probs.reshape([rows, len]))
 }
 
 /// The loss of a batch: `-Σ weight · log p(token) / (number of trained tokens)`.

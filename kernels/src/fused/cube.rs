@@ -1,0 +1,169 @@
+//! The fused kernels on burn's cubecl backend: hand-written WGSL launched through burn's template
+//! API (the `custom-wgpu-kernel` pattern of burn's examples). Inputs are made contiguous; scalars
+//! travel in a small `u32` buffer; rows beyond 65535 spill into the y dimension of the grid.
+
+use burn::backend::Cube;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::wgpu::{CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
+use burn::backend::{IntDType, ops::IntTensorOps};
+use burn::tensor::{DType, Shape};
+use cubecl::prelude::KernelId;
+use cubecl::server::KernelArguments;
+use cubecl::{CubeCount, CubeDim};
+
+use super::{FusedBackend, SAMPLE_SHADER, TOKEN_LOGPROB_BACKWARD_SHADER, TOKEN_LOGPROB_SHADER};
+
+/// Threads per workgroup in every fused shader (`const WG` there).
+const WORKGROUP: u32 = 256;
+/// WebGPU's guaranteed limit on workgroups per grid dimension.
+const MAX_GRID: u32 = 65_535;
+
+/// A WGSL source with no template parameters, identified by its type for pipeline caching.
+struct Wgsl<K: 'static + Send + Sync> {
+    source: &'static str,
+    _kind: std::marker::PhantomData<K>,
+}
+
+impl<K: 'static + Send + Sync> KernelSource for Wgsl<K> {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(self.source)
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>()
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+struct LogprobForward;
+struct LogprobBackward;
+struct Sample;
+
+fn kernel<K: 'static + Send + Sync>(source: &'static str) -> Box<SourceKernel<Wgsl<K>>> {
+    Box::new(SourceKernel::new(Wgsl { source, _kind: std::marker::PhantomData }, CubeDim::new_1d(WORKGROUP)))
+}
+
+/// A grid of at least `groups` workgroups (x ≤ 65535; the shaders index `y · nx + x`).
+fn grid(groups: usize) -> CubeCount {
+    let groups = u32::try_from(groups).expect("grid larger than u32::MAX workgroups").max(1);
+    let x = groups.min(MAX_GRID);
+    CubeCount::Static(x, groups.div_ceil(x), 1)
+}
+
+fn rows_and_vocab(logits: &CubeTensor) -> (usize, usize) {
+    let shape = logits.meta.shape();
+    assert_eq!(shape.num_dims(), 2, "fused kernels take [rows, vocab] logits, got {shape:?}");
+    assert_eq!(logits.dtype, DType::F32, "fused kernels take f32 logits, got {:?}", logits.dtype);
+    (shape[0], shape[1])
+}
+
+fn targets_i32(targets: IntTensor<Cube>, rows: usize) -> CubeTensor {
+    let targets = if targets.dtype == DType::I32 { targets } else { Cube::int_cast(targets, IntDType::I32) };
+    let targets = into_contiguous(targets);
+    assert_eq!(targets.meta.shape().num_elements(), rows, "one target per row of logits");
+    targets
+}
+
+fn new_tensor(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
+    let handle = like.client.empty(shape.num_elements() * dtype.size());
+    CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), shape, handle, dtype)
+}
+
+fn info(like: &CubeTensor, words: &[u32]) -> CubeTensor {
+    let handle = like.client.create_from_slice(bytemuck::cast_slice(words));
+    CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new([words.len()]), handle, DType::U32)
+}
+
+impl FusedBackend for Cube {
+    fn token_logprob(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        Self::token_logprob_with_lse(logits, targets).0
+    }
+
+    fn token_logprob_with_lse(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let logits = into_contiguous(logits);
+        let (rows, vocab) = rows_and_vocab(&logits);
+        let targets = targets_i32(targets, rows);
+        let out = new_tensor(&logits, Shape::new([rows]), DType::F32);
+        let lse = new_tensor(&logits, Shape::new([rows]), DType::F32);
+        let info = info(&logits, &[rows as u32, vocab as u32]);
+        logits.client.launch(
+            kernel::<LogprobForward>(TOKEN_LOGPROB_SHADER),
+            grid(rows),
+            KernelArguments::new()
+                .with_buffer(logits.handle.clone().binding())
+                .with_buffer(targets.handle.clone().binding())
+                .with_buffer(out.handle.clone().binding())
+                .with_buffer(lse.handle.clone().binding())
+                .with_buffer(info.handle.clone().binding()),
+        );
+        (out, lse)
+    }
+
+    fn token_logprob_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let logits = into_contiguous(logits);
+        let (rows, vocab) = rows_and_vocab(&logits);
+        let targets = targets_i32(targets, rows);
+        let lse = into_contiguous(lse);
+        let grad = into_contiguous(grad);
+        let out = new_tensor(&logits, Shape::new([rows, vocab]), DType::F32);
+        let info = info(&logits, &[rows as u32, vocab as u32]);
+        logits.client.launch(
+            kernel::<LogprobBackward>(TOKEN_LOGPROB_BACKWARD_SHADER),
+            grid((rows * vocab).div_ceil(WORKGROUP as usize)),
+            KernelArguments::new()
+                .with_buffer(logits.handle.clone().binding())
+                .with_buffer(targets.handle.clone().binding())
+                .with_buffer(lse.handle.clone().binding())
+                .with_buffer(grad.handle.clone().binding())
+                .with_buffer(out.handle.clone().binding())
+                .with_buffer(info.handle.clone().binding()),
+        );
+        out
+    }
+
+    fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self> {
+        let logits = into_contiguous(logits);
+        let (rows, vocab) = rows_and_vocab(&logits);
+        let tokens = new_tensor(&logits, Shape::new([rows]), DType::I32);
+        let params = info(
+            &logits,
+            &[rows as u32, vocab as u32, top_k, temperature.to_bits(), seed as u32, (seed >> 32) as u32, step],
+        );
+        logits.client.launch(
+            kernel::<Sample>(SAMPLE_SHADER),
+            grid(rows),
+            KernelArguments::new()
+                .with_buffer(logits.handle.clone().binding())
+                .with_buffer(tokens.handle.clone().binding())
+                .with_buffer(params.handle.clone().binding()),
+        );
+        tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_spill_past_65535_workgroups_into_y_and_cover_every_row() {
+        for groups in [0usize, 1, 255, 65_535, 65_536, 200_000] {
+            let CubeCount::Static(x, y, z) = grid(groups) else { panic!("static grid") };
+            assert!(x <= MAX_GRID && z == 1);
+            assert!((x as usize) * (y as usize) >= groups.max(1), "{groups}: {x}×{y}");
+            // No whole row of workgroups is wasted.
+            assert!(((x as usize) * (y as usize - 1)) < groups.max(1), "{groups}: {x}×{y}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Fused kernels for the RL hot spots, wired into burn as a backend extension.
+//!
+//! - [`token_log_probs`]: log-softmax over the vocabulary fused with the gather of the chosen
+//!   token (`token_logprob.wgsl`), with its own backward (`token_logprob_backward.wgsl`), so the
+//!   policy-gradient loss never materialises a `[rows, vocab]` log-softmax.
+//! - [`sample_tokens`]: temperature + top-k softmax + a categorical draw from a counter-based RNG
+//!   (`sample.wgsl`), so generation reads back one token id per row instead of a row of logits.
+//!
+//! Each has a `*_reference` composed of plain burn ops; on a cubecl (wgpu/WebGPU) device the
+//! fused kernel runs, on any other device (the `flex` CPU fallback) the reference does — same
+//! semantics, checked against each other by the tests on random inputs of awkward sizes.
+//!
+//! The extension trait is [`FusedBackend`]: implemented for burn's cube backend (the WGSL
+//! launches, in `cube.rs`) and for `Autodiff<B>` (the backward pass, in `autodiff.rs`).
+
+mod autodiff;
+mod cube;
+mod rng;
+
+use burn::backend::backend_extension;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+
+pub use rng::{counter_uniform, counter_uniforms, pcg_hash};
+
+/// `token_logprob.wgsl`: the fused forward pass.
+pub const TOKEN_LOGPROB_SHADER: &str = include_str!("token_logprob.wgsl");
+/// `token_logprob_backward.wgsl`: its gradient.
+pub const TOKEN_LOGPROB_BACKWARD_SHADER: &str = include_str!("token_logprob_backward.wgsl");
+/// `sample.wgsl`: temperature + top-k + categorical draw.
+pub const SAMPLE_SHADER: &str = include_str!("sample.wgsl");
+
+/// How [`sample_tokens`] draws: the same settings give the same token on the kernel and the
+/// reference (up to float rounding at a boundary between two tokens).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleSettings {
+    /// Softmax temperature; 0 means greedy (the lowest index among the largest logits).
+    pub temperature: f32,
+    /// Keep the logits ≥ the `top_k`-th largest (ties at the boundary are all kept); 0 keeps all.
+    pub top_k: u32,
+    /// Seed of the run; with `step` and the row it fixes every draw.
+    pub seed: u64,
+    /// Which draw of the run this is (the position being generated).
+    pub step: u32,
+}
+
+/// The fused operations, as a burn backend extension (see the module docs).
+#[backend_extension(Cube, Autodiff)]
+pub trait FusedBackend: burn::backend::Backend {
+    /// `log softmax(logits)[r, targets[r]]` for each row of `[rows, vocab]` logits.
+    fn token_logprob(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+    /// The forward pass with the per-row log-sum-exp kept for the backward pass.
+    fn token_logprob_with_lse(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `grad[r] · (onehot(targets[r]) − softmax(logits[r]))`.
+    fn token_logprob_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// One token id per row of `[rows, vocab]` logits.
+    fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
+}
+
+/// Whether `device` runs the fused WGSL kernels (a cubecl device: wgpu natively or WebGPU).
+pub fn runs_fused(device: &Device) -> bool {
+    let mut dispatch = device.as_dispatch().clone();
+    loop {
+        match dispatch {
+            DispatchDevice::Autodiff(inner) => dispatch = inner.inner(),
+            DispatchDevice::Cube(_) => return true,
+            #[allow(unreachable_patterns)]
+            _ => return false,
+        }
+    }
+}
+
+/// Log-probability of each row's target: `[rows, vocab]`, `[rows]` → `[rows]`. Differentiable.
+///
+/// Fused on a cubecl device, [`token_log_probs_reference`] elsewhere. A target outside
+/// `[0, vocab)` gives NaN on the fused path.
+pub fn token_log_probs(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    if !runs_fused(&logits.device()) {
+        return token_log_probs_reference(logits, targets);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::token_logprob(logits.into_dispatch(), targets.into_dispatch()))
+}
+
+/// The reference composition: `log_softmax` over the vocabulary, then `gather` of the target.
+pub fn token_log_probs_reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    activation::log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)).squeeze_dim(1)
+}
+
+/// Draws one token per row of `[rows, vocab]` logits (see [`SampleSettings`]): `[rows]` ids.
+pub fn sample_tokens(logits: Tensor<2>, settings: SampleSettings) -> Tensor<1, Int> {
+    if !runs_fused(&logits.device()) {
+        return sample_tokens_reference(logits, settings);
+    }
+    let SampleSettings { temperature, top_k, seed, step } = settings;
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::sample(logits.into_dispatch(), temperature, top_k, seed, step))
+}
+
+/// The reference composition of [`sample_tokens`] from plain burn ops: scale, keep logits ≥ the
+/// k-th largest (`sort_descending`), exponentiate, `cumsum`, and count the running sums ≤ `u · total`.
+pub fn sample_tokens_reference(logits: Tensor<2>, settings: SampleSettings) -> Tensor<1, Int> {
+    let [rows, vocab] = logits.dims();
+    let device = logits.device();
+    let k = match settings.top_k as usize {
+        0 => vocab,
+        k => k.min(vocab),
+    };
+    if settings.temperature == 0.0 || k == 1 {
+        return logits.argmax(1).squeeze_dim(1);
+    }
+    let max = logits.clone().max_dim(1);
+    let kept = if k < vocab {
+        // `sort_descending`, not `topk`: on burn 0.22.1's wgpu backend (lavapipe) `topk(k)` of a
+        // 1000-wide row returns -3.4e38 as its k-th value for every k ≥ 128 tried (k ≤ 100 is right).
+        let kth = logits.clone().sort_descending(1).narrow(1, k - 1, 1);
+        logits.clone().greater_equal(kth)
+    } else {
+        logits.clone().greater_equal(max.clone().sub_scalar(f32::INFINITY))
+    };
+    let weights = logits.sub(max).div_scalar(settings.temperature).exp().mask_fill(kept.clone().bool_not(), 0.0);
+    let cdf = weights.cumsum(1);
+    let total = cdf.clone().narrow(1, vocab - 1, 1);
+    let uniforms = counter_uniforms(settings.seed, settings.step, rows);
+    let uniforms = Tensor::<2>::from_data(TensorData::new(uniforms, [rows, 1]), &device);
+    let target = total.mul(uniforms);
+    let below = cdf.lower_equal(target).int().sum_dim(1);
+    // Rounding can leave the target at or past the total: then the last kept index.
+    let positions = Tensor::<1, Int>::arange(0..vocab as i64, &device).unsqueeze_dim::<2>(0).repeat_dim(0, rows);
+    let last_kept = positions.mask_fill(kept.bool_not(), -1).max_dim(1);
+    below.min_pair(last_kept).squeeze_dim(1)
+}
+
+#[cfg(test)]
+mod tests;

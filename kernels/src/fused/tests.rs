@@ -1,0 +1,228 @@
+//! The fused kernels against their reference compositions, on wgpu (Vulkan lavapipe in CI; set
+//! `TABSWARM_SKIP_GPU=1` to skip the GPU half on a machine without an adapter) and on the CPU.
+//! Shapes are chosen to be awkward: one row, vocabularies that are not a multiple of the 256-wide
+//! workgroup, rows longer than a workgroup many times over.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::*;
+use crate::testing::{max_abs_diff, random_values};
+
+fn gpu() -> Option<Device> {
+    if std::env::var_os("TABSWARM_SKIP_GPU").is_some() {
+        eprintln!("TABSWARM_SKIP_GPU is set: skipping the GPU half");
+        return None;
+    }
+    Some(Device::wgpu(Default::default()))
+}
+
+/// Logits spread like a model's (about ±4), seeded.
+fn logits(rows: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = random_values(rows * vocab, seed).iter().map(|v| v * 4.0).collect();
+    Tensor::from_data(TensorData::new(values, [rows, vocab]), device)
+}
+
+fn targets(rows: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = random_values(rows, seed).iter().map(|v| ((v + 1.0) / 2.0 * vocab as f32) as i64).collect();
+    let ids: Vec<i64> = ids.into_iter().map(|t| t.clamp(0, vocab as i64 - 1)).collect();
+    Tensor::from_data(TensorData::new(ids, [rows]), device)
+}
+
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec().expect("f32 data")
+}
+
+fn ints(t: Tensor<1, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().try_to_vec().expect("int data")
+}
+
+const SHAPES: &[(usize, usize)] = &[(1, 1), (1, 97), (5, 257), (33, 1000), (3, 4099), (300, 97)];
+
+#[test]
+fn runs_fused_only_on_cube_devices() {
+    assert!(!runs_fused(&Device::flex()));
+    assert!(!runs_fused(&Device::flex().autodiff()));
+    if let Some(device) = gpu() {
+        assert!(runs_fused(&device));
+        assert!(runs_fused(&device.autodiff()));
+    }
+}
+
+#[test]
+fn token_logprob_forward_matches_the_reference() {
+    let Some(device) = gpu() else { return };
+    for (i, &(rows, vocab)) in SHAPES.iter().enumerate() {
+        let seed = 100 + i as u64;
+        let fused = floats(token_log_probs(logits(rows, vocab, seed, &device), targets(rows, vocab, seed, &device)));
+        // The same composition on the same adapter, and on the CPU.
+        let same_adapter =
+            floats(token_log_probs_reference(logits(rows, vocab, seed, &device), targets(rows, vocab, seed, &device)));
+        let cpu = Device::flex();
+        let on_cpu = floats(token_log_probs(logits(rows, vocab, seed, &cpu), targets(rows, vocab, seed, &cpu)));
+        assert_eq!(fused.len(), rows);
+        assert!(fused.iter().all(|v| v.is_finite() && *v <= 0.0), "{rows}×{vocab}: {fused:?}");
+        let tol = 1e-4 * (vocab as f32).ln().max(1.0);
+        assert!(max_abs_diff(&fused, &same_adapter) < tol, "{rows}×{vocab}: {fused:?} vs {same_adapter:?}");
+        assert!(max_abs_diff(&fused, &on_cpu) < tol, "{rows}×{vocab} vs CPU");
+    }
+}
+
+#[test]
+fn token_logprob_gradient_matches_the_reference() {
+    let Some(device) = gpu() else { return };
+    let device = device.autodiff();
+    for (i, &(rows, vocab)) in SHAPES.iter().enumerate() {
+        let seed = 200 + i as u64;
+        // A weighted sum, like the policy-gradient loss, so each row's upstream gradient differs.
+        let weights: Vec<f32> = random_values(rows, seed + 7);
+        let grad_of = |fused: bool| {
+            let x = logits(rows, vocab, seed, &device).require_grad();
+            let t = targets(rows, vocab, seed, &device);
+            let w = Tensor::<1>::from_data(TensorData::new(weights.clone(), [rows]), &device);
+            let lp = if fused { token_log_probs(x.clone(), t) } else { token_log_probs_reference(x.clone(), t) };
+            let mut grads = lp.mul(w).sum().backward();
+            floats(x.grad_remove(&mut grads).expect("logits gradient"))
+        };
+        let (fused, reference) = (grad_of(true), grad_of(false));
+        assert_eq!(fused.len(), rows * vocab);
+        assert!(max_abs_diff(&fused, &reference) < 1e-5, "{rows}×{vocab}: {}", max_abs_diff(&fused, &reference));
+        // Each row's gradient sums to zero (onehot minus a distribution).
+        for row in fused.chunks(vocab) {
+            assert!(row.iter().sum::<f32>().abs() < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn a_target_outside_the_vocabulary_gives_nan_not_a_number_that_looks_right() {
+    let Some(device) = gpu() else { return };
+    let t = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 97, -1], [3]), &device);
+    let out = floats(token_log_probs(logits(3, 97, 1, &device), t));
+    assert!(out[0].is_finite());
+    assert!(out[1].is_nan() && out[2].is_nan(), "{out:?}");
+}
+
+/// Host twin of the draw in f64: the token and the distance from `u · total` to the nearest
+/// boundary of the running sum (relative to the total), to tell a real mismatch from rounding.
+fn host_draw(row: &[f32], settings: SampleSettings, row_index: u32) -> (usize, f64) {
+    let argmax = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
+    let k = if settings.top_k == 0 { row.len() } else { (settings.top_k as usize).min(row.len()) };
+    if settings.temperature == 0.0 || k == 1 {
+        return (argmax, 1.0);
+    }
+    let mut sorted = row.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let kth = sorted[k - 1];
+    let max = f64::from(row[argmax]);
+    let weights: Vec<f64> = row
+        .iter()
+        .map(|&x| if x >= kth { ((f64::from(x) - max) / f64::from(settings.temperature)).exp() } else { 0.0 })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let target = f64::from(counter_uniform(settings.seed, row_index, settings.step)) * total;
+    let (mut acc, mut margin) = (0.0, f64::INFINITY);
+    let mut picked = None;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if *w > 0.0 {
+            margin = margin.min((acc - target).abs() / total);
+        }
+        if picked.is_none() && acc > target {
+            picked = Some(i);
+        }
+    }
+    (picked.unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).unwrap_or(argmax)), margin)
+}
+
+fn check_draws(device: &Device, rows: usize, vocab: usize, settings: SampleSettings, seed: u64) {
+    let values = floats(logits(rows, vocab, seed, device));
+    let drawn = ints(sample_tokens(logits(rows, vocab, seed, device), settings));
+    let reference = ints(sample_tokens_reference(logits(rows, vocab, seed, device), settings));
+    assert_eq!(drawn.len(), rows);
+    for (r, (row, (&got, &want))) in values.chunks(vocab).zip(drawn.iter().zip(&reference)).enumerate() {
+        let (host, margin) = host_draw(row, settings, r as u32);
+        // Only a draw within float rounding of a boundary may differ between the three: an f32
+        // running sum over thousands of weights drifts by ~1e-5 of the total.
+        if margin > 1e-4 {
+            assert_eq!(got as usize, host, "{rows}×{vocab} {settings:?} row {r}: kernel");
+            assert_eq!(want as usize, host, "{rows}×{vocab} {settings:?} row {r}: reference");
+        }
+        assert!((got as usize) < vocab);
+    }
+}
+
+const SAMPLINGS: &[(f32, u32)] = &[(1.0, 0), (0.7, 5), (1.3, 40), (0.0, 0), (1.0, 1), (2.0, 300), (0.5, 5000)];
+
+#[test]
+fn sampling_kernel_matches_the_reference_and_the_host_draw() {
+    let Some(device) = gpu() else { return };
+    for (i, &(rows, vocab)) in SHAPES.iter().enumerate() {
+        for (j, &(temperature, top_k)) in SAMPLINGS.iter().enumerate() {
+            let settings = SampleSettings { temperature, top_k, seed: 9 + i as u64, step: j as u32 };
+            check_draws(&device, rows, vocab, settings, 300 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn sampling_reference_matches_the_host_draw_on_the_cpu() {
+    let device = Device::flex();
+    for (i, &(rows, vocab)) in SHAPES.iter().enumerate() {
+        for (j, &(temperature, top_k)) in SAMPLINGS.iter().enumerate() {
+            let settings = SampleSettings { temperature, top_k, seed: 9 + i as u64, step: j as u32 };
+            check_draws(&device, rows, vocab, settings, 300 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn draws_follow_the_top_k_distribution() {
+    // 4000 rows of the same logits: each row is an independent draw. Only the top 3 of
+    // [2, 1, 0, -1, 3] may appear, with frequencies ∝ exp(logit).
+    let rows = 4000;
+    let row = [2.0f32, 1.0, 0.0, -1.0, 3.0];
+    let settings = SampleSettings { temperature: 1.0, top_k: 3, seed: 5, step: 0 };
+    let check = |device: &Device| {
+        let data: Vec<f32> = row.iter().copied().cycle().take(rows * row.len()).collect();
+        let t = Tensor::<2>::from_data(TensorData::new(data, [rows, row.len()]), device);
+        let mut counts = [0usize; 5];
+        for id in ints(sample_tokens(t, settings)) {
+            counts[id as usize] += 1;
+        }
+        assert_eq!((counts[2], counts[3]), (0, 0), "outside the top 3: {counts:?}");
+        let z: f32 = [3.0f32, 2.0, 1.0].iter().map(|v| v.exp()).sum();
+        for (index, logit) in [(4, 3.0f32), (0, 2.0), (1, 1.0)] {
+            let expected = logit.exp() / z * rows as f32;
+            let sd = (expected * (1.0 - expected / rows as f32)).sqrt();
+            let got = counts[index] as f32;
+            assert!((got - expected).abs() < 4.0 * sd, "token {index}: {got} draws, expected {expected:.0}");
+        }
+    };
+    check(&Device::flex());
+    if let Some(device) = gpu() {
+        check(&device);
+    }
+}
+
+#[test]
+fn draws_are_reproducible_from_seed_and_step() {
+    let Some(device) = gpu() else { return };
+    let draw = |seed, step| {
+        ints(sample_tokens(logits(64, 97, 3, &device), SampleSettings { temperature: 1.0, top_k: 0, seed, step }))
+    };
+    assert_eq!(draw(1, 0), draw(1, 0));
+    assert_ne!(draw(1, 0), draw(2, 0));
+    assert_ne!(draw(1, 0), draw(1, 1));
+}
+
+#[test]
+fn greedy_takes_the_lowest_index_among_ties() {
+    let settings = SampleSettings { temperature: 0.0, top_k: 0, seed: 0, step: 0 };
+    let mut devices = vec![Device::flex()];
+    devices.extend(gpu());
+    for device in devices {
+        let t =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 5.0, 5.0, 2.0, 7.0, 0.0, 7.0, 7.0], [2, 4]), &device);
+        assert_eq!(ints(sample_tokens(t, settings)), vec![1, 0], "{device:?}");
+    }
+}

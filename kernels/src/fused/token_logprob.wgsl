@@ -1,0 +1,85 @@
+// Token log-probability, forward: for each row r of `logits` ([rows, vocab], row-major),
+//   out[r] = logits[r, t_r] - logsumexp(logits[r, :])      with t_r = targets[r]
+// and the log-sum-exp itself (kept for the backward pass).
+//
+// One workgroup per row. Every thread walks a strided slice of the row once with an online
+// (running max, running sum) pair, then the pairs are merged in workgroup memory. One read of the
+// row, no [rows, vocab] intermediate — the reference composition (log_softmax, then gather) writes
+// and reads the whole log-softmax.
+//
+// A target outside [0, vocab) yields NaN, so a bad id cannot pass as a plausible probability.
+
+// Every binding is read_write although most are only read: burn's allocator sub-allocates one wgpu
+// buffer for many tensors, and WebGPU forbids one buffer bound both read-only and writable in a dispatch.
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> targets: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
+// info[0] = rows, info[1] = vocab.
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> run_max: array<f32, WG>;
+var<workgroup> run_sum: array<f32, WG>;
+
+// Merges two (max, sum-of-exp-relative-to-max) pairs.
+fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
+    let m = max(m1, m2);
+    if (m == -3.4028235e38) {
+        return vec2<f32>(m, 0.0);
+    }
+    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let rows = info[0];
+    let vocab = info[1];
+    // Rows beyond 65535 spill into the y dimension of the grid.
+    let row = wid.y * nwg.x + wid.x;
+    // `row` is the same for the whole workgroup, so this return keeps barriers uniform.
+    if (row >= rows) {
+        return;
+    }
+    let base = row * vocab;
+
+    var m = -3.4028235e38;
+    var s = 0.0;
+    for (var v = lid; v < vocab; v = v + WG) {
+        let x = logits[base + v];
+        if (x > m) {
+            s = s * exp(m - x) + 1.0;
+            m = x;
+        } else {
+            s = s + exp(x - m);
+        }
+    }
+    run_max[lid] = m;
+    run_sum[lid] = s;
+    workgroupBarrier();
+
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            let merged = merge(run_max[lid], run_sum[lid], run_max[lid + stride], run_sum[lid + stride]);
+            run_max[lid] = merged.x;
+            run_sum[lid] = merged.y;
+        }
+        workgroupBarrier();
+    }
+
+    if (lid == 0u) {
+        let log_sum_exp = run_max[0] + log(run_sum[0]);
+        lse[row] = log_sum_exp;
+        let t = targets[row];
+        if (t >= 0 && u32(t) < vocab) {
+            out[row] = logits[base + u32(t)] - log_sum_exp;
+        } else {
+            out[row] = bitcast<f32>(0x7fc00000u);
+        }
+    }
+}
