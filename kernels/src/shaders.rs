@@ -17,5 +17,7 @@ pub const ALL: &[ShaderSource] = &[
         path: "fused/token_logprob_backward.wgsl",
         source: include_str!("fused/token_logprob_backward.wgsl"),
     },
+    ShaderSource { path: "fused/token_logprob_rows.wgsl", source: include_str!("fused/token_logprob_rows.wgsl") },
     ShaderSource { path: "fused/sample.wgsl", source: include_str!("fused/sample.wgsl") },
+    ShaderSource { path: "fused/sample_rows.wgsl", source: include_str!("fused/sample_rows.wgsl") },
 ];

@@ -11,10 +11,15 @@ use cubecl::prelude::KernelId;
 use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
-use super::{FusedBackend, SAMPLE_SHADER, TOKEN_LOGPROB_BACKWARD_SHADER, TOKEN_LOGPROB_SHADER};
+use super::{
+    FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW, TOKEN_LOGPROB_BACKWARD_SHADER,
+    TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER,
+};
 
-/// Threads per workgroup in every fused shader (`const WG` there).
+/// Threads per workgroup of the row-per-workgroup shaders and the backward (`const WG` there).
 const WORKGROUP: u32 = 256;
+/// Threads (= rows) per workgroup of the row-per-thread shaders (`*_rows.wgsl`).
+const ROWS_PER_GROUP: u32 = 64;
 /// WebGPU's guaranteed limit on workgroups per grid dimension.
 const MAX_GRID: u32 = 65_535;
 
@@ -39,11 +44,28 @@ impl<K: 'static + Send + Sync> KernelSource for Wgsl<K> {
 }
 
 struct LogprobForward;
+struct LogprobForwardRows;
 struct LogprobBackward;
 struct Sample;
+struct SampleRows;
 
-fn kernel<K: 'static + Send + Sync>(source: &'static str) -> Box<SourceKernel<Wgsl<K>>> {
-    Box::new(SourceKernel::new(Wgsl { source, _kind: std::marker::PhantomData }, CubeDim::new_1d(WORKGROUP)))
+fn kernel<K: 'static + Send + Sync>(source: &'static str, threads: u32) -> Box<SourceKernel<Wgsl<K>>> {
+    Box::new(SourceKernel::new(Wgsl { source, _kind: std::marker::PhantomData }, CubeDim::new_1d(threads)))
+}
+
+/// The forward or sampling kernel for rows of `vocab` logits, with its grid: one thread per row
+/// for short rows, one workgroup per row for long ones.
+fn pick<Rows: 'static + Send + Sync, Wide: 'static + Send + Sync>(
+    rows: usize,
+    vocab: usize,
+    short: &'static str,
+    long: &'static str,
+) -> (Box<dyn cubecl::CubeKernel>, CubeCount) {
+    if vocab <= SHORT_ROW {
+        (kernel::<Rows>(short, ROWS_PER_GROUP), grid(rows.div_ceil(ROWS_PER_GROUP as usize)))
+    } else {
+        (kernel::<Wide>(long, WORKGROUP), grid(rows))
+    }
 }
 
 /// A grid of at least `groups` workgroups (x ≤ 65535; the shaders index `y · nx + x`).
@@ -92,9 +114,11 @@ impl FusedBackend for Cube {
         let out = new_tensor(&logits, Shape::new([rows]), DType::F32);
         let lse = new_tensor(&logits, Shape::new([rows]), DType::F32);
         let info = info(&logits, &[rows as u32, vocab as u32]);
+        let (kernel, count) =
+            pick::<LogprobForwardRows, LogprobForward>(rows, vocab, TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER);
         logits.client.launch(
-            kernel::<LogprobForward>(TOKEN_LOGPROB_SHADER),
-            grid(rows),
+            kernel,
+            count,
             KernelArguments::new()
                 .with_buffer(logits.handle.clone().binding())
                 .with_buffer(targets.handle.clone().binding())
@@ -119,7 +143,7 @@ impl FusedBackend for Cube {
         let out = new_tensor(&logits, Shape::new([rows, vocab]), DType::F32);
         let info = info(&logits, &[rows as u32, vocab as u32]);
         logits.client.launch(
-            kernel::<LogprobBackward>(TOKEN_LOGPROB_BACKWARD_SHADER),
+            kernel::<LogprobBackward>(TOKEN_LOGPROB_BACKWARD_SHADER, WORKGROUP),
             grid((rows * vocab).div_ceil(WORKGROUP as usize)),
             KernelArguments::new()
                 .with_buffer(logits.handle.clone().binding())
@@ -140,9 +164,10 @@ impl FusedBackend for Cube {
             &logits,
             &[rows as u32, vocab as u32, top_k, temperature.to_bits(), seed as u32, (seed >> 32) as u32, step],
         );
+        let (kernel, count) = pick::<SampleRows, Sample>(rows, vocab, SAMPLE_ROWS_SHADER, SAMPLE_SHADER);
         logits.client.launch(
-            kernel::<Sample>(SAMPLE_SHADER),
-            grid(rows),
+            kernel,
+            count,
             KernelArguments::new()
                 .with_buffer(logits.handle.clone().binding())
                 .with_buffer(tokens.handle.clone().binding())

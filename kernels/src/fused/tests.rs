@@ -36,7 +36,8 @@ fn ints(t: Tensor<1, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().try_to_vec().expect("int data")
 }
 
-const SHAPES: &[(usize, usize)] = &[(1, 1), (1, 97), (5, 257), (33, 1000), (3, 4099), (300, 97)];
+// Both sides of `SHORT_ROW` (256): the row-per-thread and the row-per-workgroup kernels.
+const SHAPES: &[(usize, usize)] = &[(1, 1), (1, 97), (70, 256), (5, 257), (33, 1000), (3, 4099), (300, 97)];
 
 #[test]
 fn runs_fused_only_on_cube_devices() {
