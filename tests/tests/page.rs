@@ -91,6 +91,12 @@ async fn settled_status(client: &Client, timeout: Duration) -> (String, String, 
     }
 }
 
+/// What `#backend` says: (the chosen backend, the sentence explaining it).
+async fn backend_choice(client: &Client) -> (String, String) {
+    let el = client.find(Locator::Id("backend")).await.expect("#backend");
+    (el.attr("data-state").await.expect("attr").unwrap_or_default(), el.text().await.expect("text"))
+}
+
 fn artifacts_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
     std::fs::create_dir_all(&dir).expect("create target/e2e");
@@ -116,8 +122,12 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     client.goto(&format!("{base}/")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
     save_screenshot(&client, "page-webgpu.png").await;
-    save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n"));
+    let (backend, why) = backend_choice(&client).await;
+    save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n{why}\n"));
     client.close().await.expect("close browser");
+    // Headless Chromium's WebGPU is SwiftShader, a software renderer: the page must prefer the CPU.
+    assert_eq!(backend, "cpu", "{why}");
+    assert!(why.contains("draws with the CPU, not a GPU"), "{why}");
     assert_eq!(state, "ok", "status: {text}; adapter: {adapter}");
     assert!(text.starts_with("WebGPU OK — 512×512 matmul "), "{text}");
     assert!(text.ends_with(" GFLOP/s"), "{text}");
@@ -132,8 +142,11 @@ async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
     client.goto(&format!("{base}/?n=96")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(120)).await;
     save_screenshot(&client, "page-cpu.png").await;
-    save_text("page-cpu.txt", &format!("{text}\n{adapter}\n"));
+    let (backend, why) = backend_choice(&client).await;
+    save_text("page-cpu.txt", &format!("{text}\n{adapter}\n{why}\n"));
     client.close().await.expect("close browser");
+    assert_eq!(backend, "cpu", "{why}");
+    assert!(why.contains("no WebGPU adapter"), "{why}");
     assert_eq!(state, "cpu", "status: {text}; adapter: {adapter}");
     assert!(text.starts_with("CPU path OK — 96×96 matmul "), "{text}");
     assert!(adapter.contains("CPU path will be used"), "{adapter}");
@@ -150,6 +163,24 @@ async fn a_bad_size_is_explained_and_the_default_used() {
     client.close().await.expect("close browser");
     assert_eq!(note, "?n=banana is not a size from 1 to 2048; using 512.");
     assert_eq!(state, "ok", "{text}");
+}
+
+/// Clicks "Save the model" and waits for the download link: (link text, href, bytes).
+async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, String, usize) {
+    let before = client.find(Locator::Id("train-download")).await.expect("link").attr("href").await.expect("attr");
+    client.find(Locator::Id("train-save")).await.expect("save button").click().await.expect("click");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let link = client.find(Locator::Id("train-download")).await.expect("#train-download");
+        let href = link.attr("href").await.expect("attr");
+        if href.is_some() && href != before {
+            let bytes = link.attr("data-bytes").await.expect("attr").and_then(|b| b.parse().ok()).unwrap_or(0);
+            return (link.text().await.expect("text"), href.unwrap_or_default(), bytes);
+        }
+        let status = client.find(Locator::Id("train-save-status")).await.expect("status").text().await.expect("text");
+        assert!(Instant::now() < deadline, "no download link after {timeout:?}; the page says: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Clicks a training button and waits for the run to finish; returns (first loss, last loss, text).
@@ -186,7 +217,12 @@ async fn the_tab_trains_the_model_on_webgpu_and_on_the_cpu() {
     let mut results = Vec::new();
     for button in ["train-webgpu", "train-cpu"] {
         let (first, last, text) = train_in_page(&client, button, Duration::from_secs(300)).await;
-        save_text(&format!("{button}.txt"), &format!("{text}\n"));
+        // Saving reads the parameters back asynchronously: on WebGPU a blocking read would panic.
+        let (link, href, bytes) = save_model_in_page(&client, Duration::from_secs(120)).await;
+        save_text(&format!("{button}.txt"), &format!("{text}\n{link}\n"));
+        assert!(href.starts_with("blob:"), "{button}: download link {href}");
+        assert!(bytes > 10_000, "{button}: a checkpoint of {bytes} bytes");
+        assert!(link.contains("step 25"), "{button}: {link}");
         results.push((button, first, last, text));
     }
     save_screenshot(&client, "page-trained.png").await;

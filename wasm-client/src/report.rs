@@ -53,6 +53,8 @@ pub enum WorkerRequest {
     Train(TrainRequest),
     /// Stop training after the current step.
     Stop,
+    /// Serialise the last trained model as a checkpoint and send it to the page.
+    SaveModel,
 }
 
 /// Train a fresh model of size `model` for `steps` steps on `backend`.
@@ -113,8 +115,45 @@ pub enum WorkerReport {
     Train(TrainProgress),
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
+    /// A checkpoint of the trained model; its bytes came in the message just before this one.
+    ModelSaved(SavedModel),
+    /// The model could not be saved; `message` says why.
+    SaveFailed { message: String },
     /// Something failed; `message` says what.
     Failed { message: String },
+}
+
+/// What the page needs to offer a checkpoint for download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedModel {
+    pub file_name: String,
+    pub bytes: usize,
+    pub step: u64,
+    /// Hex SHA-256 of the parameters (the checkpoint header's content hash).
+    pub sha256: String,
+}
+
+impl SavedModel {
+    /// Describes a checkpoint made by [`crate::model::checkpoint::save`].
+    pub fn describe(checkpoint: &[u8]) -> Result<Self, crate::model::ModelError> {
+        let (header, _) = crate::model::checkpoint::read_header(checkpoint)?;
+        let short = header.payload_sha256.get(..12).unwrap_or(&header.payload_sha256).to_owned();
+        Ok(Self {
+            file_name: format!(
+                "tabswarm-d{}-l{}-step{}-{short}.tswm",
+                header.config.d_model, header.config.n_layers, header.step
+            ),
+            bytes: checkpoint.len(),
+            step: header.step,
+            sha256: header.payload_sha256,
+        })
+    }
+
+    /// The link text, e.g. `Download the model (412 KB, step 25, sha256 3f9a…)`.
+    pub fn link_text(&self) -> String {
+        let short = self.sha256.get(..8).unwrap_or(&self.sha256);
+        format!("Download the model ({} KB, step {}, sha256 {short}…)", self.bytes.div_ceil(1024), self.step)
+    }
 }
 
 /// What the adapter says about itself (WebGPU exposes little; empty fields are omitted on screen).
@@ -147,7 +186,7 @@ impl AdapterSummary {
             DeviceType::DiscreteGpu => "discrete GPU",
             DeviceType::IntegratedGpu => "integrated GPU",
             DeviceType::VirtualGpu => "virtual GPU",
-            DeviceType::Cpu => "software renderer on the CPU",
+            DeviceType::Cpu => SOFTWARE_RENDERER,
             DeviceType::Other => "",
         };
         Self { name: name.to_owned(), backend, device_type: device_type.to_owned(), driver: driver.to_owned() }
@@ -165,6 +204,54 @@ impl AdapterSummary {
 }
 
 /// Which engine produced a [`CheckReport`].
+/// Which backend the page starts training on, and why, in words for the contributor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendChoice {
+    pub backend: TrainBackend,
+    pub reason: String,
+}
+
+impl BackendChoice {
+    /// WebGPU when the browser gave a hardware adapter; the CPU when there is none, or when the
+    /// adapter is a software renderer (SwiftShader, llvmpipe): that runs every GPU kernel on the
+    /// CPU and trained the tiny model ~200× slower than the wasm CPU backend (docs/benchmarks.md).
+    pub fn recommend(adapter: Option<&AdapterSummary>) -> Self {
+        let Some(adapter) = adapter else {
+            return Self {
+                backend: TrainBackend::Cpu,
+                reason: "Training uses the CPU because this browser gave no WebGPU adapter.".into(),
+            };
+        };
+        let name = adapter.name.to_ascii_lowercase();
+        let software = adapter.device_type == SOFTWARE_RENDERER
+            || ["swiftshader", "llvmpipe", "lavapipe", "software", "microsoft basic render"]
+                .iter()
+                .any(|marker| name.contains(marker));
+        if software {
+            let what = if adapter.name.is_empty() { "a software renderer" } else { adapter.name.as_str() };
+            Self {
+                backend: TrainBackend::Cpu,
+                reason: format!(
+                    "Training uses the CPU: the WebGPU adapter here ({what}) draws with the CPU, not a GPU, and is far \
+                     slower than the CPU path. You can still pick WebGPU."
+                ),
+            }
+        } else {
+            let what = [adapter.name.as_str(), adapter.device_type.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Self {
+                backend: TrainBackend::WebGpu,
+                reason: format!("Training uses WebGPU on your GPU ({what}). You can switch to the CPU."),
+            }
+        }
+    }
+}
+
+const SOFTWARE_RENDERER: &str = "software renderer on the CPU";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
@@ -276,6 +363,38 @@ pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    fn adapter(name: &str, device_type: tabswarm_kernels::wgpu::DeviceType) -> AdapterSummary {
+        AdapterSummary::new(name, tabswarm_kernels::wgpu::Backend::BrowserWebGpu, device_type, "")
+    }
+
+    #[test]
+    fn training_picks_webgpu_only_on_a_hardware_adapter() {
+        use tabswarm_kernels::wgpu::DeviceType;
+        let none = BackendChoice::recommend(None);
+        assert_eq!(none.backend, TrainBackend::Cpu);
+        assert!(none.reason.contains("no WebGPU adapter"), "{}", none.reason);
+
+        let swiftshader = BackendChoice::recommend(Some(&adapter("SwiftShader Device (Subzero)", DeviceType::Cpu)));
+        assert_eq!(swiftshader.backend, TrainBackend::Cpu);
+        assert!(swiftshader.reason.contains("SwiftShader Device (Subzero)"), "{}", swiftshader.reason);
+        // A software adapter that does not say so in its type is still recognised by name.
+        let llvmpipe = BackendChoice::recommend(Some(&adapter("llvmpipe (LLVM 15.0.6, 256 bits)", DeviceType::Other)));
+        assert_eq!(llvmpipe.backend, TrainBackend::Cpu);
+
+        let gpu = BackendChoice::recommend(Some(&adapter("NVIDIA GeForce RTX 4070", DeviceType::DiscreteGpu)));
+        assert_eq!(gpu.backend, TrainBackend::WebGpu);
+        assert_eq!(
+            gpu.reason,
+            "Training uses WebGPU on your GPU (NVIDIA GeForce RTX 4070, discrete GPU). You can switch to the CPU."
+        );
+        // Browsers often hide the adapter's name: an unnamed hardware adapter still gets WebGPU.
+        assert_eq!(
+            BackendChoice::recommend(Some(&adapter("", DeviceType::IntegratedGpu))).backend,
+            TrainBackend::WebGpu
+        );
+    }
+
     use super::*;
 
     fn report(engine: Engine, max_error: f32) -> CheckReport {

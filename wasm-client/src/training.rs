@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::model::checkpoint;
 use crate::model::tokenizer::{BOS, EOS};
 use crate::model::{Model, ModelConfig, ModelError, TokenBatch, Tokenizer, TrainConfig, Trainer};
 use crate::report::{ModelSize, TrainBackend, TrainProgress};
@@ -47,6 +48,7 @@ pub fn addition_batch(seed: u64) -> Result<TokenBatch, ModelError> {
 #[derive(Debug)]
 pub struct TrainingRun {
     trainer: Trainer,
+    config: ModelConfig,
     batch: TokenBatch,
     backend: TrainBackend,
     parameters: usize,
@@ -67,11 +69,13 @@ impl TrainingRun {
         seed: u64,
     ) -> Result<Self, ModelError> {
         device.seed(seed);
-        let model: Model = model_config(size).init(device)?;
+        let model_config = model_config(size);
+        let model: Model = model_config.init(device)?;
         let parameters = model.num_params();
         let config = TrainConfig { learning_rate: 3e-3, ..TrainConfig::default() };
         Ok(Self {
             trainer: Trainer::new(model, config, device),
+            config: model_config,
             batch: addition_batch(seed)?,
             backend,
             parameters,
@@ -81,6 +85,16 @@ impl TrainingRun {
             started_ms: 0.0,
             tokens: 0,
         })
+    }
+
+    /// The model as trained so far, as a checkpoint, without blocking (works on WebGPU).
+    pub async fn checkpoint(&self) -> Result<Vec<u8>, ModelError> {
+        checkpoint::save_async(&self.trainer.inference_model(), &self.config, u64::from(self.step)).await
+    }
+
+    /// Steps taken so far.
+    pub fn steps_taken(&self) -> u32 {
+        self.step
     }
 
     pub fn is_done(&self) -> bool {
@@ -146,5 +160,15 @@ mod tests {
         assert!(last.done && last.step == 12);
         assert!(last.loss < last.first_loss * 0.8, "loss {} → {}", last.first_loss, last.loss);
         assert!(last.steps_per_second > 0.0 && last.tokens_per_second > last.steps_per_second);
+
+        // What the page offers for download: a checkpoint that loads back, named after its content.
+        let bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
+        let saved = crate::report::SavedModel::describe(&bytes).expect("describe");
+        assert_eq!((saved.step, saved.bytes), (12, bytes.len()));
+        assert!(saved.file_name.starts_with("tabswarm-d32-l2-step12-"), "{}", saved.file_name);
+        assert!(saved.file_name.ends_with(".tswm") && saved.sha256.len() == 64);
+        assert!(saved.link_text().contains("step 12, sha256 "), "{}", saved.link_text());
+        let (_, header) = checkpoint::load(&bytes, Some(&model_config(ModelSize::Tiny)), &device).expect("loads");
+        assert_eq!(header.payload_sha256, saved.sha256);
     }
 }

@@ -13,8 +13,8 @@ use web_sys::{
 
 use crate::check::run_check;
 use crate::report::{
-    AdapterSummary, CheckRequest, ModelSize, TrainBackend, TrainRequest, WorkerReport, WorkerRequest, size_from_query,
-    train_options_from_query,
+    AdapterSummary, BackendChoice, CheckRequest, ModelSize, SavedModel, TrainBackend, TrainRequest, WorkerReport,
+    WorkerRequest, size_from_query, train_options_from_query,
 };
 use crate::training::TrainingRun;
 
@@ -35,6 +35,12 @@ struct Page {
     worker: Worker,
     train_size: ModelSize,
     train_steps: u32,
+    /// Whether the worker found a WebGPU adapter (None until it has looked).
+    webgpu: Cell<Option<bool>>,
+    /// Checkpoint bytes the worker sent ahead of their [`WorkerReport::ModelSaved`].
+    checkpoint: RefCell<Option<js_sys::Uint8Array>>,
+    /// The object URL of the offered checkpoint, revoked when a newer one replaces it.
+    checkpoint_url: RefCell<Option<String>>,
 }
 
 impl Page {
@@ -90,7 +96,15 @@ pub fn start_page() -> Result<(), JsError> {
     options.set_type(WorkerType::Module);
     let worker = Worker::new_with_options("./worker.js", &options)
         .map_err(|e| JsError::new(&format!("cannot start the Web Worker: {e:?}")))?;
-    let page = Rc::new(Page { document, worker, train_size, train_steps });
+    let page = Rc::new(Page {
+        document,
+        worker,
+        train_size,
+        train_steps,
+        webgpu: Cell::new(None),
+        checkpoint: RefCell::new(None),
+        checkpoint_url: RefCell::new(None),
+    });
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
     if has_webgpu {
@@ -107,7 +121,12 @@ pub fn start_page() -> Result<(), JsError> {
     let onmessage = {
         let page = Rc::clone(&page);
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let text = event.data().as_string().unwrap_or_default();
+            let data = event.data();
+            if let Some(bytes) = data.dyn_ref::<js_sys::Uint8Array>() {
+                *page.checkpoint.borrow_mut() = Some(bytes.clone());
+                return;
+            }
+            let text = data.as_string().unwrap_or_default();
             match serde_json::from_str::<WorkerReport>(&text) {
                 Ok(report) => render(&page, report, n),
                 Err(e) => page.status("error", &format!("The worker sent a message the page cannot read ({e}).")),
@@ -128,6 +147,19 @@ pub fn start_page() -> Result<(), JsError> {
     page.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
     onerror.forget();
 
+    let save_click = {
+        let page = Rc::clone(&page);
+        Closure::<dyn FnMut()>::new(move || {
+            page.enable("train-save", false);
+            page.set("train-save-status", "Saving the model…");
+            page.send(&WorkerRequest::SaveModel);
+        })
+    };
+    if let Some(button) = page.button("train-save") {
+        button.set_onclick(Some(save_click.as_ref().unchecked_ref()));
+    }
+    save_click.forget();
+
     for (id, backend) in
         [("train-webgpu", Some(TrainBackend::WebGpu)), ("train-cpu", Some(TrainBackend::Cpu)), ("train-stop", None)]
     {
@@ -139,6 +171,7 @@ pub fn start_page() -> Result<(), JsError> {
                     page.enable("train-webgpu", false);
                     page.enable("train-cpu", false);
                     page.enable("train-stop", true);
+                    page.enable("train-save", false);
                     page.set_state("train-status", "running", &format!("Starting training on {}…", backend.label()));
                     page.send(&WorkerRequest::Train(TrainRequest {
                         backend,
@@ -163,12 +196,16 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
         WorkerReport::Ready => page.send(&WorkerRequest::Check(CheckRequest { n, seed: PAGE_SEED })),
         WorkerReport::Adapter(summary) => {
             page.set("adapter", &format!("WebGPU adapter: {}", summary.describe()));
+            page.webgpu.set(Some(true));
+            show_choice(page, &BackendChoice::recommend(Some(&summary)));
             page.status("pending", &format!("Multiplying {n}×{n} matrices on the GPU…"));
         }
         WorkerReport::NoWebGpu { reason } => {
             page.set("adapter", &format!("No WebGPU adapter ({reason}). The CPU path will be used: it works, but training will be much slower."));
             page.status("pending", &format!("Multiplying {n}×{n} matrices on the CPU…"));
+            page.webgpu.set(Some(false));
             page.enable("train-webgpu", false);
+            show_choice(page, &BackendChoice::recommend(None));
         }
         WorkerReport::Check(check) => {
             page.status(check.state(), &check.headline());
@@ -190,15 +227,69 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             page.set_state("train-status", "error", &message);
             training_finished(page);
         }
+        WorkerReport::ModelSaved(saved) => offer_checkpoint(page, &saved),
+        WorkerReport::SaveFailed { message } => {
+            page.enable("train-save", true);
+            page.set("train-save-status", &message);
+        }
+    }
+}
+
+/// Says which backend training uses and why, and marks that button as the recommended one; the
+/// other stays available, so the contributor can switch.
+fn show_choice(page: &Page, choice: &BackendChoice) {
+    let (id, key) = match choice.backend {
+        TrainBackend::WebGpu => ("train-webgpu", "webgpu"),
+        TrainBackend::Cpu => ("train-cpu", "cpu"),
+    };
+    page.set_state("backend", key, &choice.reason);
+    for (button_id, backend) in [("train-webgpu", TrainBackend::WebGpu), ("train-cpu", TrainBackend::Cpu)] {
+        if let Some(button) = page.button(button_id) {
+            let recommended = button_id == id;
+            let label = format!("Train on {}{}", backend.label(), if recommended { " (recommended)" } else { "" });
+            button.set_text_content(Some(&label));
+            let _ = button.class_list().toggle_with_force("primary", recommended);
+        }
+    }
+}
+
+/// Turns the checkpoint bytes the worker sent into a download link.
+fn offer_checkpoint(page: &Page, saved: &SavedModel) {
+    page.enable("train-save", true);
+    let Some(bytes) = page.checkpoint.borrow_mut().take() else {
+        page.set("train-save-status", "The worker said it saved the model, but no bytes arrived; try again.");
+        return;
+    };
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("application/octet-stream");
+    let url = web_sys::Blob::new_with_u8_array_sequence_and_options(&js_sys::Array::of1(&bytes), &options)
+        .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob));
+    let url = match url {
+        Ok(url) => url,
+        Err(e) => {
+            page.set("train-save-status", &format!("The browser could not hold the model for download: {e:?}"));
+            return;
+        }
+    };
+    if let Some(old) = page.checkpoint_url.replace(Some(url.clone())) {
+        let _ = web_sys::Url::revoke_object_url(&old);
+    }
+    page.set("train-save-status", "");
+    if let Some(link) = page.document.get_element_by_id("train-download") {
+        let _ = link.set_attribute("href", &url);
+        let _ = link.set_attribute("download", &saved.file_name);
+        let _ = link.set_attribute("data-bytes", &saved.bytes.to_string());
+        let _ = link.set_attribute("data-sha256", &saved.sha256);
+        let _ = link.remove_attribute("hidden");
+        link.set_text_content(Some(&saved.link_text()));
     }
 }
 
 fn training_finished(page: &Page) {
+    page.enable("train-save", true);
     page.enable("train-cpu", true);
     page.enable("train-stop", false);
-    let webgpu_possible =
-        page.document.get_element_by_id("status").and_then(|el| el.get_attribute("data-state")) != Some("cpu".into());
-    page.enable("train-webgpu", webgpu_possible);
+    page.enable("train-webgpu", page.webgpu.get() != Some(false));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +304,8 @@ struct WorkerState {
     burn_webgpu: RefCell<Option<Device>>,
     training: Cell<bool>,
     stop: Cell<bool>,
+    /// The last training run, kept after it ends so its model can be saved.
+    last_run: RefCell<Option<TrainingRun>>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -241,6 +334,7 @@ pub fn start_worker() -> Result<(), JsError> {
                 match request {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
+                    WorkerRequest::SaveModel => handle_save(&scope, &state).await,
                     WorkerRequest::Stop => {}
                 }
             });
@@ -334,7 +428,39 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
         }
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
+    *state.last_run.borrow_mut() = Some(run);
     Ok(())
+}
+
+/// Sends the last run's model to the page: the bytes (transferred, not copied), then their summary.
+async fn handle_save(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) {
+    if state.training.get() {
+        post(scope, &WorkerReport::SaveFailed { message: "Stop training before saving the model.".into() });
+        return;
+    }
+    let Some(run) = state.last_run.borrow_mut().take() else {
+        post(
+            scope,
+            &WorkerReport::SaveFailed { message: "There is no trained model to save yet: train first.".into() },
+        );
+        return;
+    };
+    let saved = run.checkpoint().await;
+    *state.last_run.borrow_mut() = Some(run);
+    let result = saved.map_err(|e| e.to_string()).and_then(|bytes| {
+        let summary = SavedModel::describe(&bytes).map_err(|e| e.to_string())?;
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        scope
+            .post_message_with_transfer(&array, &js_sys::Array::of1(&array.buffer()))
+            .map_err(|e| format!("cannot hand the model to the page: {e:?}"))?;
+        Ok(summary)
+    });
+    match result {
+        Ok(summary) => post(scope, &WorkerReport::ModelSaved(summary)),
+        Err(message) => {
+            post(scope, &WorkerReport::SaveFailed { message: format!("Saving the model failed: {message}") })
+        }
+    }
 }
 
 /// Resolves on the next macrotask, so messages queued for the worker are handled between steps.

@@ -5,9 +5,11 @@
 //! fingerprint, the training step, and the payload's length and SHA-256, so a truncated, corrupt
 //! or mismatched file is refused with a reason before any parameter is touched.
 
-use burn::module::Module;
+use std::collections::VecDeque;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -122,6 +124,50 @@ pub fn read_header(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), Checkpoint
         });
     }
     Ok((header, payload))
+}
+
+/// [`save`] for a model on any device without blocking: every parameter is read back with
+/// `into_data_async` into a copy of the model on the CPU, which is then serialised. This is the
+/// path a browser worker must take for a model on WebGPU, where a synchronous read panics.
+pub async fn save_async(model: &Model, config: &ModelConfig, step: u64) -> Result<Vec<u8>, ModelError> {
+    // Parameters in visiting order, with their ids (kept, so the checkpoint is byte-identical to
+    // one saved from the CPU).
+    struct Collect(Vec<(ParamId, Tensor<1>)>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push((param.id, param.val().reshape([-1])));
+        }
+    }
+    struct Fill {
+        values: VecDeque<(ParamId, TensorData)>,
+        device: Device,
+        missing: bool,
+    }
+    impl ModuleMapper for Fill {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let Some((id, data)) = self.values.pop_front() else {
+                self.missing = true;
+                return param;
+            };
+            let dims = param.val().dims();
+            Param::initialized(id, Tensor::<1>::from_data(data, &self.device).reshape(dims))
+        }
+    }
+
+    let mut collect = Collect(Vec::new());
+    model.visit(&mut collect);
+    let mut values = VecDeque::with_capacity(collect.0.len());
+    for (id, tensor) in collect.0 {
+        let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        values.push_back((id, data));
+    }
+    let cpu = Device::flex();
+    let mut fill = Fill { values, device: cpu.clone(), missing: false };
+    let copy = config.init(&cpu)?.map(&mut fill);
+    if fill.missing || !fill.values.is_empty() {
+        return Err(CheckpointError::Record("the model's parameters do not match its config".into()).into());
+    }
+    save(&copy, config, step)
 }
 
 /// Loads a checkpoint onto `device`. With `expected`, a checkpoint of any other config is refused.

@@ -237,6 +237,18 @@ fn checkpoint_round_trip_gives_identical_logits() {
 }
 
 #[test]
+fn async_save_of_a_model_on_wgpu_loads_with_identical_logits_on_the_cpu() {
+    let Some((on_cpu, on_gpu, _)) = same_model_on_gpu_and_cpu(13) else { return };
+    let config = tiny_config();
+    let bytes = block_on(checkpoint::save_async(&on_gpu, &config, 5)).expect("save from wgpu");
+    assert_eq!(bytes, checkpoint::save(&on_cpu, &config, 5).expect("save"), "byte-identical to the CPU save");
+    let (loaded, header) = checkpoint::load(&bytes, Some(&config), &cpu()).expect("load");
+    assert_eq!(header.step, 5);
+    let rows = [vec![BOS, 4, 5, 6, 7]];
+    assert_eq!(logits_of(&on_cpu, &rows, &cpu()), logits_of(&loaded, &rows, &cpu()));
+}
+
+#[test]
 fn corrupt_or_mismatched_checkpoints_are_refused() {
     let device = cpu();
     let config = tiny_config();
