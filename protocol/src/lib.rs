@@ -5,6 +5,8 @@
 //! their issues land. It holds data types and pure functions only: no I/O, no async, no GPU, so it
 //! builds everywhere the client and the relay do.
 
+pub mod checkpoint;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the swarm protocol this build speaks. A relay and a client with different versions

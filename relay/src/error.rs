@@ -18,6 +18,12 @@ pub enum StartError {
     /// Reading an asset failed.
     #[error("cannot read web asset {path}: {source}")]
     AssetRead { path: PathBuf, source: std::io::Error },
+    /// The base checkpoint file could not be read.
+    #[error("cannot read base checkpoint {path}: {source}")]
+    CheckpointRead { path: PathBuf, source: std::io::Error },
+    /// The base checkpoint file is not a usable checkpoint.
+    #[error("base checkpoint {path} is refused: {reason}")]
+    CheckpointRefused { path: PathBuf, reason: tabswarm_protocol::checkpoint::FrameError },
     /// The listen address is taken or not ours to bind.
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
@@ -53,12 +59,14 @@ impl StartError {
 pub enum HttpError {
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("this relay serves no base checkpoint (its operator can start it with --base-checkpoint <file>)")]
+    NoBaseCheckpoint,
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = match self {
-            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::NotFound(_) | HttpError::NoBaseCheckpoint => StatusCode::NOT_FOUND,
         };
         (status, self.to_string()).into_response()
     }

@@ -15,6 +15,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::assets::AssetStore;
+use crate::checkpoint::{self, BaseCheckpoint};
 use crate::error::HttpError;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
@@ -31,6 +32,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub assets: AssetStore,
+    /// The swarm's base checkpoint, when the operator configured one.
+    pub base_checkpoint: Option<std::sync::Arc<BaseCheckpoint>>,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
@@ -46,6 +49,9 @@ pub fn app(state: AppState) -> Router {
     ];
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/checkpoint/base.json", get(checkpoint::base_info))
+        .route("/api/checkpoint/base", get(checkpoint::base_bytes))
+        .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash))
         .route("/", get(asset))
         .route("/{*path}", get(asset))
         .with_state(state);

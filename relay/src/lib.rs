@@ -5,6 +5,7 @@
 //! [`http`] the router, [`assets`] the static files, [`error`] what can go wrong.
 
 pub mod assets;
+pub mod checkpoint;
 pub mod error;
 pub mod http;
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use assets::AssetStore;
+pub use checkpoint::BaseCheckpoint;
 pub use error::StartError;
 pub use http::{AppState, app};
 use tokio::net::TcpListener;
@@ -26,6 +28,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct RelayConfig {
     pub listen: SocketAddr,
     pub assets: PathBuf,
+    /// A checkpoint file to serve as the swarm's base model.
+    pub base_checkpoint: Option<PathBuf>,
 }
 
 /// A relay whose socket is bound and whose assets are loaded, ready to [`Relay::serve`].
@@ -40,8 +44,17 @@ impl Relay {
     /// port conflict, and nothing is left listening on failure).
     pub async fn bind(config: &RelayConfig) -> Result<Self, StartError> {
         let assets = AssetStore::load(&config.assets)?;
+        let base_checkpoint = match &config.base_checkpoint {
+            Some(path) => Some(std::sync::Arc::new(BaseCheckpoint::load(path)?)),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
-        Ok(Self { listener, state: AppState { assets } })
+        Ok(Self { listener, state: AppState { assets, base_checkpoint } })
+    }
+
+    /// What the relay serves as the base checkpoint, if anything.
+    pub fn base_checkpoint(&self) -> Option<&checkpoint::BaseInfo> {
+        self.state.base_checkpoint.as_deref().map(BaseCheckpoint::info)
     }
 
     /// The address actually bound (differs from the configured one when the port was 0).

@@ -21,6 +21,9 @@ struct Cli {
     /// Folder with the built page (made by `cargo xtask build`).
     #[arg(long, env = "TABSWARM_ASSETS", default_value = "web/dist")]
     assets: PathBuf,
+    /// A checkpoint to serve as the swarm's base model at /api/checkpoint/base (verified at start).
+    #[arg(long, env = "TABSWARM_BASE_CHECKPOINT")]
+    base_checkpoint: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -30,7 +33,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = RelayConfig { listen: SocketAddr::new(cli.host, cli.port), assets: cli.assets };
+    let config = RelayConfig {
+        listen: SocketAddr::new(cli.host, cli.port),
+        assets: cli.assets,
+        base_checkpoint: cli.base_checkpoint,
+    };
     let relay = match Relay::bind(&config).await {
         Ok(relay) => relay,
         Err(e) => {
@@ -40,6 +47,9 @@ async fn main() -> ExitCode {
     };
     let addr = relay.local_addr().unwrap_or(config.listen);
     tracing::info!(assets = %config.assets.display(), "relay listening on http://{addr}");
+    if let Some(base) = relay.base_checkpoint() {
+        tracing::info!(sha256 = %base.sha256, bytes = base.bytes, step = base.step, "serving the base checkpoint");
+    }
     // The one line a person running the relay looks for.
     println!("Tabswarm relay serving http://{addr}  (Ctrl-C to stop)");
     match relay.serve(shutdown_signal()).await {

@@ -37,7 +37,8 @@ fn free_port() -> u16 {
 }
 
 async fn start_relay() -> String {
-    let config = RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir() };
+    let config =
+        RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir(), base_checkpoint: None };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
     tokio::spawn(relay.serve(std::future::pending()));

@@ -27,7 +27,66 @@ fn site() -> tempfile::TempDir {
 }
 
 fn router(dir: &Path) -> Router {
-    app(AppState { assets: AssetStore::load(dir).expect("load assets") })
+    app(AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: None })
+}
+
+fn router_with_base(dir: &Path) -> (Router, Vec<u8>) {
+    let bytes = crate::checkpoint::tests::example();
+    let file = dir.join("base.tswm");
+    std::fs::write(&file, &bytes).expect("write checkpoint");
+    let base = crate::BaseCheckpoint::load(&file).expect("valid checkpoint");
+    let state = AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: Some(base.into()) };
+    (app(state), bytes)
+}
+
+async fn body(response: Response) -> Vec<u8> {
+    response.into_body().collect().await.expect("body").to_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn the_base_checkpoint_is_served_with_its_hash_and_revalidates() {
+    let dir = site();
+    let (router, bytes) = router_with_base(dir.path());
+    let info = get(router.clone(), "/api/checkpoint/base.json", &[]).await;
+    assert_eq!(info.status(), StatusCode::OK);
+    let info: crate::checkpoint::BaseInfo = serde_json::from_slice(&body(info).await).expect("json");
+    let verified = tabswarm_protocol::checkpoint::verify(&bytes).expect("valid");
+    assert_eq!(info.sha256, verified.summary.payload_sha256);
+    assert_eq!((info.bytes, info.step), (bytes.len(), 40));
+    assert_eq!(info.url, format!("/api/checkpoint/{}", info.sha256));
+
+    let response = get(router.clone(), "/api/checkpoint/base", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()[header::ETAG].to_str().expect("etag").to_owned();
+    assert_eq!(etag, format!("\"{}\"", info.sha256));
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/octet-stream");
+    assert_eq!(body(response).await, bytes);
+
+    let again = get(router.clone(), "/api/checkpoint/base", &[(header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(body(again).await.is_empty());
+
+    let by_hash = get(router.clone(), &info.url, &[]).await;
+    assert_eq!(by_hash.status(), StatusCode::OK);
+    assert!(by_hash.headers()[header::CACHE_CONTROL].to_str().expect("cc").contains("immutable"));
+    assert_eq!(body(by_hash).await, bytes);
+
+    let stale = get(router, &format!("/api/checkpoint/{}", "0".repeat(64)), &[]).await;
+    assert_eq!(stale.status(), StatusCode::NOT_FOUND);
+    let text = String::from_utf8(body(stale).await).expect("utf8");
+    assert!(text.contains(&format!("this relay serves {}", info.url)), "{text}");
+}
+
+#[tokio::test]
+async fn without_a_base_checkpoint_the_api_says_how_to_configure_one() {
+    let dir = site();
+    for uri in ["/api/checkpoint/base", "/api/checkpoint/base.json"] {
+        let response = get(router(dir.path()), uri, &[]).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
+        let text = String::from_utf8(body(response).await).expect("utf8");
+        assert!(text.contains("--base-checkpoint"), "{uri}: {text}");
+    }
 }
 
 async fn get(router: Router, uri: &str, headers: &[(header::HeaderName, &str)]) -> Response {
@@ -130,7 +189,9 @@ async fn a_port_in_use_is_one_clear_error() {
     let dir = site();
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let listen = taken.local_addr().expect("addr");
-    let err = Relay::bind(&RelayConfig { listen, assets: dir.path().to_path_buf() }).await.expect_err("port taken");
+    let err = Relay::bind(&RelayConfig { listen, assets: dir.path().to_path_buf(), base_checkpoint: None })
+        .await
+        .expect_err("port taken");
     let message = err.to_string();
     assert!(message.contains(&format!("port {} is already in use", listen.port())), "{message}");
     assert!(!message.contains('\n'), "one line: {message}");
@@ -141,10 +202,13 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = site();
-    let relay =
-        Relay::bind(&RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: dir.path().to_path_buf() })
-            .await
-            .expect("bind");
+    let relay = Relay::bind(&RelayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        assets: dir.path().to_path_buf(),
+        base_checkpoint: None,
+    })
+    .await
+    .expect("bind");
     let addr = relay.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(relay.serve(async move {

@@ -1,7 +1,7 @@
 //! Checkpoints: a model's parameters (a burn record) behind a header that says what they are.
 //!
-//! Layout: `TSWMCKPT` magic, format version (u32 LE), header length (u32 LE), the header as JSON,
-//! then the burnpack payload. The header records the model config, the tokenizer version and
+//! The framing (magic, format, header length, payload length and hash) is shared with the relay in
+//! `tabswarm_protocol::checkpoint`; the payload is a burnpack record. The header records the model config, the tokenizer version and
 //! fingerprint, the training step, and the payload's length and SHA-256, so a truncated, corrupt
 //! or mismatched file is refused with a reason before any parameter is touched.
 
@@ -11,17 +11,12 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use tabswarm_protocol::checkpoint::{FrameError, frame, sha256_hex, verify};
 
 use super::tokenizer::{TOKENIZER_VERSION, Tokenizer};
 use super::{Model, ModelConfig, ModelError};
 
-/// First bytes of every checkpoint.
-pub const MAGIC: &[u8; 8] = b"TSWMCKPT";
-/// Version of this layout.
-pub const FORMAT_VERSION: u32 = 1;
-/// A header larger than this is refused as corrupt.
-const MAX_HEADER_LEN: usize = 64 * 1024;
+pub use tabswarm_protocol::checkpoint::{FORMAT_VERSION, MAGIC};
 
 /// What a checkpoint says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,16 +34,11 @@ pub struct CheckpointHeader {
 /// Why a checkpoint was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("not a Tabswarm checkpoint (the file does not start with {MAGIC:?})")]
-    NotACheckpoint,
-    #[error("checkpoint format {found} is not supported (this build reads format {FORMAT_VERSION})")]
-    UnsupportedFormat { found: u32 },
-    #[error("checkpoint is truncated: {0}")]
-    Truncated(String),
+    /// Magic, format, length or hash are wrong (the checks the relay makes too).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     #[error("checkpoint header is unreadable: {0}")]
     BadHeader(String),
-    #[error("checkpoint is corrupt: its payload hashes to {actual}, the header says {expected}")]
-    HashMismatch { expected: String, actual: String },
     #[error(
         "checkpoint was trained with tokenizer v{found} ({found_fingerprint}); this build has v{TOKENIZER_VERSION} ({expected_fingerprint})"
     )]
@@ -72,49 +62,15 @@ pub fn save(model: &Model, config: &ModelConfig, step: u64) -> Result<Vec<u8>, M
         payload_sha256: sha256_hex(&payload),
     };
     let header = serde_json::to_vec(&header).map_err(|e| CheckpointError::BadHeader(e.to_string()))?;
-    let mut bytes = Vec::with_capacity(16 + header.len() + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&header);
-    bytes.extend_from_slice(&payload);
-    Ok(bytes)
+    Ok(frame(&header, &payload))
 }
 
 /// Checks everything but the parameters themselves: magic, format, header, length, hash, tokenizer.
 pub fn read_header(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8]), CheckpointError> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(CheckpointError::NotACheckpoint);
-    }
-    let word = |at: usize| -> Result<u32, CheckpointError> {
-        let raw = bytes.get(at..at + 4).ok_or_else(|| CheckpointError::Truncated(format!("{} bytes", bytes.len())))?;
-        Ok(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
-    };
-    let format = word(8)?;
-    if format != FORMAT_VERSION {
-        return Err(CheckpointError::UnsupportedFormat { found: format });
-    }
-    let header_len = word(12)? as usize;
-    if header_len > MAX_HEADER_LEN {
-        return Err(CheckpointError::BadHeader(format!("header claims {header_len} bytes")));
-    }
-    let header_bytes = bytes
-        .get(16..16 + header_len)
-        .ok_or_else(|| CheckpointError::Truncated(format!("header needs {header_len} bytes")))?;
+    let verified = verify(bytes)?;
     let header: CheckpointHeader =
-        serde_json::from_slice(header_bytes).map_err(|e| CheckpointError::BadHeader(e.to_string()))?;
-    let payload = &bytes[16 + header_len..];
-    if payload.len() as u64 != header.payload_len {
-        return Err(CheckpointError::Truncated(format!(
-            "payload has {} bytes, the header says {}",
-            payload.len(),
-            header.payload_len
-        )));
-    }
-    let actual = sha256_hex(payload);
-    if actual != header.payload_sha256 {
-        return Err(CheckpointError::HashMismatch { expected: header.payload_sha256, actual });
-    }
+        serde_json::from_slice(verified.header_json).map_err(|e| CheckpointError::BadHeader(e.to_string()))?;
+    let payload = verified.payload;
     let expected_fingerprint = Tokenizer::new().fingerprint();
     if header.tokenizer_version != TOKENIZER_VERSION || header.tokenizer_fingerprint != expected_fingerprint {
         return Err(CheckpointError::TokenizerMismatch {
@@ -194,8 +150,4 @@ fn describe(config: &ModelConfig) -> String {
         "vocab {} · d_model {} · {} layers · {} heads · d_ff {} · context {}",
         config.vocab_size, config.d_model, config.n_layers, config.n_heads, config.d_ff, config.max_seq_len
     )
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

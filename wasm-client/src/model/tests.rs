@@ -255,7 +255,13 @@ fn corrupt_or_mismatched_checkpoints_are_refused() {
     let bytes = checkpoint::save(&model_on(&device, 10), &config, 0).expect("save");
 
     let err = checkpoint::load(b"PK\x03\x04 not ours", None, &device).expect_err("magic");
-    assert!(matches!(err, ModelError::Checkpoint(CheckpointError::NotACheckpoint)), "{err}");
+    assert!(
+        matches!(
+            err,
+            ModelError::Checkpoint(CheckpointError::Frame(tabswarm_protocol::checkpoint::FrameError::NotACheckpoint))
+        ),
+        "{err}"
+    );
 
     let mut flipped = bytes.clone();
     let last = flipped.len() - 1;

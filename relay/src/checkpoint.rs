@@ -1,0 +1,145 @@
+//! The swarm's base checkpoint: the model every tab starts from, served at a stable URL with its
+//! content hash so a tab can check what it downloaded before training on it.
+//!
+//! - `GET /api/checkpoint/base.json`: `{sha256, bytes, step, url}` — what the base is now.
+//! - `GET /api/checkpoint/base`: the bytes; `ETag` is the content hash, so a tab revalidates cheaply.
+//! - `GET /api/checkpoint/{sha256}`: the same bytes under their hash, cacheable forever.
+//!
+//! The relay checks the framing and the hash at start-up (`tabswarm_protocol::checkpoint::verify`)
+//! and refuses to start on a damaged file; it does not interpret the parameters.
+
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tabswarm_protocol::checkpoint::verify;
+
+use crate::error::{HttpError, StartError};
+use crate::http::AppState;
+
+/// A verified checkpoint held in memory.
+#[derive(Debug, Clone)]
+pub struct BaseCheckpoint {
+    bytes: Bytes,
+    info: BaseInfo,
+}
+
+/// Body of `GET /api/checkpoint/base.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BaseInfo {
+    /// Hex SHA-256 of the parameters (the checkpoint header's content hash).
+    pub sha256: String,
+    /// Size of the whole file.
+    pub bytes: usize,
+    /// Training steps of the base model.
+    pub step: u64,
+    /// Where the bytes live under their hash (immutable).
+    pub url: String,
+}
+
+impl BaseCheckpoint {
+    /// Reads and verifies `path`; every failure names the file and what is wrong with it.
+    pub fn load(path: &Path) -> Result<Self, StartError> {
+        let bytes = std::fs::read(path).map_err(|source| StartError::CheckpointRead { path: path.into(), source })?;
+        Self::from_bytes(bytes, path)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, StartError> {
+        let summary = verify(&bytes)
+            .map_err(|reason| StartError::CheckpointRefused { path: PathBuf::from(path), reason })?
+            .summary;
+        let info = BaseInfo {
+            url: format!("/api/checkpoint/{}", summary.payload_sha256),
+            sha256: summary.payload_sha256,
+            bytes: bytes.len(),
+            step: summary.step,
+        };
+        Ok(Self { bytes: Bytes::from(bytes), info })
+    }
+
+    pub fn info(&self) -> &BaseInfo {
+        &self.info
+    }
+
+    fn respond(&self, headers: &HeaderMap, immutable: bool) -> Response {
+        let etag = format!("\"{}\"", self.info.sha256);
+        let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
+        let matches = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        let mut response = if matches {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let file = format!("attachment; filename=\"tabswarm-base-{}.tswm\"", &self.info.sha256[..12]);
+            let mut response = self.bytes.clone().into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            if let Ok(value) = HeaderValue::from_str(&file) {
+                h.insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        };
+        let h = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, value);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        response
+    }
+}
+
+fn configured(state: &AppState) -> Result<&BaseCheckpoint, HttpError> {
+    state.base_checkpoint.as_deref().ok_or(HttpError::NoBaseCheckpoint)
+}
+
+pub(crate) async fn base_info(State(state): State<AppState>) -> Result<Json<BaseInfo>, HttpError> {
+    Ok(Json(configured(&state)?.info().clone()))
+}
+
+pub(crate) async fn base_bytes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    Ok(configured(&state)?.respond(&headers, false))
+}
+
+pub(crate) async fn by_hash(
+    State(state): State<AppState>,
+    UrlPath(sha256): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let base = configured(&state)?;
+    if sha256 != base.info.sha256 {
+        return Err(HttpError::NotFound(format!("/api/checkpoint/{sha256} (this relay serves {})", base.info.url)));
+    }
+    Ok(base.respond(&headers, true))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use tabswarm_protocol::checkpoint::{frame, sha256_hex};
+
+    use super::*;
+
+    /// A checkpoint the relay accepts (it checks framing and hash, not the parameters).
+    pub(crate) fn example() -> Vec<u8> {
+        let payload = b"pretend parameters".repeat(10);
+        let header =
+            serde_json::json!({"step": 40, "payload_len": payload.len(), "payload_sha256": sha256_hex(&payload)});
+        frame(&serde_json::to_vec(&header).expect("json"), &payload)
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_at_start_with_its_path_and_reason() {
+        let mut bytes = example();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let err = BaseCheckpoint::from_bytes(bytes, Path::new("base.tswm")).expect_err("corrupt");
+        let message = err.to_string();
+        assert!(message.starts_with("base checkpoint base.tswm is refused: checkpoint is corrupt"), "{message}");
+        let err = BaseCheckpoint::load(Path::new("/nonexistent/base.tswm")).expect_err("missing");
+        assert!(err.to_string().starts_with("cannot read base checkpoint /nonexistent/base.tswm: "), "{err}");
+    }
+}
