@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use burn::tensor::Distribution;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use tabswarm_kernels::fused::{
-    SampleSettings, sample_tokens, sample_tokens_reference, token_log_probs, token_log_probs_reference,
+    SampleSettings, decode_attention, decode_attention_reference, sample_tokens, sample_tokens_reference,
+    token_log_probs, token_log_probs_reference,
 };
 use tabswarm_kernels::testing::random_values;
 
@@ -86,5 +88,26 @@ fn main() {
             })
         };
         row(&format!("sampling, top-k {top_k}"), rows, vocab, draw(true), draw(false));
+    }
+
+    // Decode attention at the default model's shapes: batch 8, 6 heads of 32, one new token.
+    for len in [16usize, 64, 128, 256] {
+        let q = Tensor::<4>::random([8, 6, 1, 32], Distribution::Default, &device);
+        let k = Tensor::<4>::random([8, 6, len, 32], Distribution::Default, &device);
+        let v = Tensor::<4>::random([8, 6, len, 32], Distribution::Default, &device);
+        let attend = |fused: bool| {
+            time_per_call(budget, || {
+                let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                let out = if fused { decode_attention(q, k, v) } else { decode_attention_reference(q, k, v) };
+                out.into_data();
+            })
+        };
+        let (fused, reference) = (attend(true), attend(false));
+        println!(
+            "| decode attention, 8×6 heads of 32 | cache {len} | {:.2} | {:.2} | {:.1}× |",
+            fused * 1e3,
+            reference * 1e3,
+            reference / fused
+        );
     }
 }

@@ -18,6 +18,7 @@ pub const ALL: &[ShaderSource] = &[
         source: include_str!("fused/token_logprob_backward.wgsl"),
     },
     ShaderSource { path: "fused/token_logprob_rows.wgsl", source: include_str!("fused/token_logprob_rows.wgsl") },
+    ShaderSource { path: "fused/decode_attention.wgsl", source: include_str!("fused/decode_attention.wgsl") },
     ShaderSource { path: "fused/sample.wgsl", source: include_str!("fused/sample.wgsl") },
     ShaderSource { path: "fused/sample_rows.wgsl", source: include_str!("fused/sample_rows.wgsl") },
 ];

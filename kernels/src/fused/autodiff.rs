@@ -58,6 +58,16 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         ))
     }
 
+    fn decode_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        // Generation runs without autodiff; on an autodiff device the result is a constant.
+        FloatTensor::<Self>::new(B::decode_attention(q.into_primitive(), k.into_primitive(), v.into_primitive(), scale))
+    }
+
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self> {
         B::sample(logits.into_primitive(), temperature, top_k, seed, step)
     }

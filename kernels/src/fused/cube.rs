@@ -12,7 +12,7 @@ use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
 use super::{
-    FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW, TOKEN_LOGPROB_BACKWARD_SHADER,
+    DECODE_ATTENTION_SHADER, FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW, TOKEN_LOGPROB_BACKWARD_SHADER,
     TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER,
 };
 
@@ -48,6 +48,10 @@ struct LogprobForwardRows;
 struct LogprobBackward;
 struct Sample;
 struct SampleRows;
+struct DecodeAttention;
+
+/// Threads per workgroup of `decode_attention.wgsl`.
+const ATTENTION_THREADS: u32 = 64;
 
 fn kernel<K: 'static + Send + Sync>(source: &'static str, threads: u32) -> Box<SourceKernel<Wgsl<K>>> {
     Box::new(SourceKernel::new(Wgsl { source, _kind: std::marker::PhantomData }, CubeDim::new_1d(threads)))
@@ -150,6 +154,33 @@ impl FusedBackend for Cube {
                 .with_buffer(targets.handle.clone().binding())
                 .with_buffer(lse.handle.clone().binding())
                 .with_buffer(grad.handle.clone().binding())
+                .with_buffer(out.handle.clone().binding())
+                .with_buffer(info.handle.clone().binding()),
+        );
+        out
+    }
+
+    fn decode_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+        let shape = k.meta.shape().clone();
+        assert_eq!(shape.num_dims(), 4, "decode attention takes [B, H, L, D] keys, got {shape:?}");
+        let (heads, len, dim) = (shape[0] * shape[1], shape[2], shape[3]);
+        assert_eq!(q.meta.shape().num_elements(), heads * dim, "one query per head");
+        assert_eq!(v.meta.shape(), k.meta.shape(), "values shaped like keys");
+        let out = new_tensor(&q, Shape::new([shape[0], shape[1], 1, dim]), DType::F32);
+        let info = info(&q, &[heads as u32, len as u32, dim as u32, scale.to_bits()]);
+        q.client.launch(
+            kernel::<DecodeAttention>(DECODE_ATTENTION_SHADER, ATTENTION_THREADS),
+            grid(heads),
+            KernelArguments::new()
+                .with_buffer(q.handle.clone().binding())
+                .with_buffer(k.handle.clone().binding())
+                .with_buffer(v.handle.clone().binding())
                 .with_buffer(out.handle.clone().binding())
                 .with_buffer(info.handle.clone().binding()),
         );

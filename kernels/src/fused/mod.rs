@@ -6,6 +6,9 @@
 //! - [`sample_tokens`]: temperature + top-k softmax + a categorical draw from a counter-based RNG
 //!   (`sample.wgsl`, or `sample_rows.wgsl` for short rows), so generation reads back one token id per row instead of a row of logits.
 //!
+//! - [`decode_attention`]: one new token's attention over its KV cache (`decode_attention.wgsl`),
+//!   the third kernel, chosen from the decode profile in docs/benchmarks.md.
+//!
 //! Each has a `*_reference` composed of plain burn ops; on a cubecl (wgpu/WebGPU) device the
 //! fused kernel runs, on any other device (the `flex` CPU fallback) the reference does — same
 //! semantics, checked against each other by the tests on random inputs of awkward sizes.
@@ -34,6 +37,12 @@ pub const TOKEN_LOGPROB_BACKWARD_SHADER: &str = include_str!("token_logprob_back
 pub const SAMPLE_SHADER: &str = include_str!("sample.wgsl");
 /// `sample_rows.wgsl`: the same draw for short rows, one thread per row.
 pub const SAMPLE_ROWS_SHADER: &str = include_str!("sample_rows.wgsl");
+
+/// `decode_attention.wgsl`: one new token's attention over its KV cache.
+pub const DECODE_ATTENTION_SHADER: &str = include_str!("decode_attention.wgsl");
+/// The longest cache and the widest head [`decode_attention`] fuses (its workgroup arrays).
+pub const DECODE_ATTENTION_MAX_LEN: usize = 2048;
+pub const DECODE_ATTENTION_MAX_HEAD_DIM: usize = 256;
 
 /// Rows up to this many logits run one thread per row; longer rows one 256-thread workgroup per
 /// row. For the task vocabulary (97) a whole workgroup would idle most threads and pay a barrier
@@ -70,6 +79,14 @@ pub trait FusedBackend: burn::backend::Backend {
         targets: IntTensor<Self>,
         lse: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `softmax(q·Kᵀ·scale)·V` for one query per head: `[B, H, 1, D]` over `[B, H, L, D]`.
+    /// Generation only: not differentiated.
+    fn decode_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
     ) -> FloatTensor<Self>;
     /// One token id per row of `[rows, vocab]` logits.
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
@@ -145,6 +162,37 @@ pub fn sample_tokens_reference(logits: Tensor<2>, settings: SampleSettings) -> T
     let positions = Tensor::<1, Int>::arange(0..vocab as i64, &device).unsqueeze_dim::<2>(0).repeat_dim(0, rows);
     let last_kept = positions.mask_fill(kept.bool_not(), -1).max_dim(1);
     below.min_pair(last_kept).squeeze_dim(1)
+}
+
+/// Attention of one new token over its cache: `q` `[B, H, 1, D]`, `k`/`v` `[B, H, L, D]` →
+/// `[B, H, 1, D]`, i.e. `softmax(q·Kᵀ / √D)·V` with no mask (the newest token sees everything).
+///
+/// Fused on a cubecl device when `L ≤ 2048` and `D ≤ 256`, [`decode_attention_reference`]
+/// otherwise. Not differentiable on the fused path: it serves generation, which runs without
+/// autodiff.
+pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, _, len, dim] = k.dims();
+    let fused = runs_fused(&q.device())
+        && q.dims()[2] == 1
+        && len <= DECODE_ATTENTION_MAX_LEN
+        && dim <= DECODE_ATTENTION_MAX_HEAD_DIM;
+    if !fused {
+        return decode_attention_reference(q, k, v);
+    }
+    let scale = 1.0 / (dim as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::decode_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        scale,
+    ))
+}
+
+/// The reference composition: scores by matmul, scale, softmax over the keys, matmul with V.
+pub fn decode_attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let dim = k.dims()[3];
+    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dim as f32).sqrt());
+    activation::softmax(scores, 3).matmul(v)
 }
 
 #[cfg(test)]

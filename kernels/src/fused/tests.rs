@@ -227,3 +227,44 @@ fn greedy_takes_the_lowest_index_among_ties() {
         assert_eq!(ints(sample_tokens(t, settings)), vec![1, 0], "{device:?}");
     }
 }
+
+fn random4(dims: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    let values = random_values(dims.iter().product(), seed);
+    Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+#[test]
+fn decode_attention_matches_the_reference() {
+    let Some(device) = gpu() else { return };
+    // (batch, heads, cache length, head dim): one head, lengths not a multiple of the 64-wide
+    // workgroup, a head dim above 64, the longest cache the kernel fuses.
+    for (i, &(b, h, len, dim)) in
+        [(1, 1, 1, 1), (8, 6, 17, 32), (2, 3, 130, 96), (1, 2, 2048, 32), (3, 1, 65, 256)].iter().enumerate()
+    {
+        let seed = 500 + 3 * i as u64;
+        let (q, k, v) = (
+            random4([b, h, 1, dim], seed, &device),
+            random4([b, h, len, dim], seed + 1, &device),
+            random4([b, h, len, dim], seed + 2, &device),
+        );
+        let fused = floats(decode_attention(q.clone(), k.clone(), v.clone()));
+        let reference = floats(decode_attention_reference(q, k, v));
+        assert_eq!(fused.len(), b * h * dim);
+        assert!(max_abs_diff(&fused, &reference) < 1e-4, "{b}×{h}×{len}×{dim}: {}", max_abs_diff(&fused, &reference));
+    }
+}
+
+#[test]
+fn decode_attention_falls_back_beyond_what_it_fuses() {
+    // A cache longer than the kernel's workgroup array takes the reference path (same answer).
+    let device = Device::flex();
+    let (q, k, v) =
+        (random4([1, 1, 1, 8], 1, &device), random4([1, 1, 3000, 8], 2, &device), random4([1, 1, 3000, 8], 3, &device));
+    let out = floats(decode_attention(q.clone(), k.clone(), v.clone()));
+    assert!(max_abs_diff(&out, &floats(decode_attention_reference(q, k, v))) == 0.0);
+    if let Some(gpu) = gpu() {
+        let (q, k, v) =
+            (random4([1, 1, 1, 8], 1, &gpu), random4([1, 1, 3000, 8], 2, &gpu), random4([1, 1, 3000, 8], 3, &gpu));
+        assert_eq!(floats(decode_attention(q.clone(), k.clone(), v.clone())).len(), 8);
+    }
+}

@@ -5,6 +5,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use tabswarm_kernels::fused;
 
 use super::ModelError;
 
@@ -202,9 +203,15 @@ impl Attention {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
-        let weights = activation::softmax(scores, 3); // [batch, heads, seq, prefix + seq]
-        let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d_model]);
+        let context = if seq == 1 {
+            // One new token sees the whole cache (its mask row is all zeros): the fused kernel on
+            // WebGPU/wgpu, the same composition on the CPU.
+            fused::decode_attention(q, k, v)
+        } else {
+            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
+            activation::softmax(scores, 3).matmul(v) // [batch, heads, seq, head_dim]
+        };
+        let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         self.out.forward(context)
     }
 }

@@ -1,0 +1,93 @@
+// Attention of one new token over its KV cache (generation), fused:
+//   out[b, h, :] = softmax(q[b, h, :] · K[b, h, :, :]ᵀ · scale) · V[b, h, :, :]
+// with q: [B, H, D], K and V: [B, H, L, D], all contiguous. The new token sees every cached position
+// (itself included), so no mask. One workgroup per (b, h): scores for the L positions stay in
+// workgroup memory; max and sum are reduced there; each thread then owns output dimensions, reading V
+// along D (adjacent threads, adjacent addresses). Replaces the matmul, scale, mask, softmax (max,
+// subtract, exp, sum, divide) and matmul that the reference composition launches one by one.
+
+// Every binding is read_write although most are only read: burn's allocator sub-allocates one wgpu
+// buffer for many tensors, and WebGPU forbids one buffer bound both read-only and writable in a dispatch.
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// info[0] = B·H, [1] = L (≤ MAX_LEN), [2] = D (≤ MAX_DIM), [3] = scale as f32 bits.
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+
+const WG: u32 = 64u;
+const MAX_LEN: u32 = 2048u;
+const MAX_DIM: u32 = 256u;
+
+var<workgroup> query: array<f32, MAX_DIM>;
+var<workgroup> scores: array<f32, MAX_LEN>;
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let heads = info[0];
+    let len = info[1];
+    let dim = info[2];
+    let scale = bitcast<f32>(info[3]);
+    let head = wid.y * nwg.x + wid.x;
+    // Uniform per workgroup: barriers below stay in uniform control flow.
+    if (head >= heads || len > MAX_LEN || dim > MAX_DIM) {
+        return;
+    }
+    let kv = head * len * dim;
+
+    for (var d = lid; d < dim; d = d + WG) {
+        query[d] = q[head * dim + d];
+    }
+    workgroupBarrier();
+
+    var local_max = -3.4028235e38;
+    for (var j = lid; j < len; j = j + WG) {
+        var s = 0.0;
+        let row = kv + j * dim;
+        for (var d = 0u; d < dim; d = d + 1u) {
+            s = s + query[d] * k[row + d];
+        }
+        s = s * scale;
+        scores[j] = s;
+        local_max = max(local_max, s);
+    }
+    red[lid] = local_max;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            red[lid] = max(red[lid], red[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+
+    var local_sum = 0.0;
+    for (var j = lid; j < len; j = j + WG) {
+        let p = exp(scores[j] - m);
+        scores[j] = p;
+        local_sum = local_sum + p;
+    }
+    red[lid] = local_sum;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            red[lid] = red[lid] + red[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+
+    for (var d = lid; d < dim; d = d + WG) {
+        var acc = 0.0;
+        for (var j = 0u; j < len; j = j + 1u) {
+            acc = acc + scores[j] * v[kv + j * dim + d];
+        }
+        out[head * dim + d] = acc / total;
+    }
+}
