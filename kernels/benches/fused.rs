@@ -15,7 +15,9 @@ use tabswarm_kernels::fused::{
 use tabswarm_kernels::testing::random_values;
 
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up: pipeline compilation, first allocation
+    // Warm-up: pipeline compilation (lavapipe compiles a pipeline on first dispatch), first allocation.
+    f();
+    f();
     let start = Instant::now();
     let mut calls = 0u32;
     while calls < 3 || start.elapsed() < budget {
@@ -49,9 +51,10 @@ fn main() {
         );
     };
 
+    let only_attention = std::env::var_os("TABSWARM_BENCH_CACHE_LENS").is_some();
     // Training shapes: batch 16 × ~23 positions of the default model (vocab 97), and a batch of
     // 32 × 48 positions; a 4099-wide vocabulary for a larger tokenizer.
-    for (rows, vocab) in [(368, 97), (1536, 97), (1536, 4099)] {
+    for (rows, vocab) in [(368, 97), (1536, 97), (1536, 4099)].into_iter().filter(|_| !only_attention) {
         let (logits, targets) = inputs(rows, vocab, &device);
         let forward = |fused: bool| {
             time_per_call(budget, || {
@@ -77,7 +80,7 @@ fn main() {
     }
 
     // Generation shapes: one draw for a batch of rows.
-    for (rows, vocab, top_k) in [(8, 97, 0), (64, 97, 8), (64, 4099, 40)] {
+    for (rows, vocab, top_k) in [(8, 97, 0), (64, 97, 8), (64, 4099, 40)].into_iter().filter(|_| !only_attention) {
         let (logits, _) = inputs(rows, vocab, &device);
         let settings = SampleSettings { temperature: 1.0, top_k, seed: 1, step: 0 };
         let draw = |fused: bool| {
@@ -91,7 +94,14 @@ fn main() {
     }
 
     // Decode attention at the default model's shapes: batch 8, 6 heads of 32, one new token.
-    for len in [16usize, 64, 128, 256] {
+    let lens: Vec<usize> = std::env::var("TABSWARM_BENCH_CACHE_LENS")
+        .ok()
+        .and_then(|v| v.split(',').map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![16, 64, 128, 256]);
+    // The first launch of a kernel in the process pays lavapipe's shader compile (~0.6 s here).
+    let warm = Tensor::<4>::random([1, 1, 64, 32], Distribution::Default, &device);
+    decode_attention(Tensor::random([1, 1, 1, 32], Distribution::Default, &device), warm.clone(), warm).into_data();
+    for len in lens {
         let q = Tensor::<4>::random([8, 6, 1, 32], Distribution::Default, &device);
         let k = Tensor::<4>::random([8, 6, len, 32], Distribution::Default, &device);
         let v = Tensor::<4>::random([8, 6, len, 32], Distribution::Default, &device);

@@ -2,7 +2,9 @@
 //! cache) and training-step time, on the CPU backend (`flex`) and on wgpu.
 //!
 //! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-client --bench model` prints Markdown tables for
-//! docs/benchmarks.md. `TABSWARM_BENCH_BACKENDS=flex` limits the backends (`flex,wgpu` default).
+//! docs/benchmarks.md. `TABSWARM_BENCH_BACKENDS=flex` limits the backends (`flex,wgpu` default);
+//! `TABSWARM_BENCH_UNCACHED=0` skips the runs without the KV cache (minutes per row on a software
+//! adapter, where each new token recomputes the whole prefix).
 
 use std::time::Instant;
 
@@ -47,8 +49,12 @@ fn main() {
         for prefix in PREFIXES {
             let prompt: Vec<u32> = std::iter::once(BOS).chain((1..prefix).map(|i| 3 + (i % 60) as u32)).collect();
             let prompts = vec![prompt; BATCH];
-            let mut per_token = [0.0f64; 2];
+            let uncached = std::env::var("TABSWARM_BENCH_UNCACHED").map_or(true, |v| v != "0");
+            let mut per_token = [0.0f64, f64::NAN];
             for (slot, use_kv_cache) in [(0, true), (1, false)] {
+                if !use_kv_cache && !uncached {
+                    continue;
+                }
                 let sampling =
                     SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: NEW_TOKENS, seed: 0, use_kv_cache };
                 // Prefill alone (one new token), to subtract it from the full run.

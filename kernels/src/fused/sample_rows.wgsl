@@ -13,6 +13,8 @@
 @group(0) @binding(2) var<storage, read_write> params: array<u32>;
 
 const WG: u32 = 64u;
+// Up to this k the threshold is found by repeated maxima instead of radix select.
+const SMALL_K: u32 = 16u;
 
 // PCG hash (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020).
 fn pcg(v: u32) -> u32 {
@@ -69,9 +71,36 @@ fn main(
         return;
     }
 
-    // The k-th largest key, bit by bit from the top (radix select).
+    // The k-th largest key: for small k by repeated maxima (k scans at most), otherwise bit by bit
+    // from the top (radix select, 32 scans).
     var threshold = 0u;
-    if (k < vocab) {
+    if (k < vocab && k <= SMALL_K) {
+        var remaining = k;
+        var below = 0xffffffffu;
+        var first = true;
+        for (var round = 0u; round < k; round = round + 1u) {
+            var best = 0u;
+            var count = 0u;
+            for (var v = 0u; v < vocab; v = v + 1u) {
+                let key = order_key(logits[base + v]);
+                if (first || key < below) {
+                    if (count == 0u || key > best) {
+                        best = key;
+                        count = 1u;
+                    } else if (key == best) {
+                        count = count + 1u;
+                    }
+                }
+            }
+            if (count >= remaining || count == 0u) {
+                threshold = best;
+                break;
+            }
+            remaining = remaining - count;
+            below = best;
+            first = false;
+        }
+    } else if (k < vocab) {
         for (var bit = 31i; bit >= 0i; bit = bit - 1i) {
             let candidate = threshold | (1u << u32(bit));
             var count = 0u;

@@ -152,7 +152,9 @@ fn check_draws(device: &Device, rows: usize, vocab: usize, settings: SampleSetti
     }
 }
 
-const SAMPLINGS: &[(f32, u32)] = &[(1.0, 0), (0.7, 5), (1.3, 40), (0.0, 0), (1.0, 1), (2.0, 300), (0.5, 5000)];
+// top-k 5 and 16 take the small-k path of `sample_rows.wgsl`, 17 and up its radix select.
+const SAMPLINGS: &[(f32, u32)] =
+    &[(1.0, 0), (0.7, 5), (1.0, 16), (0.9, 17), (1.3, 40), (0.0, 0), (1.0, 1), (2.0, 300), (0.5, 5000)];
 
 #[test]
 fn sampling_kernel_matches_the_reference_and_the_host_draw() {
@@ -266,5 +268,43 @@ fn decode_attention_falls_back_beyond_what_it_fuses() {
         let (q, k, v) =
             (random4([1, 1, 1, 8], 1, &gpu), random4([1, 1, 3000, 8], 2, &gpu), random4([1, 1, 3000, 8], 3, &gpu));
         assert_eq!(floats(decode_attention(q.clone(), k.clone(), v.clone())).len(), 8);
+    }
+}
+
+#[test]
+fn ties_at_the_kth_logit_are_all_kept() {
+    // 4 × 5.0, 18 × 2.0, 18 × 1.0 (interleaved). k = 2 keeps all four 5s; k = 20 keeps the 5s and all
+    // eighteen 2s (the small-k and the radix-select paths). Every kept index must be drawn, no other.
+    let row: Vec<f32> = (0..40)
+        .map(|i| {
+            if i % 13 == 0 {
+                5.0
+            } else if i % 2 == 0 {
+                2.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let fives = row.iter().filter(|&&x| x == 5.0).count();
+    let twos = row.iter().filter(|&&x| x == 2.0).count();
+    assert_eq!((fives, twos), (4, 18));
+    let mut devices = vec![Device::flex()];
+    devices.extend(gpu());
+    for device in devices {
+        for (top_k, allowed) in [(2u32, 5.0f32), (20, 2.0)] {
+            let rows = 3000;
+            let data: Vec<f32> = row.iter().copied().cycle().take(rows * row.len()).collect();
+            let t = Tensor::<2>::from_data(TensorData::new(data, [rows, row.len()]), &device);
+            // A high temperature spreads the draws over everything that is kept.
+            let drawn = ints(sample_tokens(t, SampleSettings { temperature: 50.0, top_k, seed: 3, step: 1 }));
+            let mut seen = vec![false; row.len()];
+            for id in drawn {
+                assert!(row[id as usize] >= allowed, "{device:?} k={top_k}: drew index {id} ({})", row[id as usize]);
+                seen[id as usize] = true;
+            }
+            let kept = row.iter().filter(|&&x| x >= allowed).count();
+            assert_eq!(seen.iter().filter(|&&s| s).count(), kept, "{device:?} k={top_k}: every kept index is drawn");
+        }
     }
 }
