@@ -92,6 +92,20 @@ async fn settled_status(client: &Client, timeout: Duration) -> (String, String, 
     }
 }
 
+/// Waits until element `id` leaves `data-state="pending"`: (state, text).
+async fn settled(client: &Client, id: &str, timeout: Duration) -> (String, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let el = client.find(Locator::Id(id)).await.expect("element");
+        let state = el.attr("data-state").await.expect("attr").unwrap_or_default();
+        if state != "pending" {
+            return (state, el.text().await.expect("text"));
+        }
+        assert!(Instant::now() < deadline, "#{id} still pending after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// What `#backend` says: (the chosen backend, the sentence explaining it).
 async fn backend_choice(client: &Client) -> (String, String) {
     let el = client.find(Locator::Id("backend")).await.expect("#backend");
@@ -124,11 +138,15 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
     save_screenshot(&client, "page-webgpu.png").await;
     let (backend, why) = backend_choice(&client).await;
-    save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n{why}\n"));
+    let (fused_state, fused) = settled(&client, "fused", Duration::from_secs(300)).await;
+    save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n{why}\n{fused}\n"));
     client.close().await.expect("close browser");
     // Headless Chromium's WebGPU is SwiftShader, a software renderer: the page must prefer the CPU.
     assert_eq!(backend, "cpu", "{why}");
     assert!(why.contains("draws with the CPU, not a GPU"), "{why}");
+    // The fused kernels, checked against their references on Chromium's WebGPU.
+    assert_eq!(fused_state, "ok", "{fused}");
+    assert!(fused.contains("128 of 128 sampled tokens match"), "{fused}");
     assert_eq!(state, "ok", "status: {text}; adapter: {adapter}");
     assert!(text.starts_with("WebGPU OK — 512×512 matmul "), "{text}");
     assert!(text.ends_with(" GFLOP/s"), "{text}");

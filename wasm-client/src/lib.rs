@@ -7,6 +7,7 @@
 //! tested natively; only `web` touches the browser.
 
 pub mod check;
+pub mod fused_check;
 pub mod model;
 pub mod report;
 pub mod training;

@@ -115,6 +115,10 @@ pub enum WorkerReport {
     Train(TrainProgress),
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
+    /// The fused kernels against their references on burn's WebGPU device.
+    Fused(crate::fused_check::FusedCheckReport),
+    /// The fused-kernel check could not run; `message` says why.
+    FusedFailed { message: String },
     /// A checkpoint of the trained model; its bytes came in the message just before this one.
     ModelSaved(SavedModel),
     /// The model could not be saved; `message` says why.

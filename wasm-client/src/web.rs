@@ -12,6 +12,7 @@ use web_sys::{
 };
 
 use crate::check::run_check;
+use crate::fused_check::run_fused_check;
 use crate::report::{
     AdapterSummary, BackendChoice, CheckRequest, ModelSize, SavedModel, TrainBackend, TrainRequest, WorkerReport,
     WorkerRequest, size_from_query, train_options_from_query,
@@ -204,6 +205,7 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             page.set("adapter", &format!("No WebGPU adapter ({reason}). The CPU path will be used: it works, but training will be much slower."));
             page.status("pending", &format!("Multiplying {n}×{n} matrices on the CPU…"));
             page.webgpu.set(Some(false));
+            page.set_state("fused", "skipped", "");
             page.enable("train-webgpu", false);
             show_choice(page, &BackendChoice::recommend(None));
         }
@@ -228,6 +230,10 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             training_finished(page);
         }
         WorkerReport::ModelSaved(saved) => offer_checkpoint(page, &saved),
+        WorkerReport::Fused(report) => {
+            page.set_state("fused", if report.passed() { "ok" } else { "error" }, &report.describe());
+        }
+        WorkerReport::FusedFailed { message } => page.set_state("fused", "error", &message),
         WorkerReport::SaveFailed { message } => {
             page.enable("train-save", true);
             page.set("train-save-status", &message);
@@ -381,6 +387,17 @@ async fn handle_check(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, r
         Err(e) => WorkerReport::Failed { message: format!("The matmul check failed: {e}") },
     };
     post(scope, &report);
+    if ctx.is_some() {
+        // The kernels training uses on WebGPU, checked on this GPU against their references.
+        let report = match burn_device(state, TrainBackend::WebGpu).await {
+            Ok(device) => match run_fused_check(&device, request.seed).await {
+                Ok(report) => WorkerReport::Fused(report),
+                Err(e) => WorkerReport::FusedFailed { message: format!("The fused-kernel check failed: {e}") },
+            },
+            Err(message) => WorkerReport::FusedFailed { message },
+        };
+        post(scope, &report);
+    }
 }
 
 async fn burn_device(state: &WorkerState, backend: TrainBackend) -> Result<Device, String> {

@@ -164,6 +164,39 @@ pub fn sample_tokens_reference(logits: Tensor<2>, settings: SampleSettings) -> T
     below.min_pair(last_kept).squeeze_dim(1)
 }
 
+/// The draw of [`sample_tokens`] for one row, in pure Rust with f64 sums: the token, and how far
+/// `u · total` lies from the nearest boundary of the running sum (as a fraction of the total). Two
+/// implementations may disagree only on a draw whose margin is within their float rounding.
+pub fn sample_reference_host(row: &[f32], settings: SampleSettings, row_index: u32) -> (usize, f64) {
+    let argmax = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
+    let k = if settings.top_k == 0 { row.len() } else { (settings.top_k as usize).min(row.len()) };
+    if settings.temperature == 0.0 || k <= 1 || row.is_empty() {
+        return (argmax, 1.0);
+    }
+    let mut sorted = row.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let kth = sorted[k - 1];
+    let max = f64::from(row[argmax]);
+    let weights: Vec<f64> = row
+        .iter()
+        .map(|&x| if x >= kth { ((f64::from(x) - max) / f64::from(settings.temperature)).exp() } else { 0.0 })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let goal = f64::from(counter_uniform(settings.seed, row_index, settings.step)) * total;
+    let (mut acc, mut margin) = (0.0, f64::INFINITY);
+    let mut picked = None;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if *w > 0.0 {
+            margin = margin.min((acc - goal).abs() / total);
+        }
+        if picked.is_none() && acc > goal {
+            picked = Some(i);
+        }
+    }
+    (picked.unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).unwrap_or(argmax)), margin)
+}
+
 /// Attention of one new token over its cache: `q` `[B, H, 1, D]`, `k`/`v` `[B, H, L, D]` →
 /// `[B, H, 1, D]`, i.e. `softmax(q·Kᵀ / √D)·V` with no mask (the newest token sees everything).
 ///

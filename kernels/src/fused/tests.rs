@@ -103,45 +103,13 @@ fn a_target_outside_the_vocabulary_gives_nan_not_a_number_that_looks_right() {
     assert!(out[1].is_nan() && out[2].is_nan(), "{out:?}");
 }
 
-/// Host twin of the draw in f64: the token and the distance from `u · total` to the nearest
-/// boundary of the running sum (relative to the total), to tell a real mismatch from rounding.
-fn host_draw(row: &[f32], settings: SampleSettings, row_index: u32) -> (usize, f64) {
-    let argmax = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
-    let k = if settings.top_k == 0 { row.len() } else { (settings.top_k as usize).min(row.len()) };
-    if settings.temperature == 0.0 || k == 1 {
-        return (argmax, 1.0);
-    }
-    let mut sorted = row.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let kth = sorted[k - 1];
-    let max = f64::from(row[argmax]);
-    let weights: Vec<f64> = row
-        .iter()
-        .map(|&x| if x >= kth { ((f64::from(x) - max) / f64::from(settings.temperature)).exp() } else { 0.0 })
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let target = f64::from(counter_uniform(settings.seed, row_index, settings.step)) * total;
-    let (mut acc, mut margin) = (0.0, f64::INFINITY);
-    let mut picked = None;
-    for (i, w) in weights.iter().enumerate() {
-        acc += w;
-        if *w > 0.0 {
-            margin = margin.min((acc - target).abs() / total);
-        }
-        if picked.is_none() && acc > target {
-            picked = Some(i);
-        }
-    }
-    (picked.unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).unwrap_or(argmax)), margin)
-}
-
 fn check_draws(device: &Device, rows: usize, vocab: usize, settings: SampleSettings, seed: u64) {
     let values = floats(logits(rows, vocab, seed, device));
     let drawn = ints(sample_tokens(logits(rows, vocab, seed, device), settings));
     let reference = ints(sample_tokens_reference(logits(rows, vocab, seed, device), settings));
     assert_eq!(drawn.len(), rows);
     for (r, (row, (&got, &want))) in values.chunks(vocab).zip(drawn.iter().zip(&reference)).enumerate() {
-        let (host, margin) = host_draw(row, settings, r as u32);
+        let (host, margin) = sample_reference_host(row, settings, r as u32);
         // Only a draw within float rounding of a boundary may differ between the three: an f32
         // running sum over thousands of weights drifts by ~1e-5 of the total.
         if margin > 1e-4 {
