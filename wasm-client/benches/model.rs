@@ -69,7 +69,16 @@ fn main() {
                 let new = out[0].len().max(2);
                 per_token[slot] = (total - prefill).max(0.0) / (new - 1) as f64 * 1e3;
             }
-            println!("| {prefix} | {:.2} | {:.2} | {:.1}× |", per_token[0], per_token[1], per_token[1] / per_token[0]);
+            if per_token[1].is_nan() {
+                println!("| {prefix} | {:.2} | — | — |", per_token[0]);
+            } else {
+                println!(
+                    "| {prefix} | {:.2} | {:.2} | {:.1}× |",
+                    per_token[0],
+                    per_token[1],
+                    per_token[1] / per_token[0]
+                );
+            }
         }
 
         let train_model = model_config(ModelSize::Default).init(&device).expect("config");
