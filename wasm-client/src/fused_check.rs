@@ -112,11 +112,14 @@ pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheckRep
     };
     let attention_error = max_abs_diff(&read(attend(true)).await?, &read(attend(false)).await?);
 
-    let (rows, vocab) = (64usize, 97usize);
-    let logits: Vec<f32> = random_values(rows * vocab, seed + 30).iter().map(|v| v * 4.0).collect();
     let mut sampling_mismatches = 0;
-    for (step, top_k) in [(0u32, 0u32), (1, 8)] {
+    let mut sampled_rows = 0;
+    // Short rows (thread per row: all kept, small top-k) and long ones (workgroup per row, radix select).
+    for (step, rows, vocab, top_k) in [(0u32, 64usize, 97usize, 0u32), (1, 64, 97, 8), (2, 16, 300, 20)] {
+        let logits: Vec<f32> =
+            random_values(rows * vocab, seed + 30 + u64::from(step)).iter().map(|v| v * 4.0).collect();
         let settings = SampleSettings { temperature: 1.0, top_k, seed, step };
+        sampled_rows += rows;
         let drawn = sample_tokens(floats(logits.clone(), [rows, vocab], device), settings);
         let drawn = drawn.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
         let drawn: Vec<i64> = drawn.convert::<i64>().iter::<i64>().collect();
@@ -127,7 +130,7 @@ pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheckRep
             }
         }
     }
-    Ok(FusedCheckReport { logprob_error, gradient_error, attention_error, sampling_mismatches, sampled_rows: 2 * rows })
+    Ok(FusedCheckReport { logprob_error, gradient_error, attention_error, sampling_mismatches, sampled_rows })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -143,7 +146,7 @@ mod tests {
         for device in devices {
             let report = pollster::block_on(run_fused_check(&device, 3)).expect("check runs");
             assert!(report.passed(), "{device:?}: {}", report.describe());
-            assert_eq!(report.sampled_rows, 128);
+            assert_eq!(report.sampled_rows, 144);
             assert!(report.describe().starts_with("Fused training kernels OK on this GPU"), "{}", report.describe());
         }
     }

@@ -22,6 +22,10 @@ const MAX_DIM: u32 = 256u;
 var<workgroup> query: array<f32, MAX_DIM>;
 var<workgroup> scores: array<f32, MAX_LEN>;
 var<workgroup> red: array<f32, WG>;
+// The launch parameters, shared with workgroupUniformLoad so the early return below is uniform
+// control flow for WebGPU's uniformity analysis (a read_write storage load is not; Tint refuses the
+// barriers after it, naga does not check).
+var<workgroup> shared_info: vec4<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -29,10 +33,14 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let heads = info[0];
-    let len = info[1];
-    let dim = info[2];
-    let scale = bitcast<f32>(info[3]);
+    if (lid == 0u) {
+        shared_info = vec4<u32>(info[0], info[1], info[2], info[3]);
+    }
+    let params = workgroupUniformLoad(&shared_info);
+    let heads = params.x;
+    let len = params.y;
+    let dim = params.z;
+    let scale = bitcast<f32>(params.w);
     let head = wid.y * nwg.x + wid.x;
     // Uniform per workgroup: barriers below stay in uniform control flow.
     if (head >= heads || len > MAX_LEN || dim > MAX_DIM) {

@@ -23,6 +23,11 @@ const WG: u32 = 256u;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
+// The launch parameters, shared with workgroupUniformLoad: branches that precede barriers must be
+// uniform to WebGPU's uniformity analysis, and a read_write storage load is not (Tint refuses it;
+// naga does not check). Reductions read back the same way.
+var<workgroup> shared_params: array<u32, 4>;
+var<workgroup> shared_count: u32;
 
 // PCG hash (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020).
 fn pcg(v: u32) -> u32 {
@@ -52,16 +57,20 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let rows = params[0];
-    let vocab = params[1];
+    if (lid == 0u) {
+        shared_params = array<u32, 4>(params[0], params[1], params[2], params[3]);
+    }
+    let launch = workgroupUniformLoad(&shared_params);
+    let rows = launch[0];
+    let vocab = launch[1];
     let row = wid.y * nwg.x + wid.x;
     // Uniform for the whole workgroup, so barriers below stay in uniform control flow.
     if (row >= rows) {
         return;
     }
     let base = row * vocab;
-    let temperature = bitcast<f32>(params[3]);
-    var k = params[2];
+    let temperature = bitcast<f32>(launch[3]);
+    var k = launch[2];
     if (k == 0u || k > vocab) {
         k = vocab;
     }
@@ -118,8 +127,10 @@ fn main(
                 }
                 workgroupBarrier();
             }
-            let total_count = red_u[0];
-            workgroupBarrier();
+            if (lid == 0u) {
+                shared_count = red_u[0];
+            }
+            let total_count = workgroupUniformLoad(&shared_count);
             if (total_count >= k) {
                 threshold = candidate;
             }

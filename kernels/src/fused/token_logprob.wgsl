@@ -21,6 +21,10 @@
 const WG: u32 = 256u;
 
 var<workgroup> run_max: array<f32, WG>;
+// The launch parameters, read once and shared with workgroupUniformLoad: a value loaded from a
+// read_write storage buffer is not uniform to WebGPU's uniformity analysis (Tint refuses a barrier
+// after a return that depends on it; naga does not check this), a workgroupUniformLoad result is.
+var<workgroup> shared_info: vec2<u32>;
 var<workgroup> run_sum: array<f32, WG>;
 
 // Merges two (max, sum-of-exp-relative-to-max) pairs.
@@ -38,8 +42,12 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let rows = info[0];
-    let vocab = info[1];
+    if (lid == 0u) {
+        shared_info = vec2<u32>(info[0], info[1]);
+    }
+    let params = workgroupUniformLoad(&shared_info);
+    let rows = params.x;
+    let vocab = params.y;
     // Rows beyond 65535 spill into the y dimension of the grid.
     let row = wid.y * nwg.x + wid.x;
     // `row` is the same for the whole workgroup, so this return keeps barriers uniform.
