@@ -92,6 +92,14 @@ pub trait FusedBackend: burn::backend::Backend {
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
 }
 
+/// Whether the workgroup-per-row kernels and decode attention may run fused on this build.
+///
+/// Not in wasm: in headless Chromium (WebGPU on SwiftShader) they returned wrong values while the
+/// row-per-thread kernels and every kernel on lavapipe were right (the page's fused check showed
+/// it; cause not yet found — they are the ones using workgroup memory and barriers). Until that is
+/// understood the browser takes the reference composition for them.
+const WORKGROUP_KERNELS: bool = !cfg!(target_arch = "wasm32");
+
 /// Whether `device` runs the fused WGSL kernels (a cubecl device: wgpu natively or WebGPU).
 pub fn runs_fused(device: &Device) -> bool {
     let mut dispatch = device.as_dispatch().clone();
@@ -110,7 +118,7 @@ pub fn runs_fused(device: &Device) -> bool {
 /// Fused on a cubecl device, [`token_log_probs_reference`] elsewhere. A target outside
 /// `[0, vocab)` gives NaN on the fused path.
 pub fn token_log_probs(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    if !runs_fused(&logits.device()) {
+    if !runs_fused(&logits.device()) || (logits.dims()[1] > SHORT_ROW && !WORKGROUP_KERNELS) {
         return token_log_probs_reference(logits, targets);
     }
     Tensor::from_dispatch(<Dispatch as FusedBackend>::token_logprob(logits.into_dispatch(), targets.into_dispatch()))
@@ -123,7 +131,7 @@ pub fn token_log_probs_reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> 
 
 /// Draws one token per row of `[rows, vocab]` logits (see [`SampleSettings`]): `[rows]` ids.
 pub fn sample_tokens(logits: Tensor<2>, settings: SampleSettings) -> Tensor<1, Int> {
-    if !runs_fused(&logits.device()) {
+    if !runs_fused(&logits.device()) || (logits.dims()[1] > SHORT_ROW && !WORKGROUP_KERNELS) {
         return sample_tokens_reference(logits, settings);
     }
     let SampleSettings { temperature, top_k, seed, step } = settings;
@@ -205,7 +213,8 @@ pub fn sample_reference_host(row: &[f32], settings: SampleSettings, row_index: u
 /// autodiff.
 pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let [_, _, len, dim] = k.dims();
-    let fused = runs_fused(&q.device())
+    let fused = WORKGROUP_KERNELS
+        && runs_fused(&q.device())
         && q.dims()[2] == 1
         && len <= DECODE_ATTENTION_MAX_LEN
         && dim <= DECODE_ATTENTION_MAX_HEAD_DIM;
