@@ -92,12 +92,13 @@ pub trait FusedBackend: burn::backend::Backend {
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
 }
 
-/// Whether the workgroup-per-row kernels and decode attention may run fused on this build.
+/// Whether the log-prob kernels, the workgroup-per-row sampler and decode attention may run fused
+/// on this build.
 ///
-/// Not in wasm: in headless Chromium (WebGPU on SwiftShader) they returned wrong values while the
-/// row-per-thread kernels and every kernel on lavapipe were right (the page's fused check showed
-/// it; cause not yet found — they are the ones using workgroup memory and barriers). Until that is
-/// understood the browser takes the reference composition for them.
+/// Not in wasm: in headless Chromium (WebGPU on SwiftShader) they returned wrong values — and
+/// WebGPU training then aborted the worker — while the row-per-thread sampler there and every
+/// kernel on lavapipe were right (the page's fused check showed it; cause not yet found). Until
+/// that is understood the browser takes the reference composition for them.
 const WORKGROUP_KERNELS: bool = !cfg!(target_arch = "wasm32");
 
 /// Whether `device` runs the fused WGSL kernels (a cubecl device: wgpu natively or WebGPU).
@@ -118,7 +119,7 @@ pub fn runs_fused(device: &Device) -> bool {
 /// Fused on a cubecl device, [`token_log_probs_reference`] elsewhere. A target outside
 /// `[0, vocab)` gives NaN on the fused path.
 pub fn token_log_probs(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    if !runs_fused(&logits.device()) || (logits.dims()[1] > SHORT_ROW && !WORKGROUP_KERNELS) {
+    if !runs_fused(&logits.device()) || !WORKGROUP_KERNELS {
         return token_log_probs_reference(logits, targets);
     }
     Tensor::from_dispatch(<Dispatch as FusedBackend>::token_logprob(logits.into_dispatch(), targets.into_dispatch()))
