@@ -98,6 +98,11 @@ fn new_tensor(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), shape, handle, dtype)
 }
 
+/// The tensors' buffers as the kernel's bindings 0, 1, 2… in order.
+fn bindings(tensors: &[&CubeTensor]) -> KernelArguments {
+    tensors.iter().fold(KernelArguments::new(), |args, t| args.with_buffer(t.handle.clone().binding()))
+}
+
 fn info(like: &CubeTensor, words: &[u32]) -> CubeTensor {
     let handle = like.client.create_from_slice(bytemuck::cast_slice(words));
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new([words.len()]), handle, DType::U32)
@@ -120,16 +125,7 @@ impl FusedBackend for Cube {
         let info = info(&logits, &[rows as u32, vocab as u32]);
         let (kernel, count) =
             pick::<LogprobForwardRows, LogprobForward>(rows, vocab, TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER);
-        logits.client.launch(
-            kernel,
-            count,
-            KernelArguments::new()
-                .with_buffer(logits.handle.clone().binding())
-                .with_buffer(targets.handle.clone().binding())
-                .with_buffer(out.handle.clone().binding())
-                .with_buffer(lse.handle.clone().binding())
-                .with_buffer(info.handle.clone().binding()),
-        );
+        logits.client.launch(kernel, count, bindings(&[&logits, &targets, &out, &lse, &info]));
         (out, lse)
     }
 
@@ -149,13 +145,7 @@ impl FusedBackend for Cube {
         logits.client.launch(
             kernel::<LogprobBackward>(TOKEN_LOGPROB_BACKWARD_SHADER, WORKGROUP),
             grid((rows * vocab).div_ceil(WORKGROUP as usize)),
-            KernelArguments::new()
-                .with_buffer(logits.handle.clone().binding())
-                .with_buffer(targets.handle.clone().binding())
-                .with_buffer(lse.handle.clone().binding())
-                .with_buffer(grad.handle.clone().binding())
-                .with_buffer(out.handle.clone().binding())
-                .with_buffer(info.handle.clone().binding()),
+            bindings(&[&logits, &targets, &lse, &grad, &out, &info]),
         );
         out
     }
@@ -177,12 +167,7 @@ impl FusedBackend for Cube {
         q.client.launch(
             kernel::<DecodeAttention>(DECODE_ATTENTION_SHADER, ATTENTION_THREADS),
             grid(heads),
-            KernelArguments::new()
-                .with_buffer(q.handle.clone().binding())
-                .with_buffer(k.handle.clone().binding())
-                .with_buffer(v.handle.clone().binding())
-                .with_buffer(out.handle.clone().binding())
-                .with_buffer(info.handle.clone().binding()),
+            bindings(&[&q, &k, &v, &out, &info]),
         );
         out
     }
@@ -196,14 +181,7 @@ impl FusedBackend for Cube {
             &[rows as u32, vocab as u32, top_k, temperature.to_bits(), seed as u32, (seed >> 32) as u32, step],
         );
         let (kernel, count) = pick::<SampleRows, Sample>(rows, vocab, SAMPLE_ROWS_SHADER, SAMPLE_SHADER);
-        logits.client.launch(
-            kernel,
-            count,
-            KernelArguments::new()
-                .with_buffer(logits.handle.clone().binding())
-                .with_buffer(tokens.handle.clone().binding())
-                .with_buffer(params.handle.clone().binding()),
-        );
+        logits.client.launch(kernel, count, bindings(&[&logits, &tokens, &params]));
         tokens
     }
 }
