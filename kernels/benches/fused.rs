@@ -100,7 +100,7 @@ fn main() {
         .unwrap_or_else(|| vec![16, 64, 128, 256]);
     // The first launch of a kernel in the process pays lavapipe's shader compile (~0.6 s here).
     let warm = Tensor::<4>::random([1, 1, 64, 32], Distribution::Default, &device);
-    decode_attention(Tensor::random([1, 1, 1, 32], Distribution::Default, &device), warm.clone(), warm).into_data();
+    decode_attention(Tensor::random([1, 1, 1, 32], Distribution::Default, &device), warm.clone(), warm, 64).into_data();
     for len in lens {
         let q = Tensor::<4>::random([8, 6, 1, 32], Distribution::Default, &device);
         let k = Tensor::<4>::random([8, 6, len, 32], Distribution::Default, &device);
@@ -108,7 +108,7 @@ fn main() {
         let attend = |fused: bool| {
             time_per_call(budget, || {
                 let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                let out = if fused { decode_attention(q, k, v) } else { decode_attention_reference(q, k, v) };
+                let out = if fused { decode_attention(q, k, v, len) } else { decode_attention_reference(q, k, v, len) };
                 out.into_data();
             })
         };

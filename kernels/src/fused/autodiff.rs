@@ -62,10 +62,17 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        len: usize,
         scale: f32,
     ) -> FloatTensor<Self> {
         // Generation runs without autodiff; on an autodiff device the result is a constant.
-        FloatTensor::<Self>::new(B::decode_attention(q.into_primitive(), k.into_primitive(), v.into_primitive(), scale))
+        FloatTensor::<Self>::new(B::decode_attention(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            len,
+            scale,
+        ))
     }
 
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self> {

@@ -154,16 +154,18 @@ impl FusedBackend for Cube {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        len: usize,
         scale: f32,
     ) -> FloatTensor<Self> {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let shape = k.meta.shape().clone();
-        assert_eq!(shape.num_dims(), 4, "decode attention takes [B, H, L, D] keys, got {shape:?}");
-        let (heads, len, dim) = (shape[0] * shape[1], shape[2], shape[3]);
+        assert_eq!(shape.num_dims(), 4, "decode attention takes [B, H, capacity, D] keys, got {shape:?}");
+        let (heads, capacity, dim) = (shape[0] * shape[1], shape[2], shape[3]);
+        assert!(len <= capacity, "attention over {len} positions of a cache of {capacity}");
         assert_eq!(q.meta.shape().num_elements(), heads * dim, "one query per head");
         assert_eq!(v.meta.shape(), k.meta.shape(), "values shaped like keys");
         let out = new_tensor(&q, Shape::new([shape[0], shape[1], 1, dim]), DType::F32);
-        let info = info(&q, &[heads as u32, len as u32, dim as u32, scale.to_bits()]);
+        let info = info(&q, &[heads as u32, len as u32, dim as u32, scale.to_bits(), capacity as u32]);
         q.client.launch(
             kernel::<DecodeAttention>(DECODE_ATTENTION_SHADER, ATTENTION_THREADS),
             grid(heads),

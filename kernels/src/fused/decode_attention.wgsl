@@ -1,6 +1,7 @@
 // Attention of one new token over its KV cache (generation), fused:
 //   out[b, h, :] = softmax(q[b, h, :] · K[b, h, :, :]ᵀ · scale) · V[b, h, :, :]
-// with q: [B, H, D], K and V: [B, H, L, D], all contiguous. The new token sees every cached position
+// with q: [B, H, D], K and V: [B, H, C, D], all contiguous, of which the first L ≤ C positions are
+// used (C is the capacity of a preallocated cache). The new token sees every cached position
 // (itself included), so no mask. One workgroup per (b, h): scores for the L positions stay in
 // workgroup memory; max and sum are reduced there; each thread then owns output dimensions, reading V
 // along D (adjacent threads, adjacent addresses). Replaces the matmul, scale, mask, softmax (max,
@@ -12,12 +13,15 @@
 @group(0) @binding(1) var<storage, read_write> k: array<f32>;
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-// info[0] = B·H, [1] = L (≤ MAX_LEN), [2] = D (≤ MAX_DIM), [3] = scale as f32 bits.
+// info[0] = B·H, [1] = L (≤ MAX_LEN), [2] = D (≤ MAX_DIM), [3] = scale as f32 bits, [4] = C (≥ L).
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
 const WG: u32 = 64u;
 const MAX_LEN: u32 = 2048u;
 const MAX_DIM: u32 = 256u;
+// The lowest finite f32, written exactly: Tint (Chromium's WebGPU) refuses the usual -3.4028235e38
+// as "cannot be represented as 'f32'", naga rounds it; the shader then never compiles in the browser.
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 var<workgroup> query: array<f32, MAX_DIM>;
 var<workgroup> scores: array<f32, MAX_LEN>;
@@ -25,7 +29,7 @@ var<workgroup> red: array<f32, WG>;
 // The launch parameters, shared with workgroupUniformLoad so the early return below is uniform
 // control flow for WebGPU's uniformity analysis (a read_write storage load is not; Tint refuses the
 // barriers after it, naga does not check).
-var<workgroup> shared_info: vec4<u32>;
+var<workgroup> shared_info: array<u32, 5>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -34,26 +38,27 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if (lid == 0u) {
-        shared_info = vec4<u32>(info[0], info[1], info[2], info[3]);
+        shared_info = array<u32, 5>(info[0], info[1], info[2], info[3], info[4]);
     }
     let params = workgroupUniformLoad(&shared_info);
-    let heads = params.x;
-    let len = params.y;
-    let dim = params.z;
-    let scale = bitcast<f32>(params.w);
+    let heads = params[0];
+    let len = params[1];
+    let dim = params[2];
+    let scale = bitcast<f32>(params[3]);
+    let capacity = params[4];
     let head = wid.y * nwg.x + wid.x;
     // Uniform per workgroup: barriers below stay in uniform control flow.
-    if (head >= heads || len > MAX_LEN || dim > MAX_DIM) {
+    if (head >= heads || len > MAX_LEN || dim > MAX_DIM || len > capacity) {
         return;
     }
-    let kv = head * len * dim;
+    let kv = head * capacity * dim;
 
     for (var d = lid; d < dim; d = d + WG) {
         query[d] = q[head * dim + d];
     }
     workgroupBarrier();
 
-    var local_max = -3.4028235e38;
+    var local_max = LOWEST;
     for (var j = lid; j < len; j = j + WG) {
         var s = 0.0;
         let row = kv + j * dim;

@@ -80,26 +80,18 @@ pub trait FusedBackend: burn::backend::Backend {
         lse: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-    /// `softmax(q·Kᵀ·scale)·V` for one query per head: `[B, H, 1, D]` over `[B, H, L, D]`.
-    /// Generation only: not differentiated.
+    /// `softmax(q·Kᵀ·scale)·V` for one query per head: `[B, H, 1, D]` over the first `len`
+    /// positions of `[B, H, capacity, D]` keys and values. Generation only: not differentiated.
     fn decode_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        len: usize,
         scale: f32,
     ) -> FloatTensor<Self>;
     /// One token id per row of `[rows, vocab]` logits.
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
 }
-
-/// Whether the log-prob kernels, the workgroup-per-row sampler and decode attention may run fused
-/// on this build.
-///
-/// Not in wasm: in headless Chromium (WebGPU on SwiftShader) they returned wrong values — and
-/// WebGPU training then aborted the worker — while the row-per-thread sampler there and every
-/// kernel on lavapipe were right (the page's fused check showed it; cause not yet found). Until
-/// that is understood the browser takes the reference composition for them.
-const WORKGROUP_KERNELS: bool = !cfg!(target_arch = "wasm32");
 
 /// Whether `device` runs the fused WGSL kernels (a cubecl device: wgpu natively or WebGPU).
 pub fn runs_fused(device: &Device) -> bool {
@@ -119,7 +111,7 @@ pub fn runs_fused(device: &Device) -> bool {
 /// Fused on a cubecl device, [`token_log_probs_reference`] elsewhere. A target outside
 /// `[0, vocab)` gives NaN on the fused path.
 pub fn token_log_probs(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    if !runs_fused(&logits.device()) || !WORKGROUP_KERNELS {
+    if !runs_fused(&logits.device()) {
         return token_log_probs_reference(logits, targets);
     }
     Tensor::from_dispatch(<Dispatch as FusedBackend>::token_logprob(logits.into_dispatch(), targets.into_dispatch()))
@@ -132,7 +124,7 @@ pub fn token_log_probs_reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> 
 
 /// Draws one token per row of `[rows, vocab]` logits (see [`SampleSettings`]): `[rows]` ids.
 pub fn sample_tokens(logits: Tensor<2>, settings: SampleSettings) -> Tensor<1, Int> {
-    if !runs_fused(&logits.device()) || (logits.dims()[1] > SHORT_ROW && !WORKGROUP_KERNELS) {
+    if !runs_fused(&logits.device()) {
         return sample_tokens_reference(logits, settings);
     }
     let SampleSettings { temperature, top_k, seed, step } = settings;
@@ -206,34 +198,44 @@ pub fn sample_reference_host(row: &[f32], settings: SampleSettings, row_index: u
     (picked.unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).unwrap_or(argmax)), margin)
 }
 
-/// Attention of one new token over its cache: `q` `[B, H, 1, D]`, `k`/`v` `[B, H, L, D]` →
-/// `[B, H, 1, D]`, i.e. `softmax(q·Kᵀ / √D)·V` with no mask (the newest token sees everything).
+/// Attention of one new token over its cache: `q` `[B, H, 1, D]` over the first `len` positions
+/// of `k`/`v` `[B, H, capacity, D]` → `[B, H, 1, D]`, i.e. `softmax(q·K[..len]ᵀ / √D)·V[..len]`
+/// with no mask (the newest token sees everything before it).
 ///
-/// Fused on a cubecl device when `L ≤ 2048` and `D ≤ 256`, [`decode_attention_reference`]
+/// The cache may be longer than `len` (a preallocated cache written in place): the kernel reads
+/// only the `len` positions it needs, so nothing is copied to trim it.
+///
+/// Fused on a cubecl device when `len ≤ 2048` and `D ≤ 256`, [`decode_attention_reference`]
 /// otherwise. Not differentiable on the fused path: it serves generation, which runs without
 /// autodiff.
-pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let [_, _, len, dim] = k.dims();
-    let fused = WORKGROUP_KERNELS
-        && runs_fused(&q.device())
+///
+/// # Panics
+/// If `len` is 0 or larger than the cache, or the shapes disagree.
+pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize) -> Tensor<4> {
+    let [_, _, capacity, dim] = k.dims();
+    assert!(len >= 1 && len <= capacity, "decode attention over {len} positions of a cache of {capacity}");
+    let fused = runs_fused(&q.device())
         && q.dims()[2] == 1
         && len <= DECODE_ATTENTION_MAX_LEN
         && dim <= DECODE_ATTENTION_MAX_HEAD_DIM;
     if !fused {
-        return decode_attention_reference(q, k, v);
+        return decode_attention_reference(q, k, v, len);
     }
     let scale = 1.0 / (dim as f32).sqrt();
     Tensor::from_dispatch(<Dispatch as FusedBackend>::decode_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
+        len,
         scale,
     ))
 }
 
-/// The reference composition: scores by matmul, scale, softmax over the keys, matmul with V.
-pub fn decode_attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+/// The reference composition: the first `len` positions, scores by matmul, scale, softmax over
+/// the keys, matmul with V.
+pub fn decode_attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize) -> Tensor<4> {
     let dim = k.dims()[3];
+    let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
     let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dim as f32).sqrt());
     activation::softmax(scores, 3).matmul(v)
 }

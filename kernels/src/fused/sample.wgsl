@@ -20,6 +20,9 @@
 @group(0) @binding(2) var<storage, read_write> params: array<u32>;
 
 const WG: u32 = 256u;
+// The lowest finite f32, written exactly: Tint (Chromium's WebGPU) refuses the usual -3.4028235e38
+// as "cannot be represented as 'f32'", naga rounds it; the shader then never compiles in the browser.
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
@@ -76,7 +79,7 @@ fn main(
     }
 
     // 1. max and argmax (lowest index among equals).
-    var best = -3.4028235e38;
+    var best = LOWEST;
     var best_i = 0xffffffffu;
     for (var v = lid; v < vocab; v = v + WG) {
         let x = logits[base + v];

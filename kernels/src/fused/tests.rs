@@ -217,11 +217,45 @@ fn decode_attention_matches_the_reference() {
             random4([b, h, len, dim], seed + 1, &device),
             random4([b, h, len, dim], seed + 2, &device),
         );
-        let fused = floats(decode_attention(q.clone(), k.clone(), v.clone()));
-        let reference = floats(decode_attention_reference(q, k, v));
+        let fused = floats(decode_attention(q.clone(), k.clone(), v.clone(), len));
+        let reference = floats(decode_attention_reference(q, k, v, len));
         assert_eq!(fused.len(), b * h * dim);
         assert!(max_abs_diff(&fused, &reference) < 1e-4, "{b}×{h}×{len}×{dim}: {}", max_abs_diff(&fused, &reference));
     }
+}
+
+#[test]
+fn decode_attention_reads_only_the_filled_part_of_a_longer_cache() {
+    // A preallocated cache of capacity 50 holding 1, 17 or 50 positions; the unused tail is filled
+    // with huge values that would dominate the softmax if the kernel read them.
+    let mut devices = vec![Device::flex()];
+    devices.extend(gpu());
+    for device in devices {
+        let (b, h, capacity, dim) = (2, 3, 50, 24);
+        for (i, len) in [1usize, 17, 50].into_iter().enumerate() {
+            let seed = 700 + 5 * i as u64;
+            let q = random4([b, h, 1, dim], seed, &device);
+            let filled = |s: u64| {
+                let tail = Tensor::<4>::full([b, h, capacity - len, dim], 1e4, &device);
+                let head = random4([b, h, len, dim], s, &device);
+                if len == capacity { head.clone() } else { Tensor::cat(vec![head.clone(), tail], 2) }
+            };
+            let (k, v) = (filled(seed + 1), filled(seed + 2));
+            let out = floats(decode_attention(q.clone(), k.clone(), v.clone(), len));
+            // Against the reference on exactly the filled positions, as separate tensors.
+            let expected = floats(decode_attention_reference(q, k.narrow(2, 0, len), v.narrow(2, 0, len), len));
+            let err = max_abs_diff(&out, &expected);
+            assert!(err < 1e-4, "{device:?} len {len} of {capacity}: {err}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "decode attention over 51 positions of a cache of 50")]
+fn decode_attention_refuses_more_positions_than_the_cache_holds() {
+    let device = Device::flex();
+    let (q, k) = (random4([1, 1, 1, 4], 1, &device), random4([1, 1, 50, 4], 2, &device));
+    let _ = decode_attention(q, k.clone(), k, 51);
 }
 
 #[test]
@@ -230,12 +264,12 @@ fn decode_attention_falls_back_beyond_what_it_fuses() {
     let device = Device::flex();
     let (q, k, v) =
         (random4([1, 1, 1, 8], 1, &device), random4([1, 1, 3000, 8], 2, &device), random4([1, 1, 3000, 8], 3, &device));
-    let out = floats(decode_attention(q.clone(), k.clone(), v.clone()));
-    assert!(max_abs_diff(&out, &floats(decode_attention_reference(q, k, v))) == 0.0);
+    let out = floats(decode_attention(q.clone(), k.clone(), v.clone(), 3000));
+    assert!(max_abs_diff(&out, &floats(decode_attention_reference(q, k, v, 3000))) == 0.0);
     if let Some(gpu) = gpu() {
         let (q, k, v) =
             (random4([1, 1, 1, 8], 1, &gpu), random4([1, 1, 3000, 8], 2, &gpu), random4([1, 1, 3000, 8], 3, &gpu));
-        assert_eq!(floats(decode_attention(q.clone(), k.clone(), v.clone())).len(), 8);
+        assert_eq!(floats(decode_attention(q.clone(), k.clone(), v.clone(), 3000)).len(), 8);
     }
 }
 

@@ -19,6 +19,12 @@
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
 const WG: u32 = 256u;
+// The lowest finite f32, written exactly: Tint (Chromium's WebGPU) refuses the usual -3.4028235e38
+// as "cannot be represented as 'f32'", naga rounds it; the shader then never compiles in the browser.
+const LOWEST: f32 = -0x1.fffffep+127f;
+// A quiet NaN, read at run time: `bitcast<f32>(0x7fc00000u)` is a constant expression and Tint
+// refuses a NaN constant.
+var<private> NAN_BITS: u32 = 0x7fc00000u;
 
 var<workgroup> run_max: array<f32, WG>;
 // The launch parameters, read once and shared with workgroupUniformLoad: a value loaded from a
@@ -30,7 +36,7 @@ var<workgroup> run_sum: array<f32, WG>;
 // Merges two (max, sum-of-exp-relative-to-max) pairs.
 fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
     let m = max(m1, m2);
-    if (m == -3.4028235e38) {
+    if (m == LOWEST) {
         return vec2<f32>(m, 0.0);
     }
     return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
@@ -56,7 +62,7 @@ fn main(
     }
     let base = row * vocab;
 
-    var m = -3.4028235e38;
+    var m = LOWEST;
     var s = 0.0;
     for (var v = lid; v < vocab; v = v + WG) {
         let x = logits[base + v];
@@ -87,7 +93,7 @@ fn main(
         if (t >= 0 && u32(t) < vocab) {
             out[row] = logits[base + u32(t)] - log_sum_exp;
         } else {
-            out[row] = bitcast<f32>(0x7fc00000u);
+            out[row] = bitcast<f32>(NAN_BITS);
         }
     }
 }

@@ -14,6 +14,12 @@
 @group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
 const WG: u32 = 64u;
+// The lowest finite f32, written exactly: Tint (Chromium's WebGPU) refuses the usual -3.4028235e38
+// as "cannot be represented as 'f32'", naga rounds it; the shader then never compiles in the browser.
+const LOWEST: f32 = -0x1.fffffep+127f;
+// A quiet NaN, read at run time: `bitcast<f32>(0x7fc00000u)` is a constant expression and Tint
+// refuses a NaN constant.
+var<private> NAN_BITS: u32 = 0x7fc00000u;
 
 @compute @workgroup_size(64)
 fn main(
@@ -28,7 +34,7 @@ fn main(
         return;
     }
     let base = row * vocab;
-    var m = -3.4028235e38;
+    var m = LOWEST;
     for (var v = 0u; v < vocab; v = v + 1u) {
         m = max(m, logits[base + v]);
     }
@@ -42,6 +48,6 @@ fn main(
     if (t >= 0 && u32(t) < vocab) {
         out[row] = logits[base + u32(t)] - log_sum_exp;
     } else {
-        out[row] = bitcast<f32>(0x7fc00000u);
+        out[row] = bitcast<f32>(NAN_BITS);
     }
 }
