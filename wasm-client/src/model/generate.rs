@@ -67,7 +67,8 @@ pub async fn generate(
     let top_k = u32::try_from(config.top_k).unwrap_or(u32::MAX);
     let mut completions = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
-    let mut cache = KvCache::default();
+    // Room for the prompt and every new token (the last drawn is never fed back).
+    let mut cache = KvCache::with_capacity(prompt_len + config.max_new_tokens);
     let mut sequences: Vec<Vec<u32>> = prompts.to_vec();
     let vocab = model.vocab_size();
 

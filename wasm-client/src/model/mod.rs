@@ -27,6 +27,8 @@ pub enum ModelError {
     EmptySequence,
     #[error("a sequence of {len} tokens exceeds the model's context of {max}")]
     TooLong { len: usize, max: usize },
+    #[error("{len} positions do not fit a KV cache made for {capacity}")]
+    CacheFull { len: usize, capacity: usize },
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
     #[error("invalid sampling settings: {0}")]

@@ -97,6 +97,32 @@ fn cached_forward_equals_full_forward() {
 }
 
 #[test]
+fn a_preallocated_cache_refuses_what_does_not_fit_and_keeps_what_it_holds() {
+    let device = cpu();
+    let model = model_on(&device, 2);
+    let seq: Vec<u32> = vec![BOS, 10, 11, 12, 13];
+    let full = logits_of(&model, std::slice::from_ref(&seq), &device);
+    let mut cache = KvCache::with_capacity(5);
+    let mut pieces = Vec::new();
+    let prefill = model.forward_cached(token_tensor(&[seq[..4].to_vec()], &device).expect("t"), &mut cache).expect("f");
+    pieces.extend(block_on(read_floats(prefill)).expect("read"));
+    // Two more positions do not fit a cache made for five; the four it holds are untouched.
+    let err =
+        model.forward_cached(token_tensor(&[vec![13, 14]], &device).expect("t"), &mut cache).expect_err("4 + 2 > 5");
+    assert_eq!(err.to_string(), "6 positions do not fit a KV cache made for 5");
+    // Nor does a different number of sequences.
+    let err = model
+        .forward_cached(token_tensor(&[vec![13], vec![13]], &device).expect("t"), &mut cache)
+        .expect_err("batch 2 after batch 1");
+    assert_eq!(err.to_string(), "invalid batch: the KV cache holds 1 sequences, but 2 were given to continue them");
+    assert_eq!(cache.len(), 4);
+    let last = model.forward_cached(token_tensor(&[vec![13]], &device).expect("t"), &mut cache).expect("fits");
+    pieces.extend(block_on(read_floats(last)).expect("read"));
+    assert_eq!(cache.len(), 5);
+    assert!(max_diff(&full, &pieces) < 1e-4, "cached logits differ by {}", max_diff(&full, &pieces));
+}
+
+#[test]
 fn generation_is_reproducible_and_respects_limits() {
     let device = cpu();
     let model = model_on(&device, 4);

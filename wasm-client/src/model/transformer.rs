@@ -110,14 +110,44 @@ struct Attention {
     n_heads: usize,
 }
 
-/// Keys and values of every position generated so far, per layer: `[batch, heads, len, head_dim]`.
+/// Keys and values of every position generated so far, per layer.
+///
+/// Each layer's keys and values live in one tensor of `[batch, heads, max_seq_len, head_dim]`,
+/// allocated on first use and written in place (`slice_assign` on a tensor nothing else holds), so
+/// appending a position copies that position only — not the whole cache, as `Tensor::cat` did —
+/// and attention reads just the filled prefix.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    layers: Vec<Option<LayerCache>>,
     len: usize,
+    batch: Option<usize>,
+    /// Positions to allocate room for; `None`: the model's whole context.
+    capacity: Option<usize>,
+}
+
+/// One layer's keys and values, `[batch, heads, capacity, head_dim]`.
+#[derive(Debug)]
+struct LayerCache {
+    keys: Tensor<4>,
+    values: Tensor<4>,
+}
+
+/// Where a layer appends this step's keys and values.
+struct CacheSlot<'a> {
+    layer: &'a mut Option<LayerCache>,
+    /// Positions already filled.
+    start: usize,
+    /// Positions the cache holds in all (the model's context).
+    capacity: usize,
 }
 
 impl KvCache {
+    /// A cache with room for `positions` (prompt plus new tokens), so a short generation does not
+    /// allocate the model's whole context per layer. The model's context still bounds it.
+    pub fn with_capacity(positions: usize) -> Self {
+        Self { capacity: Some(positions), ..Self::default() }
+    }
+
     /// Positions held.
     pub fn len(&self) -> usize {
         self.len
@@ -160,6 +190,21 @@ impl Model {
         if start + seq > self.max_seq_len {
             return Err(ModelError::TooLong { len: start + seq, max: self.max_seq_len });
         }
+        let capacity = cache.as_ref().and_then(|c| c.capacity).unwrap_or(self.max_seq_len).min(self.max_seq_len);
+        if start + seq > capacity {
+            return Err(ModelError::CacheFull { len: start + seq, capacity });
+        }
+        if let Some(cache) = cache.as_deref_mut() {
+            let batch = tokens.dims()[0];
+            match cache.batch {
+                Some(held) if held != batch => {
+                    return Err(ModelError::InvalidBatch(format!(
+                        "the KV cache holds {held} sequences, but {batch} were given to continue them"
+                    )));
+                }
+                _ => cache.batch = Some(batch),
+            }
+        }
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device).reshape([1, seq]);
         let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
@@ -168,7 +213,7 @@ impl Model {
             cache.layers.resize_with(self.blocks.len(), || None);
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let layer_cache = cache.as_deref_mut().map(|c| CacheSlot { layer: &mut c.layers[i], start, capacity });
             let h = block.attention.forward(block.attn_norm.forward(x.clone()), mask.clone(), layer_cache);
             x = x + h;
             let h = block
@@ -185,7 +230,7 @@ impl Model {
 
 impl Attention {
     /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1, 1, seq, prefix + seq]`.
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4>, cache: Option<CacheSlot<'_>>) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
         let qkv = self.qkv.forward(x); // [batch, seq, 3 * d_model]
@@ -195,19 +240,28 @@ impl Attention {
                 .reshape([batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2) // [batch, heads, seq, head_dim]
         };
-        let (q, mut k, mut v) = (heads(0), heads(1), heads(2));
-        if let Some(slot) = cache {
-            if let Some((k_prev, v_prev)) = slot.take() {
-                k = Tensor::cat(vec![k_prev, k], 2);
-                v = Tensor::cat(vec![v_prev, v], 2);
+        let (q, k, v) = (heads(0), heads(1), heads(2));
+        // Keys and values to attend over, and how many of their positions are filled.
+        let (k, v, len) = match cache {
+            None => (k, v, seq),
+            Some(CacheSlot { layer, start, capacity }) => {
+                let LayerCache { keys, values } = layer.take().unwrap_or_else(|| {
+                    let zeros = || Tensor::<4>::zeros([batch, self.n_heads, capacity, head_dim], &k.device());
+                    LayerCache { keys: zeros(), values: zeros() }
+                });
+                let end = start + seq;
+                let range = [0..batch, 0..self.n_heads, start..end, 0..head_dim];
+                let (keys, values) = (keys.slice_assign(range.clone(), k), values.slice_assign(range, v));
+                *layer = Some(LayerCache { keys: keys.clone(), values: values.clone() });
+                (keys, values, end)
             }
-            *slot = Some((k.clone(), v.clone()));
-        }
+        };
         let context = if seq == 1 {
-            // One new token sees the whole cache (its mask row is all zeros): the fused kernel on
-            // WebGPU/wgpu, the same composition on the CPU.
-            fused::decode_attention(q, k, v)
+            // One new token sees every filled position (its mask row is all zeros): the fused
+            // kernel on WebGPU/wgpu, the same composition on the CPU.
+            fused::decode_attention(q, k, v, len)
         } else {
+            let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
             let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
             activation::softmax(scores, 3).matmul(v) // [batch, heads, seq, head_dim]
         };
