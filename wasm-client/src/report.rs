@@ -252,6 +252,17 @@ impl BackendChoice {
             }
         }
     }
+
+    /// The CPU, because the fused training kernels computed wrong values on this GPU (the page's
+    /// check against their references): training there would learn from wrong gradients.
+    pub fn kernels_disagree() -> Self {
+        Self {
+            backend: TrainBackend::Cpu,
+            reason: "Training uses the CPU: the training kernels gave wrong values on this GPU (see the check \
+                     below), so WebGPU training is switched off."
+                .into(),
+        }
+    }
 }
 
 const SOFTWARE_RENDERER: &str = "software renderer on the CPU";

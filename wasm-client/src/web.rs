@@ -232,8 +232,14 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
         WorkerReport::ModelSaved(saved) => offer_checkpoint(page, &saved),
         WorkerReport::Fused(report) => {
             page.set_state("fused", if report.passed() { "ok" } else { "error" }, &report.describe());
+            if !report.passed() {
+                refuse_webgpu_training(page);
+            }
         }
-        WorkerReport::FusedFailed { message } => page.set_state("fused", "error", &message),
+        WorkerReport::FusedFailed { message } => {
+            page.set_state("fused", "error", &message);
+            refuse_webgpu_training(page);
+        }
         WorkerReport::SaveFailed { message } => {
             page.enable("train-save", true);
             page.set("train-save-status", &message);
@@ -289,6 +295,14 @@ fn offer_checkpoint(page: &Page, saved: &SavedModel) {
         let _ = link.remove_attribute("hidden");
         link.set_text_content(Some(&saved.link_text()));
     }
+}
+
+/// The kernels WebGPU training runs are wrong (or could not be checked) on this GPU: train on the
+/// CPU only, and say why.
+fn refuse_webgpu_training(page: &Page) {
+    page.webgpu.set(Some(false));
+    page.enable("train-webgpu", false);
+    show_choice(page, &BackendChoice::kernels_disagree());
 }
 
 fn training_finished(page: &Page) {
