@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: the project's automation, so a fresh machine needs nothing but cargo.
 //!
 //! - `run`   build the page and serve it with the relay (http://127.0.0.1:8080 by default)
-//! - `build` build the page into `web/dist` (wasm32 release + wasm-bindgen + static files)
+//! - `build` build the page into `web/dist` (wasm32 `wasm-release` profile + wasm-bindgen + static files)
 //! - `test`  fmt, clippy (native and wasm32), native tests, wasm tests in Chromium, end-to-end tests
 //! - `bench` the kernel benchmarks
 //!
@@ -82,21 +82,32 @@ fn cargo(root: &Path) -> Command {
 }
 
 pub(crate) const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The cargo profile the page's wasm is built with (`[profile.wasm-release]` in Cargo.toml).
+const WASM_PROFILE: &str = "wasm-release";
 
-/// Builds `web/dist`: the client for wasm32 in release, wasm-bindgen's JS glue, and the static files.
+/// Builds `web/dist`: the client for wasm32 (`wasm-release` profile), wasm-bindgen's JS glue, and the static files.
 fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
     tools::ensure_wasm_target()?;
     let bindgen = tools::ensure_wasm_bindgen(root)?;
     Step::new(
         "build the wasm client",
-        cargo(root).args(["build", "-p", "tabswarm-client", "--lib", "--release", "--target", WASM_TARGET]),
+        cargo(root).args([
+            "build",
+            "-p",
+            "tabswarm-client",
+            "--lib",
+            "--profile",
+            WASM_PROFILE,
+            "--target",
+            WASM_TARGET,
+        ]),
     )
     .run()?;
     let dist = root.join("web/dist");
     if dist.exists() {
         std::fs::remove_dir_all(&dist).map_err(|e| XtaskError::io(&dist, e))?;
     }
-    let wasm = root.join("target").join(WASM_TARGET).join("release/tabswarm_client.wasm");
+    let wasm = root.join("target").join(WASM_TARGET).join(WASM_PROFILE).join("tabswarm_client.wasm");
     Step::new(
         "generate the JS bindings",
         Command::new(bindgen)
