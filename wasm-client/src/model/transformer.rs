@@ -112,10 +112,11 @@ struct Attention {
 
 /// Keys and values of every position generated so far, per layer.
 ///
-/// Each layer's keys and values live in one tensor of `[batch, heads, max_seq_len, head_dim]`,
-/// allocated on first use and written in place (`slice_assign` on a tensor nothing else holds), so
-/// appending a position copies that position only — not the whole cache, as `Tensor::cat` did —
-/// and attention reads just the filled prefix.
+/// Each layer's keys and values live in one tensor of `[batch, heads, capacity, head_dim]` (capacity:
+/// the model's context, or less with [`KvCache::with_capacity`]), allocated on first use and written
+/// in place (`slice_assign` on a tensor nothing else holds), so appending a position copies that
+/// position only — not the whole cache, as `Tensor::cat` did — and attention reads just the filled
+/// prefix.
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
@@ -137,7 +138,7 @@ struct CacheSlot<'a> {
     layer: &'a mut Option<LayerCache>,
     /// Positions already filled.
     start: usize,
-    /// Positions the cache holds in all (the model's context).
+    /// Positions the cache has room for in all.
     capacity: usize,
 }
 
