@@ -32,6 +32,12 @@ fn devices() -> Vec<(&'static str, Device)> {
         .collect()
 }
 
+/// `BATCH` identical prompts of `len` tokens: BOS, then task-alphabet tokens.
+fn prompt_batch(len: usize) -> Vec<Vec<u32>> {
+    let prompt: Vec<u32> = std::iter::once(BOS).chain((1..len).map(|i| 3 + (i % 60) as u32)).collect();
+    vec![prompt; BATCH]
+}
+
 fn main() {
     let vocab = Tokenizer::new().vocab_size();
     // The default model with a context long enough for the longest prefix plus the new tokens.
@@ -48,13 +54,11 @@ fn main() {
         println!("|---:|---:|---:|---:|");
         // One whole generation first: the decode-step kernels (cached attention, sampling) compile
         // on first use, which would otherwise land in the first row.
-        let warm: Vec<u32> = std::iter::once(BOS).chain((1..PREFIXES[0]).map(|i| 3 + (i % 60) as u32)).collect();
         let sampling =
             SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: NEW_TOKENS, seed: 0, use_kv_cache: true };
-        block_on(generate(&model, &vec![warm; BATCH], &sampling, &device)).expect("warm-up");
+        block_on(generate(&model, &prompt_batch(PREFIXES[0]), &sampling, &device)).expect("warm-up");
         for prefix in PREFIXES {
-            let prompt: Vec<u32> = std::iter::once(BOS).chain((1..prefix).map(|i| 3 + (i % 60) as u32)).collect();
-            let prompts = vec![prompt; BATCH];
+            let prompts = prompt_batch(prefix);
             let uncached = std::env::var("TABSWARM_BENCH_UNCACHED").map_or(true, |v| v != "0");
             let mut per_token = [0.0f64, f64::NAN];
             for (slot, use_kv_cache) in [(0, true), (1, false)] {

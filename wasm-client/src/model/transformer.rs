@@ -121,7 +121,6 @@ struct Attention {
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
     len: usize,
-    batch: Option<usize>,
     /// Positions to allocate room for; `None`: the model's whole context.
     capacity: Option<usize>,
 }
@@ -192,18 +191,18 @@ impl Model {
             return Err(ModelError::TooLong { len: start + seq, max: self.max_seq_len });
         }
         let capacity = cache.as_ref().and_then(|c| c.capacity).unwrap_or(self.max_seq_len).min(self.max_seq_len);
-        if start + seq > capacity {
-            return Err(ModelError::CacheFull { len: start + seq, capacity });
-        }
-        if let Some(cache) = cache.as_deref_mut() {
+        if let Some(cache) = cache.as_deref() {
+            if start + seq > capacity {
+                return Err(ModelError::CacheFull { len: start + seq, capacity });
+            }
             let batch = tokens.dims()[0];
-            match cache.batch {
-                Some(held) if held != batch => {
-                    return Err(ModelError::InvalidBatch(format!(
-                        "the KV cache holds {held} sequences, but {batch} were given to continue them"
-                    )));
-                }
-                _ => cache.batch = Some(batch),
+            // The sequences the cache holds: the batch its layers were allocated for.
+            if let Some(held) = cache.layers.iter().flatten().next().map(|layer| layer.keys.dims()[0])
+                && held != batch
+            {
+                return Err(ModelError::InvalidBatch(format!(
+                    "the KV cache holds {held} sequences, but {batch} were given to continue them"
+                )));
             }
         }
         let device = tokens.device();
