@@ -6,6 +6,8 @@
 //! builds everywhere the client and the relay do.
 
 pub mod checkpoint;
+pub mod rollout;
+pub mod tasks;
 
 use serde::{Deserialize, Serialize};
 
