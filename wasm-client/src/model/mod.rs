@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod generate;
+pub mod grpo;
 pub mod tokenizer;
 pub mod train;
 pub mod transformer;
@@ -14,6 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use checkpoint::{CheckpointError, CheckpointHeader};
 pub use generate::{SamplingConfig, generate};
+pub use grpo::{GrpoBatch, GrpoConfig, group_advantages};
 pub use tokenizer::{TOKENIZER_VERSION, TokenizeError, Tokenizer};
 pub use train::{StepStats, TokenBatch, TrainConfig, Trainer};
 pub use transformer::{KvCache, Model, ModelConfig};

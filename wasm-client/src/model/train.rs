@@ -8,6 +8,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use tabswarm_kernels::fused;
 
+use super::grpo::{GrpoBatch, GrpoConfig, grpo_loss};
 use super::tokenizer::PAD;
 use super::{Model, ModelError, read_floats, token_tensor};
 
@@ -54,7 +55,10 @@ impl TokenBatch {
     }
 
     /// Padded inputs (`[rows, len-1]`), targets (`[rows, len-1]`) and target weights.
-    fn tensors(&self, device: &Device) -> Result<(Tensor<2, Int>, Tensor<2, Int>, Tensor<2>, f32), ModelError> {
+    pub(crate) fn tensors(
+        &self,
+        device: &Device,
+    ) -> Result<(Tensor<2, Int>, Tensor<2, Int>, Tensor<2>, f32), ModelError> {
         let len = self.sequences.iter().map(Vec::len).max().unwrap_or(0);
         if len < 2 {
             return Err(ModelError::InvalidBatch("every batch needs a sequence of at least 2 tokens".into()));
@@ -175,5 +179,25 @@ impl Trainer {
         self.model = self.optimizer.step(self.config.learning_rate, self.model.clone(), grads);
         let loss = read_floats(loss).await?.first().copied().unwrap_or(f32::NAN);
         Ok(StepStats { loss, trained_tokens })
+    }
+
+    /// One GRPO step on `batch`; `reference` (the frozen base, on this trainer's device) is only
+    /// read when `config.kl_coef` is non-zero.
+    pub async fn grpo_step(
+        &mut self,
+        batch: &GrpoBatch,
+        reference: Option<&Model>,
+        config: &GrpoConfig,
+    ) -> Result<StepStats, ModelError> {
+        let loss = grpo_loss(&self.model, batch, reference, config, &self.device)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optimizer.step(self.config.learning_rate, self.model.clone(), grads);
+        let loss = read_floats(loss).await?.first().copied().unwrap_or(f32::NAN);
+        Ok(StepStats { loss, trained_tokens: batch.completion_tokens() })
+    }
+
+    /// The autodiff device this trainer runs on (where a KL reference model must live).
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 }
