@@ -8,6 +8,8 @@
 
 pub mod check;
 pub mod fused_check;
+pub mod learn;
+pub mod learn_report;
 pub mod model;
 pub mod report;
 pub mod training;

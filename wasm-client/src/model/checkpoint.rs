@@ -49,9 +49,27 @@ pub enum CheckpointError {
     Record(String),
 }
 
+/// `model` with its parameter ids numbered by position (0, 1, …) instead of burn's random ids, so
+/// a checkpoint depends only on the parameter values (pretraining's output is then byte-for-byte
+/// reproducible from its seed). Loading matches parameters by their path, not their id.
+fn with_positional_ids(model: Model) -> Model {
+    struct Renumber(u64);
+    impl ModuleMapper for Renumber {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let id = ParamId::from(self.0);
+            self.0 += 1;
+            Param::initialized(id, param.val())
+        }
+    }
+    model.map(&mut Renumber(0))
+}
+
 /// Serialises `model` (trained for `step` steps) with its header.
 pub fn save(model: &Model, config: &ModelConfig, step: u64) -> Result<Vec<u8>, ModelError> {
-    let payload = model.clone().into_record().into_bytes().map_err(|e| CheckpointError::Record(format!("{e:?}")))?;
+    let payload = with_positional_ids(model.clone())
+        .into_record()
+        .into_bytes()
+        .map_err(|e| CheckpointError::Record(format!("{e:?}")))?;
     let tokenizer = Tokenizer::new();
     let header = CheckpointHeader {
         config: config.clone(),

@@ -1,0 +1,275 @@
+//! `tabswarm-peer`: the client built natively, for GPU owners and for experiments.
+//!
+//! - `pretrain`    make the swarm's base checkpoint (the warm start), deterministic from a seed
+//! - `experiment`  the SAPO experiment: simulated peers sharing rollouts in memory (docs/learning.md)
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    native::main()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+
+    use burn::tensor::Device;
+    use clap::{Parser, Subcommand, ValueEnum};
+    use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
+    use tabswarm_client::learn::swarm::{Arm, ArmResult, run_arm};
+    use tabswarm_client::learn::{RlConfig, Selection};
+    use tabswarm_client::learn_report;
+    use tabswarm_client::model::checkpoint;
+    use tabswarm_client::report::ModelSize;
+    use tabswarm_client::training::model_config;
+    use tabswarm_protocol::tasks::Family;
+
+    #[derive(Debug, Parser)]
+    #[command(name = "tabswarm-peer", version, about = "Tabswarm's client, natively: warm start and experiments")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Clone, Copy, ValueEnum)]
+    enum Backend {
+        /// The pure-Rust CPU backend (burn flex).
+        Cpu,
+        /// The default wgpu adapter (Vulkan, Metal, DX12).
+        Gpu,
+    }
+
+    #[derive(Debug, Clone, Copy, ValueEnum)]
+    enum Size {
+        Tiny,
+        Default,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        /// Train the base checkpoint: supervised on generated questions until the mean greedy
+        /// accuracy at the middle difficulty reaches --target (or --max-steps).
+        Pretrain {
+            /// Where to write the checkpoint.
+            #[arg(long)]
+            out: PathBuf,
+            #[arg(long, default_value_t = 1)]
+            seed: u64,
+            #[arg(long, value_enum, default_value = "tiny")]
+            size: Size,
+            #[arg(long, default_value_t = 0.3)]
+            target: f32,
+            #[arg(long, default_value_t = 4000)]
+            max_steps: u64,
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+            /// Comma-separated task families (default: all).
+            #[arg(long, value_delimiter = ',')]
+            families: Vec<Family>,
+        },
+        /// Run the SAPO experiment from a base checkpoint and write its results as JSON, a Markdown
+        /// table and an SVG plot.
+        Experiment {
+            /// The base checkpoint every peer starts from (from `pretrain`).
+            #[arg(long)]
+            base: PathBuf,
+            #[arg(long, default_value_t = 8)]
+            peers: usize,
+            #[arg(long, default_value_t = 100)]
+            rounds: u64,
+            /// Comma-separated seeds; each configuration runs once per seed.
+            #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+            seeds: Vec<u64>,
+            /// Local/external splits, e.g. 8/0,4/4.
+            #[arg(long, value_delimiter = ',', default_value = "8/0,6/2,4/4,2/6")]
+            splits: Vec<String>,
+            /// Questions are drawn at levels 1..=this.
+            #[arg(long, default_value_t = tabswarm_protocol::tasks::MID_DIFFICULTY)]
+            max_difficulty: u8,
+            /// Completions per question.
+            #[arg(long, default_value_t = 8)]
+            group_size: usize,
+            #[arg(long, default_value_t = 3e-4)]
+            learning_rate: f64,
+            /// How the I and J groups are picked.
+            #[arg(long, value_enum, default_value = "prefer-signal")]
+            selection: SelectionArg,
+            /// Configurations run side by side (one CPU core each).
+            #[arg(long, default_value_t = 2)]
+            threads: usize,
+            /// Output prefix: writes <out>.json, <out>.md and <out>.svg.
+            #[arg(long)]
+            out: PathBuf,
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+            /// Comma-separated task families (default: all).
+            #[arg(long, value_delimiter = ',')]
+            families: Vec<Family>,
+        },
+    }
+
+    #[derive(Debug, Clone, Copy, ValueEnum)]
+    enum SelectionArg {
+        Uniform,
+        PreferSignal,
+    }
+
+    fn device(backend: Backend) -> Device {
+        match backend {
+            Backend::Cpu => Device::flex(),
+            Backend::Gpu => Device::wgpu(Default::default()),
+        }
+    }
+
+    pub fn main() -> ExitCode {
+        match run(Cli::parse()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tabswarm-peer: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn parse_split(split: &str) -> Result<(usize, usize), String> {
+        let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("split {split:?} is not I/J (e.g. 4/4)"));
+        let (i, j) = split.split_once('/').ok_or_else(|| format!("split {split:?} is not I/J (e.g. 4/4)"))?;
+        Ok((parse(i)?, parse(j)?))
+    }
+
+    fn run(cli: Cli) -> Result<(), String> {
+        match cli.command {
+            Command::Pretrain { out, seed, size, target, max_steps, backend, families } => {
+                let size = match size {
+                    Size::Tiny => ModelSize::Tiny,
+                    Size::Default => ModelSize::Default,
+                };
+                let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
+                let config =
+                    PretrainConfig { seed, target_accuracy: target, max_steps, families, ..PretrainConfig::default() };
+                let device = device(backend);
+                let model_config = model_config(size);
+                let started = std::time::Instant::now();
+                let (model, report) =
+                    pollster::block_on(pretrain(&model_config, &config, &device, &mut |step, loss, acc| {
+                        let mean = acc.values().sum::<f32>() / acc.len().max(1) as f32;
+                        let families: Vec<String> = acc.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect();
+                        eprintln!(
+                            "step {step:>5}  loss {loss:.3}  mid-level accuracy {:.1}%  ({})  {:.0} s",
+                            mean * 100.0,
+                            families.join(", "),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }))
+                    .map_err(|e| e.to_string())?;
+                let bytes = checkpoint::save(&model, &model_config, report.steps).map_err(|e| e.to_string())?;
+                std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+                let (header, _) = checkpoint::read_header(&bytes).map_err(|e| e.to_string())?;
+                if !report.reached_target {
+                    eprintln!("note: stopped at --max-steps {max_steps} below the target of {:.0}%", target * 100.0);
+                }
+                println!(
+                    "wrote {} ({} bytes, {} steps, mid-level accuracy {:.1}%, sha256 {})",
+                    out.display(),
+                    bytes.len(),
+                    report.steps,
+                    report.mean_accuracy * 100.0,
+                    header.payload_sha256
+                );
+                Ok(())
+            }
+            Command::Experiment {
+                base,
+                peers,
+                rounds,
+                seeds,
+                splits,
+                max_difficulty,
+                group_size,
+                learning_rate,
+                selection,
+                threads,
+                out,
+                backend,
+                families,
+            } => {
+                let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
+                let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
+                let splits = splits.iter().map(|s| parse_split(s)).collect::<Result<Vec<_>, _>>()?;
+                let selection = match selection {
+                    SelectionArg::Uniform => Selection::Uniform,
+                    SelectionArg::PreferSignal => Selection::PreferSignal,
+                };
+                let mut arms = Vec::new();
+                for &seed in &seeds {
+                    for &(local, external) in &splits {
+                        let rl = RlConfig {
+                            families: families.clone(),
+                            questions_per_round: splits.iter().map(|(i, j)| i + j).max().unwrap_or(8),
+                            group_size,
+                            max_difficulty,
+                            local,
+                            external,
+                            learning_rate,
+                            selection,
+                            ..RlConfig::default()
+                        };
+                        arms.push(Arm { peers, rounds, seed, rl, eval_per_family: 32 });
+                    }
+                }
+                let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
+                let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+                let write = |ext: &str, text: &str| {
+                    let path = out.with_extension(ext);
+                    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+                };
+                write("json", &json)?;
+                let table = learn_report::markdown(&results, &families);
+                write("md", &table)?;
+                write("svg", &learn_report::svg(&results))?;
+                println!("{table}");
+                Ok(())
+            }
+        }
+    }
+
+    fn run_parallel(base: &[u8], arms: Vec<Arm>, threads: usize, backend: Backend) -> Result<Vec<ArmResult>, String> {
+        let queue = std::sync::Mutex::new(arms.into_iter().enumerate().collect::<Vec<_>>());
+        let results = std::sync::Mutex::new(Vec::new());
+        let started = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                        let Some((index, arm)) = next else { break };
+                        let device = device(backend);
+                        let outcome =
+                            checkpoint::load(base, None, &device).map_err(|e| e.to_string()).and_then(|(model, _)| {
+                                let label = format!("{}/{} seed {}", arm.rl.local, arm.rl.external, arm.seed);
+                                pollster::block_on(run_arm(&model, &arm, &device, &mut |round, reward| {
+                                    if (round + 1) % 10 == 0 {
+                                        eprintln!(
+                                            "{label}: round {:>4}  mean reward {reward:.3}  ({:.0} s)",
+                                            round + 1,
+                                            started.elapsed().as_secs_f64()
+                                        );
+                                    }
+                                }))
+                                .map_err(|e| format!("{label}: {e}"))
+                            });
+                        if let Ok(mut r) = results.lock() {
+                            r.push((index, outcome));
+                        }
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().map_err(|_| "a worker thread panicked".to_string())?;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+}

@@ -1,0 +1,380 @@
+//! Reinforcement learning on the task suite, the way every peer of the swarm runs it (SAPO):
+//! each round a [`Peer`] asks itself questions, samples a group of completions per question,
+//! scores them with the shared verifier, shares the groups as text, and takes one GRPO step on
+//! `local` of its own groups plus `external` groups received from others — re-scored here, never
+//! trusted.
+//!
+//! The same [`Peer`] runs in a tab's worker, in the native peer and in the experiment harness
+//! ([`swarm`]); only where shared groups go differs.
+
+pub mod pretrain;
+pub mod swarm;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tabswarm_protocol::rollout::{DropCounts, RolloutGroup, ScoredGroup, score_group};
+use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, MIN_DIFFICULTY, Question, generate, verify};
+
+use crate::model::tokenizer::{BOS, EOS};
+use crate::model::{
+    GrpoBatch, GrpoConfig, Model, ModelError, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate as sample,
+    group_advantages,
+};
+
+/// Question seeds at or above this are kept for evaluation: training never asks them.
+pub const EVAL_SEED_BASE: u64 = 1 << 63;
+
+/// How a peer learns. The defaults are the swarm's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlConfig {
+    /// Families asked, one question each in turn.
+    pub families: Vec<Family>,
+    /// Questions are drawn at levels `MIN_DIFFICULTY..=max_difficulty`, uniformly.
+    pub max_difficulty: u8,
+    /// Questions this peer asks itself per round (its generation budget).
+    pub questions_per_round: usize,
+    /// Completions sampled per question (G).
+    pub group_size: usize,
+    /// Own groups trained on per round (I).
+    pub local: usize,
+    /// Groups from other peers trained on per round (J).
+    pub external: usize,
+    /// Which groups fill the I and J slots.
+    pub selection: Selection,
+    pub temperature: f32,
+    pub learning_rate: f64,
+    pub clip_low: f32,
+    pub clip_high: f32,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        Self {
+            families: Family::ALL.to_vec(),
+            max_difficulty: MID_DIFFICULTY,
+            questions_per_round: 8,
+            group_size: 8,
+            local: 4,
+            external: 4,
+            selection: Selection::PreferSignal,
+            temperature: 1.0,
+            learning_rate: 3e-4,
+            clip_low: 0.2,
+            clip_high: 0.28,
+        }
+    }
+}
+
+impl RlConfig {
+    /// Checks the numbers; names the first that is wrong.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |why: String| Err(ModelError::InvalidBatch(why));
+        if self.families.is_empty() {
+            return bad("choose at least one task family".into());
+        }
+        if !(2..=tabswarm_protocol::rollout::MAX_GROUP_SIZE).contains(&self.group_size) {
+            return bad(format!("group size {} is outside 2..=32", self.group_size));
+        }
+        if self.questions_per_round == 0 || self.local > self.questions_per_round {
+            return bad(format!(
+                "{} local groups cannot come from {} questions per round",
+                self.local, self.questions_per_round
+            ));
+        }
+        generate(self.families[0], self.max_difficulty, 0).map_err(|e| ModelError::InvalidBatch(e.to_string()))?;
+        Ok(())
+    }
+
+    fn grpo(&self) -> GrpoConfig {
+        GrpoConfig { clip_low: self.clip_low, clip_high: self.clip_high, kl_coef: 0.0 }
+    }
+}
+
+/// How the I local and J external training groups are picked from what is available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Uniformly at random.
+    Uniform,
+    /// Uniformly among groups whose rewards differ (GRPO learns nothing from the others), then
+    /// uniformly among the rest if too few.
+    PreferSignal,
+}
+
+/// What one round of one peer did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundStats {
+    pub round: u64,
+    /// Mean reward of this peer's own completions this round.
+    pub mean_reward: f32,
+    /// Per family: (correct, asked) over this round's own completions.
+    pub correct: BTreeMap<Family, (u32, u32)>,
+    /// Groups in the GRPO step (with signal), local and external.
+    pub trained_local: usize,
+    pub trained_external: usize,
+    pub loss: Option<f32>,
+    /// External groups received this round and dropped (cumulative counts are on the peer).
+    pub dropped: u64,
+}
+
+/// One learner: a policy, its optimiser, and the round loop.
+#[derive(Debug)]
+pub struct Peer {
+    pub name: String,
+    trainer: Trainer,
+    config: RlConfig,
+    device: Device,
+    tokenizer: Tokenizer,
+    rng: ChaCha8Rng,
+    round: u64,
+    steps: u64,
+    /// Received groups dropped, by reason, since the start.
+    pub drops: DropCounts,
+    /// Received groups whose text the tokenizer cannot encode (so no step can use them).
+    pub untrainable: u64,
+}
+
+impl Peer {
+    /// A peer that starts from `model` (e.g. the swarm's base checkpoint) on `device`.
+    pub fn new(name: &str, model: Model, config: RlConfig, device: &Device, seed: u64) -> Result<Self, ModelError> {
+        config.validate()?;
+        let train = TrainConfig { learning_rate: config.learning_rate, weight_decay: 0.0, max_grad_norm: 1.0 };
+        Ok(Self {
+            name: name.into(),
+            trainer: Trainer::new(model, train, device),
+            config,
+            device: device.clone(),
+            tokenizer: Tokenizer::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            round: 0,
+            steps: 0,
+            drops: DropCounts::default(),
+            untrainable: 0,
+        })
+    }
+
+    pub fn config(&self) -> &RlConfig {
+        &self.config
+    }
+
+    /// The policy as it is now.
+    pub fn model(&self) -> Model {
+        self.trainer.inference_model()
+    }
+
+    /// GRPO steps taken (the policy version stamped on shared rollouts).
+    pub fn policy_version(&self) -> u64 {
+        self.steps
+    }
+
+    /// Asks this round's questions and samples a group of completions for each, scored with the
+    /// shared verifier (the same call a receiver makes).
+    pub async fn generate_round(&mut self) -> Result<Vec<ScoredGroup>, ModelError> {
+        let questions: Vec<Question> = (0..self.config.questions_per_round)
+            .map(|i| {
+                let family = self.config.families
+                    [(self.round as usize * self.config.questions_per_round + i) % self.config.families.len()];
+                let difficulty = self.rng.random_range(MIN_DIFFICULTY..=self.config.max_difficulty);
+                let seed = self.rng.random_range(0..EVAL_SEED_BASE);
+                generate(family, difficulty, seed)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| ModelError::InvalidBatch(e.to_string()))?;
+        let sampling = SamplingConfig {
+            temperature: self.config.temperature,
+            seed: self.rng.random(),
+            ..SamplingConfig::default()
+        };
+        let completions = complete(&self.model(), &questions, self.config.group_size, &sampling, &self.device).await?;
+        let mut groups = Vec::with_capacity(questions.len());
+        for (question, texts) in questions.into_iter().zip(completions) {
+            let group = RolloutGroup {
+                question: question.id,
+                peer: self.name.clone(),
+                policy_version: self.steps,
+                completions: texts,
+            };
+            // Our own groups pass the same checks as anyone's (a completion is capped by the
+            // generation length, so this only fails on a bug).
+            groups.push(score_group(group).map_err(|e| ModelError::InvalidBatch(e.to_string()))?);
+        }
+        Ok(groups)
+    }
+
+    /// Re-scores `received` (groups from others, as text), picks I own and J external groups, and
+    /// takes one GRPO step. Returns what the round did.
+    pub async fn train_round(
+        &mut self,
+        own: &[ScoredGroup],
+        received: Vec<RolloutGroup>,
+    ) -> Result<RoundStats, ModelError> {
+        let dropped_before = self.drops.total() + self.untrainable;
+        let mut external = Vec::with_capacity(received.len());
+        for group in received {
+            if group.peer == self.name {
+                continue;
+            }
+            match score_group(group) {
+                Ok(scored) => external.push(scored),
+                Err(reason) => self.drops.count(&reason),
+            }
+        }
+        let local = select(own, self.config.local, self.config.selection, &mut self.rng);
+        let external = select(&external, self.config.external, self.config.selection, &mut self.rng);
+
+        let mut batch = GrpoBatch { sequences: vec![], prompt_lens: vec![], advantages: vec![] };
+        let (mut trained_local, mut trained_external) = (0, 0);
+        for (group, is_local) in local.iter().map(|g| (g, true)).chain(external.iter().map(|g| (g, false))) {
+            let Some(advantages) = group_advantages(&group.rewards()) else { continue };
+            let Ok(rows) = self.sequences(group) else {
+                self.untrainable += 1;
+                continue;
+            };
+            for ((seq, prompt_len), advantage) in rows.into_iter().zip(advantages) {
+                batch.sequences.push(seq);
+                batch.prompt_lens.push(prompt_len);
+                batch.advantages.push(advantage);
+            }
+            if is_local { trained_local += 1 } else { trained_external += 1 }
+        }
+        let loss = if batch.is_empty() {
+            None
+        } else {
+            self.steps += 1;
+            Some(self.trainer.grpo_step(&batch, None, &self.config.grpo()).await?.loss)
+        };
+
+        let mut correct: BTreeMap<Family, (u32, u32)> = BTreeMap::new();
+        let (mut reward, mut n) = (0.0, 0usize);
+        for group in own {
+            let entry = correct.entry(group.question.id.family).or_default();
+            for score in &group.scores {
+                entry.0 += u32::from(score.correct);
+                entry.1 += 1;
+                reward += score.reward;
+                n += 1;
+            }
+        }
+        let stats = RoundStats {
+            round: self.round,
+            mean_reward: if n == 0 { 0.0 } else { reward / n as f32 },
+            correct,
+            trained_local,
+            trained_external,
+            loss,
+            dropped: self.drops.total() + self.untrainable - dropped_before,
+        };
+        self.round += 1;
+        Ok(stats)
+    }
+
+    /// Token rows (BOS prompt completion EOS) of a group, with the prompt length.
+    fn sequences(&self, group: &ScoredGroup) -> Result<Vec<(Vec<u32>, usize)>, ModelError> {
+        let mut prompt = vec![BOS];
+        prompt.extend(self.tokenizer.encode(&group.question.prompt)?);
+        group
+            .group
+            .completions
+            .iter()
+            .map(|text| {
+                let mut seq = prompt.clone();
+                seq.extend(self.tokenizer.encode(text)?);
+                seq.push(EOS);
+                Ok((seq, prompt.len()))
+            })
+            .collect()
+    }
+}
+
+/// Up to `n` groups by `rule`.
+pub fn select<'a>(groups: &'a [ScoredGroup], n: usize, rule: Selection, rng: &mut impl Rng) -> Vec<&'a ScoredGroup> {
+    let mut all: Vec<&ScoredGroup> = groups.iter().collect();
+    all.shuffle(rng);
+    if rule == Selection::PreferSignal {
+        // Stable: keeps the shuffled order within each class.
+        all.sort_by_key(|g| !g.has_signal());
+    }
+    all.truncate(n);
+    all
+}
+
+/// `per_question` completions of every question, as text. Questions whose prompts have the same
+/// length are sampled in one batch.
+pub async fn complete(
+    model: &Model,
+    questions: &[Question],
+    per_question: usize,
+    sampling: &SamplingConfig,
+    device: &Device,
+) -> Result<Vec<Vec<String>>, ModelError> {
+    let tokenizer = Tokenizer::new();
+    let mut prompts = Vec::with_capacity(questions.len());
+    for question in questions {
+        let mut ids = vec![BOS];
+        ids.extend(tokenizer.encode(&question.prompt)?);
+        prompts.push(ids);
+    }
+    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in prompts.iter().enumerate() {
+        by_len.entry(p.len()).or_default().push(i);
+    }
+    let mut out = vec![Vec::new(); questions.len()];
+    for (len, members) in by_len {
+        let rows: Vec<Vec<u32>> =
+            members.iter().flat_map(|&i| std::iter::repeat_n(prompts[i].clone(), per_question)).collect();
+        let room = model.max_seq_len().saturating_sub(len);
+        if room == 0 {
+            return Err(ModelError::TooLong { len: len + 1, max: model.max_seq_len() });
+        }
+        let config = SamplingConfig {
+            max_new_tokens: sampling.max_new_tokens.min(room),
+            seed: sampling.seed ^ len as u64,
+            ..sampling.clone()
+        };
+        let drawn = sample(model, &rows, &config, device).await?;
+        for (k, &i) in members.iter().enumerate() {
+            for tokens in &drawn[k * per_question..(k + 1) * per_question] {
+                out[i].push(tokenizer.decode(tokens)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Greedy accuracy per family on `per_family` evaluation questions (seeds from [`EVAL_SEED_BASE`]).
+pub async fn evaluate(
+    model: &Model,
+    families: &[Family],
+    difficulty: u8,
+    per_family: usize,
+    device: &Device,
+) -> Result<BTreeMap<Family, f32>, ModelError> {
+    let mut questions = Vec::with_capacity(families.len() * per_family);
+    for &family in families {
+        for k in 0..per_family as u64 {
+            questions.push(
+                generate(family, difficulty, EVAL_SEED_BASE + k)
+                    .map_err(|e| ModelError::InvalidBatch(e.to_string()))?,
+            );
+        }
+    }
+    let greedy = SamplingConfig { temperature: 0.0, max_new_tokens: 16, ..SamplingConfig::default() };
+    let answers = complete(model, &questions, 1, &greedy, device).await?;
+    let mut accuracy: BTreeMap<Family, f32> = BTreeMap::new();
+    for (question, answer) in questions.iter().zip(answers) {
+        if verify(question, &answer[0]).correct {
+            *accuracy.entry(question.id.family).or_default() += 1.0 / per_family as f32;
+        } else {
+            accuracy.entry(question.id.family).or_default();
+        }
+    }
+    Ok(accuracy)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

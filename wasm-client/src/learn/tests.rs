@@ -1,0 +1,128 @@
+use burn::tensor::Device;
+use pollster::block_on;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup, score_group};
+use tabswarm_protocol::tasks::{Family, QuestionId, SUITE_VERSION, generate};
+
+use super::swarm::{Arm, run_arm};
+use super::*;
+use crate::report::ModelSize;
+use crate::training::model_config;
+
+fn scored(seed: u64, completions: &[&str]) -> ScoredGroup {
+    score_group(RolloutGroup {
+        question: QuestionId::new(Family::Compare, 1, seed),
+        peer: "other".into(),
+        policy_version: 0,
+        completions: completions.iter().map(|c| c.to_string()).collect(),
+    })
+    .expect("valid group")
+}
+
+#[test]
+fn selection_prefers_groups_with_signal() {
+    let answer = |seed| generate(Family::Compare, 1, seed).expect("q").answer;
+    let (a0, a1) = (answer(0), answer(1));
+    let groups = vec![scored(0, &["x", "x"]), scored(1, &[&a1, "x"]), scored(2, &["y", "y"]), scored(0, &[&a0, "<>"])];
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for _ in 0..20 {
+        let picked = select(&groups, 2, Selection::PreferSignal, &mut rng);
+        assert_eq!(picked.len(), 2);
+        assert!(picked.iter().all(|g| g.has_signal()), "picked a group without signal");
+    }
+    // Asking for more than there is returns what there is; uniform picks the silent ones too.
+    assert_eq!(select(&groups, 9, Selection::PreferSignal, &mut rng).len(), 4);
+    let silent =
+        (0..50).filter(|_| select(&groups, 1, Selection::Uniform, &mut rng).iter().any(|g| !g.has_signal())).count();
+    assert!(silent > 0);
+}
+
+fn tiny_rl(local: usize, external: usize) -> RlConfig {
+    RlConfig {
+        families: vec![Family::Compare, Family::Add],
+        max_difficulty: 1,
+        questions_per_round: local.max(2),
+        group_size: 4,
+        local,
+        external,
+        ..RlConfig::default()
+    }
+}
+
+#[test]
+fn a_peer_rescores_received_groups_and_drops_bad_ones() {
+    let device = Device::flex();
+    device.seed(5);
+    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let mut peer = Peer::new("me", model, tiny_rl(2, 2), &device, 9).expect("peer");
+    let own = block_on(peer.generate_round()).expect("round");
+    assert_eq!(own.len(), 2);
+    assert!(own.iter().all(|g| g.group.completions.len() == 4 && g.group.peer == "me"));
+
+    let good = generate(Family::Compare, 1, 3).expect("q");
+    let group = |question: QuestionId, completions: Vec<String>| RolloutGroup {
+        question,
+        peer: "them".into(),
+        policy_version: 7,
+        completions,
+    };
+    let mut future = good.id;
+    future.suite = SUITE_VERSION + 1;
+    let received = vec![
+        // Claims nothing about reward: the receiver finds one right and one wrong answer.
+        group(good.id, vec![good.answer.clone(), "x".into()]),
+        group(future, vec!["<".into(), ">".into()]),
+        group(good.id, vec!["<".into(), "9".repeat(500)]),
+        // Scores fine (non-ASCII earns 0) but cannot be tokenized for training.
+        group(good.id, vec![good.answer.clone(), "é".into()]),
+        // Our own groups coming back are ignored.
+        RolloutGroup { peer: "me".into(), ..group(good.id, vec!["<".into(), ">".into()]) },
+    ];
+    let stats = block_on(peer.train_round(&own, received)).expect("train");
+    assert_eq!(peer.drops.unknown_question, 1);
+    assert_eq!(peer.drops.too_long, 1);
+    assert_eq!(peer.untrainable, 1);
+    assert_eq!(stats.dropped, 3);
+    assert_eq!(stats.trained_external, 1, "{stats:?}");
+    assert_eq!(peer.policy_version(), 1);
+    assert!(stats.loss.is_some());
+    let asked: u32 = stats.correct.values().map(|(_, n)| n).sum();
+    assert_eq!(asked, 8);
+}
+
+#[test]
+fn bad_rl_settings_are_refused() {
+    let device = Device::flex();
+    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    for (config, message) in [
+        (RlConfig { families: vec![], ..tiny_rl(2, 2) }, "at least one task family"),
+        (RlConfig { group_size: 1, ..tiny_rl(2, 2) }, "group size 1 is outside 2..=32"),
+        (RlConfig { local: 3, ..tiny_rl(2, 2) }, "3 local groups cannot come from 2 questions"),
+        (RlConfig { max_difficulty: 0, ..tiny_rl(2, 2) }, "difficulty 0 is outside 1..=5"),
+    ] {
+        let err = Peer::new("p", model.clone(), config, &device, 1).expect_err("refused");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}
+
+/// The experiment harness end to end on a tiny configuration: two peers, three rounds, with and
+/// without sharing.
+#[test]
+fn the_harness_runs_a_tiny_experiment() {
+    let device = Device::flex();
+    device.seed(2);
+    let base = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let arm = |local, external| Arm { peers: 2, rounds: 3, seed: 1, rl: tiny_rl(local, external), eval_per_family: 2 };
+    let alone = block_on(run_arm(&base, &arm(2, 0), &device, &mut |_, _| {})).expect("alone");
+    let shared = block_on(run_arm(&base, &arm(1, 1), &device, &mut |_, _| {})).expect("shared");
+    for result in [&alone, &shared] {
+        assert_eq!(result.reward_per_round.len(), 3);
+        let sum: f32 = result.reward_per_round.iter().map(|r| r * 2.0).sum();
+        assert!((sum - result.cumulative_reward).abs() < 1e-4, "{result:?}");
+        assert_eq!(result.final_accuracy.len(), 2);
+        assert_eq!(result.dropped, 0);
+        assert!(result.local_used <= result.local as f32 && result.external_used <= result.external as f32);
+    }
+    assert_eq!(alone.external_used, 0.0);
+}

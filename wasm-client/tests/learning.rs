@@ -1,0 +1,90 @@
+//! Learning end to end on the CPU: pretraining's reproducibility and a short RL run that must beat
+//! its warm start. In their own test binary, one at a time: burn's CPU backend seeds one
+//! process-wide generator, so a model initialised by a test running alongside would draw from it.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::sync::Mutex;
+
+use burn::tensor::Device;
+use pollster::block_on;
+use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
+use tabswarm_client::learn::swarm::{Arm, run_arm};
+use tabswarm_client::learn::{RlConfig, Selection};
+use tabswarm_client::model::checkpoint;
+use tabswarm_client::report::ModelSize;
+use tabswarm_client::training::model_config;
+use tabswarm_protocol::tasks::Family;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The same seed gives the same checkpoint bytes; another seed does not.
+#[test]
+fn pretraining_is_deterministic_from_its_seed() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    let config = PretrainConfig {
+        batch: 8,
+        max_steps: 4,
+        eval_every: 2,
+        eval_per_family: 2,
+        target_accuracy: 2.0, // unreachable: run every step
+        ..PretrainConfig::default()
+    };
+    let run = |seed| {
+        let config = PretrainConfig { seed, ..config.clone() };
+        let (model, report) =
+            block_on(pretrain(&model_config(ModelSize::Tiny), &config, &device, &mut |_, _, _| {})).expect("pretrain");
+        assert_eq!((report.steps, report.history.len(), report.reached_target), (4, 2, false));
+        checkpoint::save(&model, &model_config(ModelSize::Tiny), report.steps).expect("save")
+    };
+    let first = run(11);
+    assert!(first == run(11), "same seed, different checkpoint bytes");
+    let header = |bytes: &[u8]| checkpoint::read_header(bytes).expect("header").0.payload_sha256;
+    assert_ne!(header(&first), header(&run(12)), "different seeds, same parameters");
+}
+
+#[test]
+fn pretraining_refuses_an_empty_setup() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = PretrainConfig { families: vec![], ..PretrainConfig::default() };
+    let err = block_on(pretrain(&model_config(ModelSize::Tiny), &config, &Device::flex(), &mut |_, _, _| {}))
+        .expect_err("no families");
+    assert!(err.to_string().contains("at least one family"), "{err}");
+}
+
+/// Warm start on one easy family (comparing numbers) to about half right, then GRPO on it alone:
+/// the share of sampled answers the verifier accepts must rise clearly above the warm start's.
+#[test]
+fn a_short_rl_run_beats_its_warm_start() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    let config = PretrainConfig {
+        families: vec![Family::Compare],
+        target_accuracy: 0.5,
+        eval_every: 50,
+        max_steps: 1000,
+        ..PretrainConfig::default()
+    };
+    let model_config = model_config(ModelSize::Tiny);
+    let (base, report) = block_on(pretrain(&model_config, &config, &device, &mut |_, _, _| {})).expect("pretrain");
+    assert!(report.reached_target, "{report:?}");
+    let arm = Arm {
+        peers: 1,
+        rounds: 200,
+        seed: 1,
+        rl: RlConfig {
+            families: vec![Family::Compare],
+            local: 8,
+            external: 0,
+            learning_rate: 1e-3,
+            selection: Selection::PreferSignal,
+            ..RlConfig::default()
+        },
+        eval_per_family: 8,
+    };
+    let result = block_on(run_arm(&base, &arm, &device, &mut |_, _| {})).expect("RL run");
+    let mean = |rounds: &[f32]| rounds.iter().sum::<f32>() / rounds.len() as f32;
+    let (start, end) = (mean(&result.reward_per_round[..40]), mean(&result.reward_per_round[160..]));
+    eprintln!("mean reward: first 40 rounds {start:.3}, last 40 rounds {end:.3}");
+    assert!(end > start + 0.05, "RL did not beat its warm start: reward {start:.3} → {end:.3}");
+}
