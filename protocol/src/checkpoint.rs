@@ -49,6 +49,35 @@ pub struct Verified<'a> {
     pub payload: &'a [u8],
 }
 
+/// Body of the relay's `GET /api/checkpoint/base.json`: what the swarm's base checkpoint is now.
+/// A tab fetches the bytes from `url` and checks them against `sha256` before training on them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseInfo {
+    /// Hex SHA-256 of the parameters (the checkpoint header's content hash).
+    pub sha256: String,
+    /// Size of the whole file.
+    pub bytes: usize,
+    /// Training steps of the base model.
+    pub step: u64,
+    /// Where the bytes live under their hash (immutable).
+    pub url: String,
+}
+
+impl BaseInfo {
+    /// Checks downloaded `bytes` against this description: the framing and payload hash, then that
+    /// the hash is the one advertised (so a swapped or stale file is refused).
+    pub fn check<'a>(&self, bytes: &'a [u8]) -> Result<Verified<'a>, FrameError> {
+        let verified = verify(bytes)?;
+        if verified.summary.payload_sha256 != self.sha256 {
+            return Err(FrameError::HashMismatch {
+                expected: self.sha256.clone(),
+                actual: verified.summary.payload_sha256.clone(),
+            });
+        }
+        Ok(verified)
+    }
+}
+
 /// Frames `header_json` and `payload` as a checkpoint.
 pub fn frame(header_json: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(16 + header_json.len() + payload.len());
@@ -140,5 +169,19 @@ mod tests {
         assert!(verify(&flipped).expect_err("flipped").to_string().starts_with("checkpoint is corrupt"));
         let no_hash = frame(br#"{"step": 1}"#, b"x");
         assert!(matches!(verify(&no_hash), Err(FrameError::BadHeader(_))));
+    }
+
+    #[test]
+    fn a_download_must_be_the_advertised_base() {
+        let bytes = example(b"parameters");
+        let info = BaseInfo { sha256: sha256_hex(b"parameters"), bytes: bytes.len(), step: 7, url: "/x".into() };
+        assert_eq!(info.check(&bytes).expect("the advertised file").payload, b"parameters");
+        let other = example(b"other parameters");
+        let err = info.check(&other).expect_err("a different, intact checkpoint");
+        assert_eq!(
+            err,
+            FrameError::HashMismatch { expected: info.sha256.clone(), actual: sha256_hex(b"other parameters") }
+        );
+        assert_eq!(info.check(b"<html>"), Err(FrameError::NotACheckpoint));
     }
 }

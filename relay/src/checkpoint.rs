@@ -15,7 +15,6 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tabswarm_protocol::checkpoint::verify;
 
 use crate::error::{HttpError, StartError};
@@ -28,18 +27,7 @@ pub struct BaseCheckpoint {
     info: BaseInfo,
 }
 
-/// Body of `GET /api/checkpoint/base.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct BaseInfo {
-    /// Hex SHA-256 of the parameters (the checkpoint header's content hash).
-    pub sha256: String,
-    /// Size of the whole file.
-    pub bytes: usize,
-    /// Training steps of the base model.
-    pub step: u64,
-    /// Where the bytes live under their hash (immutable).
-    pub url: String,
-}
+pub use tabswarm_protocol::checkpoint::BaseInfo;
 
 impl BaseCheckpoint {
     /// Reads and verifies `path`; every failure names the file and what is wrong with it.

@@ -44,8 +44,11 @@ fn free_port() -> u16 {
 }
 
 async fn start_relay() -> String {
-    let config =
-        RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir(), base_checkpoint: None };
+    start_relay_serving(None).await
+}
+
+async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> String {
+    let config = RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir(), base_checkpoint };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
     tokio::spawn(relay.serve(std::future::pending()));
@@ -210,8 +213,24 @@ async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, Stri
     }
 }
 
-/// Clicks a training button and waits for the run to finish; returns (first loss, last loss, text).
-async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (f32, f32, String) {
+/// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one.
+fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
+    use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
+    use tabswarm_client::model::checkpoint;
+    let config = PretrainConfig { max_steps: 150, eval_every: 50, eval_per_family: 4, ..PretrainConfig::default() };
+    let model_config = tabswarm_client::training::model_config(tabswarm_client::report::ModelSize::Tiny);
+    let device = burn::tensor::Device::flex();
+    let (model, report) =
+        pollster::block_on(pretrain(&model_config, &config, &device, &mut |_, _, _| {})).expect("pretrain");
+    let bytes = checkpoint::save(&model, &model_config, report.steps).expect("save");
+    let sha = checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
+    let path = dir.join("base.tswm");
+    std::fs::write(&path, bytes).expect("write base");
+    (path, sha)
+}
+
+/// Clicks a learning button and waits for the run to finish; returns (status text, attributes).
+async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (String, Vec<(String, String)>) {
     client.find(Locator::Id(button)).await.expect("train button").click().await.expect("click");
     let deadline = Instant::now() + timeout;
     loop {
@@ -220,42 +239,68 @@ async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (f32
         let text = status.text().await.expect("text");
         match state.as_str() {
             "done" => {
-                let number = |v: Option<String>| v.and_then(|s| s.parse::<f32>().ok()).expect("loss attribute");
-                let first = number(status.attr("data-first-loss").await.expect("attr"));
-                let last = number(status.attr("data-loss").await.expect("attr"));
-                return (first, last, text);
+                let mut attributes = Vec::new();
+                for name in ["data-round", "data-reward", "data-first-reward", "data-policy-version"] {
+                    attributes.push((name.to_owned(), status.attr(name).await.expect("attr").unwrap_or_default()));
+                }
+                return (text, attributes);
             }
-            "error" => panic!("training failed in the page: {text}"),
+            "error" => panic!("learning failed in the page: {text}"),
             _ => {}
         }
-        assert!(Instant::now() < deadline, "training still {state} after {timeout:?}: {text}");
+        assert!(Instant::now() < deadline, "learning still {state} after {timeout:?}: {text}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
-async fn the_tab_trains_the_model_on_webgpu_and_on_the_cpu() {
-    let base = start_relay().await;
+async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, base_sha) = make_base(dir.path());
+    let base = start_relay_serving(Some(base_path)).await;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
-    client.goto(&format!("{base}/?n=64&model=tiny&steps=25")).await.expect("load page");
+    client.goto(&format!("{base}/?n=64&rounds=3")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "ok", "{text}");
     let mut results = Vec::new();
     for button in ["train-webgpu", "train-cpu"] {
-        let (first, last, text) = train_in_page(&client, button, Duration::from_secs(300)).await;
+        let (text, attributes) = train_in_page(&client, button, Duration::from_secs(400)).await;
+        let attr = |name: &str| attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let origin = client.find(Locator::Id("base")).await.expect("#base");
+        let origin_state = origin.attr("data-state").await.expect("attr").unwrap_or_default();
+        let origin_sha = origin.attr("data-sha256").await.expect("attr").unwrap_or_default();
+        let origin_text = origin.text().await.expect("text");
+        let rewards = client.find(Locator::Id("train-rewards")).await.expect("rewards").text().await.expect("text");
+        let mut families = Vec::new();
+        for row in client.find_all(Locator::Css("#train-families tr[data-family]")).await.expect("rows") {
+            let family = row.attr("data-family").await.expect("attr").unwrap_or_default();
+            let accuracy: f32 =
+                row.attr("data-accuracy").await.expect("attr").and_then(|a| a.parse().ok()).unwrap_or(-1.0);
+            families.push((family, accuracy));
+        }
         // Saving reads the parameters back asynchronously: on WebGPU a blocking read would panic.
         let (link, href, bytes) = save_model_in_page(&client, Duration::from_secs(120)).await;
-        save_text(&format!("{button}.txt"), &format!("{text}\n{link}\n"));
+        save_text(&format!("{button}.txt"), &format!("{origin_text}\n{text}\n{rewards}\n{families:?}\n{link}\n"));
         assert!(href.starts_with("blob:"), "{button}: download link {href}");
         assert!(bytes > 10_000, "{button}: a checkpoint of {bytes} bytes");
-        assert!(link.contains("step 25"), "{button}: {link}");
-        results.push((button, first, last, text));
+        assert!(link.contains(&format!("step {}", attr("data-policy-version"))), "{button}: {link}");
+        results.push((button, text, attributes, origin_state, origin_sha, rewards, families));
     }
-    save_screenshot(&client, "page-trained.png").await;
+    save_screenshot(&client, "page-learned.png").await;
     client.close().await.expect("close browser");
-    for (button, first, last, text) in results {
-        assert!(text.contains("step 25/25"), "{button}: {text}");
-        assert!(last < first * 0.7, "{button}: loss {first} → {last} should fall in 25 steps ({text})");
+    for (button, text, attributes, origin_state, origin_sha, rewards, families) in results {
+        let attr = |name: &str| attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        assert_eq!((origin_state.as_str(), origin_sha.as_str()), ("verified", base_sha.as_str()), "{button}");
+        assert!(text.contains("round 3/3"), "{button}: {text}");
+        assert_eq!(attr("data-round"), "3", "{button}");
+        let reward: f32 = attr("data-reward").parse().expect("reward");
+        assert!((0.0..=1.1).contains(&reward), "{button}: reward {reward}");
+        assert!(rewards.starts_with("Reward by round (last 3"), "{button}: {rewards}");
+        // Every family of the suite, with an accuracy the verifier measured.
+        assert_eq!(families.len(), 8, "{button}: {families:?}");
+        assert!(families.iter().all(|(_, a)| (0.0..=1.0).contains(a)), "{button}: {families:?}");
+        // The pretrained base answers some questions right (the reverse family is learnt first).
+        assert!(families.iter().any(|(_, a)| *a > 0.0), "{button}: the base never answers right: {families:?}");
     }
 }

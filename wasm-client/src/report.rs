@@ -57,27 +57,51 @@ pub enum WorkerRequest {
     SaveModel,
 }
 
-/// Train a fresh model of size `model` for `steps` steps on `backend`.
+/// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
+/// from a fresh model of size `model`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainRequest {
     pub backend: TrainBackend,
     pub model: ModelSize,
-    pub steps: u32,
+    pub rounds: u32,
     pub seed: u64,
 }
 
-/// Progress of a training run, sent after every step.
+/// How one family went over the last few rounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyAccuracy {
+    pub family: tabswarm_protocol::tasks::Family,
+    /// Completions the verifier found correct…
+    pub correct: u32,
+    /// …out of this many sampled.
+    pub asked: u32,
+}
+
+impl FamilyAccuracy {
+    pub fn fraction(&self) -> f32 {
+        if self.asked == 0 { 0.0 } else { self.correct as f32 / self.asked as f32 }
+    }
+}
+
+/// Progress of the learning loop, sent after every round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainProgress {
     pub backend: TrainBackend,
     pub parameters: usize,
-    pub step: u32,
-    pub steps: u32,
-    pub loss: f32,
-    /// Loss of the first step, for "it learns" at a glance.
-    pub first_loss: f32,
-    pub steps_per_second: f64,
-    pub tokens_per_second: f64,
+    pub round: u32,
+    pub rounds: u32,
+    /// Mean verified reward of this round's completions.
+    pub reward: f32,
+    /// Mean reward of the first round, for "it learns" at a glance.
+    pub first_reward: f32,
+    /// Per family, over the last [`crate::training::ACCURACY_WINDOW`] rounds.
+    pub accuracy: Vec<FamilyAccuracy>,
+    /// GRPO loss of this round's step (none when no group had a reward spread).
+    pub loss: Option<f32>,
+    /// GRPO steps taken: the version stamped on this tab's rollouts and checkpoint.
+    pub policy_version: u64,
+    pub rounds_per_second: f64,
+    pub completions_per_second: f64,
     /// Whether this is the last report of the run.
     pub done: bool,
 }
@@ -86,14 +110,15 @@ impl TrainProgress {
     /// One line for the page.
     pub fn describe(&self) -> String {
         format!(
-            "{} · step {}/{} · loss {:.3} (from {:.3}) · {:.2} steps/s · {:.0} tokens/s · {:.2}M parameters",
+            "{} · round {}/{} · reward {:.3} (first round {:.3}) · {} GRPO steps · {:.2} rounds/s · {:.0} completions/s · {:.2}M parameters",
             self.backend.label(),
-            self.step,
-            self.steps,
-            self.loss,
-            self.first_loss,
-            self.steps_per_second,
-            self.tokens_per_second,
+            self.round,
+            self.rounds,
+            self.reward,
+            self.first_reward,
+            self.policy_version,
+            self.rounds_per_second,
+            self.completions_per_second,
             self.parameters as f64 / 1e6
         )
     }
@@ -111,7 +136,9 @@ pub enum WorkerReport {
     NoWebGpu { reason: String },
     /// A finished matmul check.
     Check(CheckReport),
-    /// A training step finished.
+    /// Where learning starts from: the relay's verified base checkpoint, or a fresh model.
+    Base { description: String, sha256: Option<String> },
+    /// A learning round finished.
     Train(TrainProgress),
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
@@ -355,17 +382,17 @@ pub fn size_from_query(query: &str) -> (usize, Option<String>) {
     }
 }
 
-/// Training steps when the page does not say (`?steps=`).
-pub const DEFAULT_TRAIN_STEPS: u32 = 100;
+/// Learning rounds when the page does not say (`?rounds=`).
+pub const DEFAULT_TRAIN_ROUNDS: u32 = 100;
 
-/// Reads `model=tiny|default` and `steps=N` (1..=10000) from a page query string.
+/// Reads `model=tiny|default` and `rounds=N` (1..=10000) from a page query string.
 pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
     let mut size = ModelSize::Default;
-    let mut steps = DEFAULT_TRAIN_STEPS;
+    let mut steps = DEFAULT_TRAIN_ROUNDS;
     for (key, value) in query.trim_start_matches('?').split('&').filter_map(|pair| pair.split_once('=')) {
         match (key, value) {
             ("model", "tiny") => size = ModelSize::Tiny,
-            ("steps", raw) => {
+            ("rounds", raw) => {
                 if let Ok(n @ 1..=10_000) = raw.parse::<u32>() {
                     steps = n;
                 }
@@ -467,11 +494,11 @@ mod tests {
         let train = WorkerRequest::Train(TrainRequest {
             backend: TrainBackend::WebGpu,
             model: ModelSize::Tiny,
-            steps: 5,
+            rounds: 5,
             seed: 1,
         });
         let json = serde_json::to_string(&train).expect("serialize");
-        assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","steps":5,"seed":1}"#);
+        assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","rounds":5,"seed":1}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);
         let check = WorkerRequest::Check(CheckRequest { n: 4, seed: 2 });
         let json = serde_json::to_string(&check).expect("serialize");
@@ -484,18 +511,24 @@ mod tests {
         let progress = TrainProgress {
             backend: TrainBackend::Cpu,
             parameters: 1_800_000,
-            step: 3,
-            steps: 10,
-            loss: 1.25,
-            first_loss: 4.5,
-            steps_per_second: 2.0,
-            tokens_per_second: 160.0,
+            round: 3,
+            rounds: 10,
+            reward: 0.525,
+            first_reward: 0.25,
+            accuracy: vec![FamilyAccuracy { family: tabswarm_protocol::tasks::Family::Add, correct: 3, asked: 4 }],
+            loss: Some(0.1),
+            policy_version: 2,
+            rounds_per_second: 2.0,
+            completions_per_second: 128.0,
             done: false,
         };
         assert_eq!(
             progress.describe(),
-            "CPU (wasm) · step 3/10 · loss 1.250 (from 4.500) · 2.00 steps/s · 160 tokens/s · 1.80M parameters"
+            "CPU (wasm) · round 3/10 · reward 0.525 (first round 0.250) · 2 GRPO steps · 2.00 rounds/s · 128 completions/s · 1.80M parameters"
         );
+        assert_eq!(progress.accuracy[0].fraction(), 0.75);
+        let json = serde_json::to_value(&progress.accuracy[0]).expect("json");
+        assert_eq!(json, serde_json::json!({"family": "add", "correct": 3, "asked": 4}));
     }
 
     #[test]
@@ -527,10 +560,10 @@ mod tests {
 
     #[test]
     fn train_options_come_from_the_query() {
-        assert_eq!(train_options_from_query(""), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
-        assert_eq!(train_options_from_query("?model=tiny&steps=20"), (ModelSize::Tiny, 20));
-        assert_eq!(train_options_from_query("?steps=0&model=huge"), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
-        assert_eq!(train_options_from_query("?steps=99999"), (ModelSize::Default, DEFAULT_TRAIN_STEPS));
+        assert_eq!(train_options_from_query(""), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
+        assert_eq!(train_options_from_query("?model=tiny&rounds=20"), (ModelSize::Tiny, 20));
+        assert_eq!(train_options_from_query("?rounds=0&model=huge"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
+        assert_eq!(train_options_from_query("?rounds=99999"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
     }
 
     #[test]

@@ -1,21 +1,22 @@
-//! The training run the worker drives: a model on the chosen backend learning a fixed batch.
+//! The run the worker drives: reinforcement learning on the task suite (the same [`Peer`] round the
+//! swarm runs), from the relay's base checkpoint when it serves one. The clock is injected so the
+//! same code runs in the worker (`performance.now`) and in native tests.
 //!
-//! Until the verifiable task suite lands (issue 4) the batch is a seeded set of additions
-//! (`"12+7="` → `"19"`), learned with the supervised step; the RL loop replaces it then. The clock
-//! is injected so the same code runs in the worker (`performance.now`) and in native tests.
+//! Until gossip lands (issue 5) the tab trains on its own rollout groups only (I = 8, J = 0).
+
+use std::collections::{BTreeMap, VecDeque};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use tabswarm_protocol::tasks::Family;
 
+use crate::learn::{Peer, RlConfig, RoundStats};
 use crate::model::checkpoint;
-use crate::model::tokenizer::{BOS, EOS};
-use crate::model::{Model, ModelConfig, ModelError, TokenBatch, Tokenizer, TrainConfig, Trainer};
-use crate::report::{ModelSize, TrainBackend, TrainProgress};
+use crate::model::{Model, ModelConfig, ModelError, Tokenizer};
+use crate::report::{FamilyAccuracy, ModelSize, TrainBackend, TrainProgress};
 
-/// Sequences in the warm-up batch.
-const BATCH: usize = 16;
+/// Rounds the per-family accuracy on the page is averaged over.
+pub const ACCURACY_WINDOW: usize = 10;
 
 /// The model config for a size.
 pub fn model_config(size: ModelSize) -> ModelConfig {
@@ -26,100 +27,131 @@ pub fn model_config(size: ModelSize) -> ModelConfig {
     }
 }
 
-/// A seeded batch of `a+b=` → `a+b` with one- and two-digit operands.
-pub fn addition_batch(seed: u64) -> Result<TokenBatch, ModelError> {
-    let tokenizer = Tokenizer::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut sequences = Vec::with_capacity(BATCH);
-    let mut prompt_lens = Vec::with_capacity(BATCH);
-    for _ in 0..BATCH {
-        let (a, b) = (rng.random_range(0..100u32), rng.random_range(0..100u32));
-        let mut seq = vec![BOS];
-        seq.extend(tokenizer.encode(&format!("{a}+{b}="))?);
-        prompt_lens.push(seq.len());
-        seq.extend(tokenizer.encode(&(a + b).to_string())?);
-        seq.push(EOS);
-        sequences.push(seq);
-    }
-    TokenBatch::supervised(sequences, &prompt_lens)
+/// How a tab learns until it can share: every family, eight questions a round, all its own.
+pub fn tab_rl_config() -> RlConfig {
+    RlConfig { local: 8, external: 0, ..RlConfig::default() }
 }
 
-/// A model being trained, with the numbers the page shows.
+/// A policy learning in rounds, with the numbers the page shows.
 #[derive(Debug)]
 pub struct TrainingRun {
-    trainer: Trainer,
+    peer: Peer,
     config: ModelConfig,
-    batch: TokenBatch,
     backend: TrainBackend,
     parameters: usize,
-    steps: u32,
-    step: u32,
-    first_loss: Option<f32>,
+    rounds: u32,
+    round: u32,
+    first_reward: Option<f32>,
     started_ms: f64,
-    tokens: usize,
+    completions: usize,
+    recent: VecDeque<RoundStats>,
 }
 
 impl TrainingRun {
-    /// A fresh model of `size` on `device` (already initialised for `backend`).
+    /// Learns from `model` (of `config`) on `device` for `rounds` rounds.
     pub fn new(
+        model: Model,
+        config: ModelConfig,
         device: &Device,
         backend: TrainBackend,
-        size: ModelSize,
-        steps: u32,
+        rounds: u32,
         seed: u64,
     ) -> Result<Self, ModelError> {
-        device.seed(seed);
-        let model_config = model_config(size);
-        let model: Model = model_config.init(device)?;
         let parameters = model.num_params();
-        let config = TrainConfig { learning_rate: 3e-3, ..TrainConfig::default() };
         Ok(Self {
-            trainer: Trainer::new(model, config, device),
-            config: model_config,
-            batch: addition_batch(seed)?,
+            peer: Peer::new("this-tab", model, tab_rl_config(), device, seed)?,
+            config,
             backend,
             parameters,
-            steps,
-            step: 0,
-            first_loss: None,
+            rounds,
+            round: 0,
+            first_reward: None,
             started_ms: 0.0,
-            tokens: 0,
+            completions: 0,
+            recent: VecDeque::with_capacity(ACCURACY_WINDOW),
         })
     }
 
-    /// The model as trained so far, as a checkpoint, without blocking (works on WebGPU).
-    pub async fn checkpoint(&self) -> Result<Vec<u8>, ModelError> {
-        checkpoint::save_async(&self.trainer.inference_model(), &self.config, u64::from(self.step)).await
+    /// From a checkpoint (the relay's base): refused with the reason if damaged or not for this
+    /// build's tokenizer.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        device: &Device,
+        backend: TrainBackend,
+        rounds: u32,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        let (model, header) = checkpoint::load(bytes, None, device)?;
+        Self::new(model, header.config, device, backend, rounds, seed)
     }
 
-    /// Steps taken so far.
+    /// From a freshly initialised model of `size` (when no base checkpoint is served).
+    pub fn fresh(
+        device: &Device,
+        backend: TrainBackend,
+        size: ModelSize,
+        rounds: u32,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        device.seed(seed);
+        let config = model_config(size);
+        let model = config.init(device)?;
+        Self::new(model, config, device, backend, rounds, seed)
+    }
+
+    /// The policy as trained so far, as a checkpoint, without blocking (works on WebGPU).
+    pub async fn checkpoint(&self) -> Result<Vec<u8>, ModelError> {
+        checkpoint::save_async(&self.peer.model(), &self.config, self.peer.policy_version()).await
+    }
+
+    /// Rounds run so far.
     pub fn steps_taken(&self) -> u32 {
-        self.step
+        self.round
     }
 
     pub fn is_done(&self) -> bool {
-        self.step >= self.steps
+        self.round >= self.rounds
     }
 
-    /// One step; `now_ms` is a monotonic clock in milliseconds.
+    /// One round (generate, verify, GRPO step); `now_ms` is a monotonic clock in milliseconds.
     pub async fn step(&mut self, now_ms: &dyn Fn() -> f64) -> Result<TrainProgress, ModelError> {
-        if self.step == 0 {
+        if self.round == 0 {
             self.started_ms = now_ms();
         }
-        let stats = self.trainer.step(&self.batch).await?;
-        self.step += 1;
-        self.tokens += self.batch.sequences.iter().map(Vec::len).sum::<usize>();
-        let first_loss = *self.first_loss.get_or_insert(stats.loss);
+        let own = self.peer.generate_round().await?;
+        self.completions += own.iter().map(|g| g.group.completions.len()).sum::<usize>();
+        let stats = self.peer.train_round(&own, Vec::new()).await?;
+        self.round += 1;
+        let reward = stats.mean_reward;
+        let first_reward = *self.first_reward.get_or_insert(reward);
+        if self.recent.len() == ACCURACY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(stats);
+        let mut tally: BTreeMap<Family, (u32, u32)> = BTreeMap::new();
+        for round in &self.recent {
+            for (family, (correct, asked)) in &round.correct {
+                let entry = tally.entry(*family).or_default();
+                entry.0 += correct;
+                entry.1 += asked;
+            }
+        }
         let seconds = ((now_ms() - self.started_ms) / 1e3).max(1e-9);
         Ok(TrainProgress {
             backend: self.backend,
             parameters: self.parameters,
-            step: self.step,
-            steps: self.steps,
-            loss: stats.loss,
-            first_loss,
-            steps_per_second: f64::from(self.step) / seconds,
-            tokens_per_second: self.tokens as f64 / seconds,
+            round: self.round,
+            rounds: self.rounds,
+            reward,
+            first_reward,
+            accuracy: tally
+                .into_iter()
+                .map(|(family, (correct, asked))| FamilyAccuracy { family, correct, asked })
+                .collect(),
+            loss: self.recent.back().and_then(|r| r.loss),
+            policy_version: self.peer.policy_version(),
+            rounds_per_second: f64::from(self.round) / seconds,
+            completions_per_second: self.completions as f64 / seconds,
             done: self.is_done(),
         })
     }
@@ -132,43 +164,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addition_batch_is_seeded_and_correct() {
-        let batch = addition_batch(3).expect("batch");
-        assert_eq!(batch, addition_batch(3).expect("batch"));
-        assert_ne!(batch, addition_batch(4).expect("batch"));
-        let tokenizer = Tokenizer::new();
-        for seq in &batch.sequences {
-            let text = tokenizer.decode(seq).expect("decodes");
-            let (question, answer) = text.split_once('=').expect("has =");
-            let (a, b) = question.split_once('+').expect("has +");
-            let sum: u32 = a.parse::<u32>().expect("a") + b.parse::<u32>().expect("b");
-            assert_eq!(answer, sum.to_string(), "{text}");
-        }
-    }
-
-    #[test]
-    fn a_tiny_run_reports_falling_loss_and_rates() {
+    fn a_tiny_run_reports_rounds_rewards_and_accuracy_per_family() {
         let device = Device::flex();
-        let mut run = TrainingRun::new(&device, TrainBackend::Cpu, ModelSize::Tiny, 12, 1).expect("run");
+        let mut run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, 3, 1).expect("run");
         let origin = Instant::now();
         let now = move || origin.elapsed().as_secs_f64() * 1e3;
         let mut last = None;
         while !run.is_done() {
-            last = Some(pollster::block_on(run.step(&now)).expect("step"));
+            last = Some(pollster::block_on(run.step(&now)).expect("round"));
         }
-        let last = last.expect("at least one step");
-        assert!(last.done && last.step == 12);
-        assert!(last.loss < last.first_loss * 0.8, "loss {} → {}", last.first_loss, last.loss);
-        assert!(last.steps_per_second > 0.0 && last.tokens_per_second > last.steps_per_second);
+        let last = last.expect("at least one round");
+        assert!(last.done && last.round == 3 && last.rounds == 3);
+        assert!((0.0..=tabswarm_protocol::tasks::MAX_REWARD).contains(&last.reward));
+        // Every family was asked once a round: 8 completions each, over the 3 rounds.
+        assert_eq!(last.accuracy.len(), 8);
+        assert!(last.accuracy.iter().all(|a| a.asked == 24 && a.correct <= a.asked), "{:?}", last.accuracy);
+        assert!(last.rounds_per_second > 0.0 && last.completions_per_second > last.rounds_per_second);
+        assert!(last.describe().contains("round 3/3"), "{}", last.describe());
 
-        // What the page offers for download: a checkpoint that loads back, named after its content.
+        // What the page offers for download: a checkpoint that loads back, named after its content,
+        // stamped with the policy version (GRPO steps taken).
         let bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
         let saved = crate::report::SavedModel::describe(&bytes).expect("describe");
-        assert_eq!((saved.step, saved.bytes), (12, bytes.len()));
-        assert!(saved.file_name.starts_with("tabswarm-d32-l2-step12-"), "{}", saved.file_name);
-        assert!(saved.file_name.ends_with(".tswm") && saved.sha256.len() == 64);
-        assert!(saved.link_text().contains("step 12, sha256 "), "{}", saved.link_text());
-        let (_, header) = checkpoint::load(&bytes, Some(&model_config(ModelSize::Tiny)), &device).expect("loads");
-        assert_eq!(header.payload_sha256, saved.sha256);
+        assert_eq!((saved.step, saved.bytes), (last.policy_version, bytes.len()));
+        assert!(saved.file_name.starts_with("tabswarm-d32-l2-step"), "{}", saved.file_name);
+        let again = TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, 1, 2).expect("reload");
+        assert_eq!(again.parameters, run.parameters);
+    }
+
+    #[test]
+    fn a_damaged_base_is_refused_with_the_reason() {
+        let device = Device::flex();
+        let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, 1, 1).expect("run");
+        let mut bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let err = TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, 1, 1).expect_err("corrupt");
+        assert!(err.to_string().starts_with("checkpoint is corrupt"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ use crate::report::{
     WorkerRequest, size_from_query, train_options_from_query,
 };
 use crate::training::TrainingRun;
+use tabswarm_protocol::checkpoint::BaseInfo;
 
 /// Seed of the page's random matrices and model (any fixed value: results are checked, not compared).
 const PAGE_SEED: u64 = 0x7ab5_3a2d;
@@ -42,6 +43,8 @@ struct Page {
     checkpoint: RefCell<Option<js_sys::Uint8Array>>,
     /// The object URL of the offered checkpoint, revoked when a newer one replaces it.
     checkpoint_url: RefCell<Option<String>>,
+    /// Mean reward of every round of the current run, for the sparkline.
+    rewards: RefCell<Vec<f32>>,
 }
 
 impl Page {
@@ -105,6 +108,7 @@ pub fn start_page() -> Result<(), JsError> {
         webgpu: Cell::new(None),
         checkpoint: RefCell::new(None),
         checkpoint_url: RefCell::new(None),
+        rewards: RefCell::new(Vec::new()),
     });
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
@@ -173,11 +177,12 @@ pub fn start_page() -> Result<(), JsError> {
                     page.enable("train-cpu", false);
                     page.enable("train-stop", true);
                     page.enable("train-save", false);
-                    page.set_state("train-status", "running", &format!("Starting training on {}…", backend.label()));
+                    page.set_state("train-status", "running", &format!("Starting to learn on {}…", backend.label()));
+                    page.rewards.borrow_mut().clear();
                     page.send(&WorkerRequest::Train(TrainRequest {
                         backend,
                         model: page.train_size,
-                        steps: page.train_steps,
+                        rounds: page.train_steps,
                         seed: PAGE_SEED,
                     }));
                 }
@@ -214,12 +219,25 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             page.set("detail", &check.detail());
         }
         WorkerReport::Failed { message } => page.status("error", &message),
+        WorkerReport::Base { description, sha256 } => {
+            page.set_state("base", if sha256.is_some() { "verified" } else { "none" }, &description);
+            if let Some(el) = page.document.get_element_by_id("base") {
+                let _ = el.set_attribute("data-sha256", sha256.as_deref().unwrap_or(""));
+            }
+        }
         WorkerReport::Train(progress) => {
             let state = if progress.done { "done" } else { "running" };
             page.set_state("train-status", state, &progress.describe());
             if let Some(el) = page.document.get_element_by_id("train-status") {
-                let _ = el.set_attribute("data-loss", &progress.loss.to_string());
-                let _ = el.set_attribute("data-first-loss", &progress.first_loss.to_string());
+                let _ = el.set_attribute("data-round", &progress.round.to_string());
+                let _ = el.set_attribute("data-reward", &progress.reward.to_string());
+                let _ = el.set_attribute("data-first-reward", &progress.first_reward.to_string());
+                let _ = el.set_attribute("data-policy-version", &progress.policy_version.to_string());
+            }
+            page.rewards.borrow_mut().push(progress.reward);
+            page.set("train-rewards", &reward_line(&page.rewards.borrow()));
+            if let Some(table) = page.document.get_element_by_id("train-families") {
+                table.set_inner_html(&family_rows(&progress.accuracy));
             }
             if progress.done {
                 training_finished(page);
@@ -263,6 +281,33 @@ fn show_choice(page: &Page, choice: &BackendChoice) {
             let _ = button.class_list().toggle_with_force("primary", recommended);
         }
     }
+}
+
+/// `Reward by round (last 40): ▁▃▄▆… 0.412` — a sparkline of the run's rewards.
+fn reward_line(rewards: &[f32]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let recent = &rewards[rewards.len().saturating_sub(40)..];
+    let top = tabswarm_protocol::tasks::MAX_REWARD;
+    let line: String = recent.iter().map(|r| BARS[((r / top).clamp(0.0, 1.0) * 7.0).round() as usize]).collect();
+    let last = recent.last().copied().unwrap_or(0.0);
+    format!("Reward by round (last {}, scale 0–{top}): {line} {last:.3}", recent.len())
+}
+
+/// Table rows: family, correct / sampled, accuracy — over the last few rounds.
+fn family_rows(accuracy: &[crate::report::FamilyAccuracy]) -> String {
+    let mut html =
+        String::from("<tr><th>task family</th><th>correct / sampled (last 10 rounds)</th><th>accuracy</th></tr>");
+    for a in accuracy {
+        html.push_str(&format!(
+            "<tr data-family=\"{f}\" data-accuracy=\"{acc}\"><td>{f}</td><td>{c} / {n}</td><td>{pct:.0}%</td></tr>",
+            f = a.family,
+            acc = a.fraction(),
+            c = a.correct,
+            n = a.asked,
+            pct = a.fraction() * 100.0
+        ));
+    }
+    html
 }
 
 /// Turns the checkpoint bytes the worker sent into a download link.
@@ -445,12 +490,32 @@ async fn handle_train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, r
 }
 
 async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) -> Result<(), String> {
-    let TrainRequest { backend, model, steps, seed } = request;
+    let TrainRequest { backend, model, rounds, seed } = request;
     let device = burn_device(state, backend).await?;
-    let mut run = TrainingRun::new(&device, backend, model, steps, seed).map_err(|e| e.to_string())?;
+    let mut run = match fetch_base(scope).await? {
+        Some((info, bytes)) => {
+            let run = TrainingRun::from_checkpoint(&bytes, &device, backend, rounds, seed)
+                .map_err(|e| format!("The relay's base checkpoint cannot be used: {e}"))?;
+            let short = info.sha256.get(..12).unwrap_or(&info.sha256);
+            let description = format!(
+                "Learning from the swarm's base checkpoint: step {}, {} KB, sha256 {short}… — verified in this tab.",
+                info.step,
+                info.bytes.div_ceil(1024)
+            );
+            post(scope, &WorkerReport::Base { description, sha256: Some(info.sha256) });
+            run
+        }
+        None => {
+            let description = "This relay serves no base checkpoint, so the tab learns from an untrained model, \
+                which rarely earns a reward at first. (Relay operators: --base-checkpoint.)"
+                .to_owned();
+            post(scope, &WorkerReport::Base { description, sha256: None });
+            TrainingRun::fresh(&device, backend, model, rounds, seed).map_err(|e| e.to_string())?
+        }
+    };
     let now = clock(scope);
     while !run.is_done() {
-        let mut progress = run.step(&now).await.map_err(|e| format!("Training failed: {e}"))?;
+        let mut progress = run.step(&now).await.map_err(|e| format!("Learning failed: {e}"))?;
         let stopping = state.stop.get();
         progress.done |= stopping;
         post(scope, &WorkerReport::Train(progress));
@@ -461,6 +526,41 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
     }
     *state.last_run.borrow_mut() = Some(run);
     Ok(())
+}
+
+/// The relay's base checkpoint, checked against the hash the relay advertises; `None` when the
+/// relay serves none (404).
+async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseInfo, Vec<u8>)>, String> {
+    async fn get(scope: &DedicatedWorkerGlobalScope, url: &str) -> Result<web_sys::Response, String> {
+        let response = wasm_bindgen_futures::JsFuture::from(scope.fetch_with_str(url))
+            .await
+            .map_err(|e| format!("cannot reach the relay for {url}: {e:?}"))?;
+        response.dyn_into().map_err(|_| format!("the browser returned no response for {url}"))
+    }
+    let response = get(scope, "/api/checkpoint/base.json").await?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for its base checkpoint.", response.status()));
+    }
+    let text = wasm_bindgen_futures::JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("reading the base checkpoint description failed: {e:?}"))?
+        .as_string()
+        .unwrap_or_default();
+    let info: BaseInfo = serde_json::from_str(&text)
+        .map_err(|e| format!("The relay's base checkpoint description is unreadable ({e})."))?;
+    let response = get(scope, &info.url).await?;
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for {}.", response.status(), info.url));
+    }
+    let buffer = wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("downloading the base checkpoint failed: {e:?}"))?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    info.check(&bytes).map_err(|e| format!("The base checkpoint from the relay was refused: {e}"))?;
+    Ok(Some((info, bytes)))
 }
 
 /// Sends the last run's model to the page: the bytes (transferred, not copied), then their summary.

@@ -97,6 +97,9 @@ mod native {
             /// How the I and J groups are picked.
             #[arg(long, value_enum, default_value = "prefer-signal")]
             selection: SelectionArg,
+            /// Groups per GRPO step (0: one step per round on everything selected).
+            #[arg(long, default_value_t = 0)]
+            groups_per_step: usize,
             /// Configurations run side by side (one CPU core each).
             #[arg(long, default_value_t = 2)]
             threads: usize,
@@ -191,6 +194,7 @@ mod native {
                 group_size,
                 learning_rate,
                 selection,
+                groups_per_step,
                 threads,
                 out,
                 backend,
@@ -215,6 +219,7 @@ mod native {
                             external,
                             learning_rate,
                             selection,
+                            groups_per_step,
                             ..RlConfig::default()
                         };
                         arms.push(Arm { peers, rounds, seed, rl, eval_per_family: 32 });

@@ -46,6 +46,9 @@ pub struct RlConfig {
     pub external: usize,
     /// Which groups fill the I and J slots.
     pub selection: Selection,
+    /// Groups per GRPO step: the groups with a reward spread are trained on in steps of this many
+    /// (so a round with more informative groups takes more steps); 0 = always one step per round.
+    pub groups_per_step: usize,
     pub temperature: f32,
     pub learning_rate: f64,
     pub clip_low: f32,
@@ -62,6 +65,7 @@ impl Default for RlConfig {
             local: 4,
             external: 4,
             selection: Selection::PreferSignal,
+            groups_per_step: 0,
             temperature: 1.0,
             learning_rate: 3e-4,
             clip_low: 0.2,
@@ -227,14 +231,22 @@ impl Peer {
         let local = select(own, self.config.local, self.config.selection, &mut self.rng);
         let external = select(&external, self.config.external, self.config.selection, &mut self.rng);
 
-        let mut batch = GrpoBatch { sequences: vec![], prompt_lens: vec![], advantages: vec![] };
-        let (mut trained_local, mut trained_external) = (0, 0);
+        let mut batches = vec![GrpoBatch { sequences: vec![], prompt_lens: vec![], advantages: vec![] }];
+        let (mut trained_local, mut trained_external) = (0usize, 0usize);
         for (group, is_local) in local.iter().map(|g| (g, true)).chain(external.iter().map(|g| (g, false))) {
             let Some(advantages) = group_advantages(&group.rewards()) else { continue };
             let Ok(rows) = self.sequences(group) else {
                 self.untrainable += 1;
                 continue;
             };
+            let per_step = self.config.groups_per_step;
+            if per_step > 0
+                && trained_local + trained_external > 0
+                && (trained_local + trained_external).is_multiple_of(per_step)
+            {
+                batches.push(GrpoBatch { sequences: vec![], prompt_lens: vec![], advantages: vec![] });
+            }
+            let batch = batches.last_mut().expect("at least one batch");
             for ((seq, prompt_len), advantage) in rows.into_iter().zip(advantages) {
                 batch.sequences.push(seq);
                 batch.prompt_lens.push(prompt_len);
@@ -242,12 +254,11 @@ impl Peer {
             }
             if is_local { trained_local += 1 } else { trained_external += 1 }
         }
-        let loss = if batch.is_empty() {
-            None
-        } else {
+        let mut loss = None;
+        for batch in batches.iter().filter(|b| !b.is_empty()) {
             self.steps += 1;
-            Some(self.trainer.grpo_step(&batch, None, &self.config.grpo()).await?.loss)
-        };
+            loss = Some(self.trainer.grpo_step(batch, None, &self.config.grpo()).await?.loss);
+        }
 
         let mut correct: BTreeMap<Family, (u32, u32)> = BTreeMap::new();
         let (mut reward, mut n) = (0.0, 0usize);

@@ -126,3 +126,21 @@ fn the_harness_runs_a_tiny_experiment() {
     }
     assert_eq!(alone.external_used, 0.0);
 }
+
+#[test]
+fn groups_per_step_splits_a_round_into_steps() {
+    let device = Device::flex();
+    device.seed(6);
+    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let config = RlConfig { groups_per_step: 1, ..tiny_rl(0, 3) };
+    let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
+    let informative = |seed| {
+        let q = generate(Family::Compare, 1, seed).expect("q");
+        RolloutGroup { question: q.id, peer: "them".into(), policy_version: 0, completions: vec![q.answer, "x".into()] }
+    };
+    let silent = RolloutGroup { completions: vec!["x".into(), "y".into()], ..informative(9) };
+    let stats = block_on(peer.train_round(&[], vec![informative(1), silent, informative(2)])).expect("round");
+    // Two groups with a reward spread, one per step; the silent one is not trained on.
+    assert_eq!((stats.trained_local, stats.trained_external), (0, 2));
+    assert_eq!(peer.policy_version(), 2);
+}
