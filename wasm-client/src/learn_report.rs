@@ -106,9 +106,14 @@ pub fn svg(results: &[ArmResult]) -> String {
         curves.push((format!("{local}/{external}"), smooth));
     }
     let rounds = curves.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(2);
-    let top = curves.iter().flat_map(|(_, c)| c.iter().copied()).fold(0.1f32, f32::max) * 1.1;
+    // The axis spans the data (plus a margin), not 0..max: the configurations differ by little.
+    let values = || curves.iter().flat_map(|(_, c)| c.iter().copied());
+    let (lo, hi) = (values().fold(f32::INFINITY, f32::min), values().fold(f32::NEG_INFINITY, f32::max));
+    let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
+    let margin = (hi - lo) * 0.1;
+    let (bottom, top) = ((lo - margin).max(0.0), hi + margin);
     let x = |t: usize| PAD + (W - 2.0 * PAD) * t as f32 / (rounds - 1) as f32;
-    let y = |v: f32| H - PAD - (H - 2.0 * PAD) * v / top;
+    let y = |v: f32| H - PAD - (H - 2.0 * PAD) * (v - bottom) / (top - bottom);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -119,8 +124,8 @@ pub fn svg(results: &[ArmResult]) -> String {
         writeln!(s, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", H - PAD, W - PAD, H - PAD);
     let _ = writeln!(s, "<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{}\" stroke=\"black\"/>", H - PAD);
     for k in 0..=4 {
-        let v = top * k as f32 / 4.0;
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.2}</text>", PAD - 4.0, y(v) + 4.0);
+        let v = bottom + (top - bottom) * k as f32 / 4.0;
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.3}</text>", PAD - 4.0, y(v) + 4.0);
     }
     let _ = writeln!(s, "<text x=\"{PAD}\" y=\"{}\" >round 1</text>", H - PAD + 16.0);
     let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">round {rounds}</text>", W - PAD, H - PAD + 16.0);

@@ -36,7 +36,7 @@ struct Page {
     document: Document,
     worker: Worker,
     train_size: ModelSize,
-    train_steps: u32,
+    train_rounds: u32,
     /// Whether the worker found a WebGPU adapter (None until it has looked).
     webgpu: Cell<Option<bool>>,
     /// Checkpoint bytes the worker sent ahead of their [`WorkerReport::ModelSaved`].
@@ -94,7 +94,7 @@ pub fn start_page() -> Result<(), JsError> {
     let document = window.document().ok_or_else(|| JsError::new("no document"))?;
     let query = window.location().search().unwrap_or_default();
     let (n, warning) = size_from_query(&query);
-    let (train_size, train_steps) = train_options_from_query(&query);
+    let (train_size, train_rounds) = train_options_from_query(&query);
 
     let options = WorkerOptions::new();
     options.set_type(WorkerType::Module);
@@ -104,7 +104,7 @@ pub fn start_page() -> Result<(), JsError> {
         document,
         worker,
         train_size,
-        train_steps,
+        train_rounds,
         webgpu: Cell::new(None),
         checkpoint: RefCell::new(None),
         checkpoint_url: RefCell::new(None),
@@ -182,7 +182,7 @@ pub fn start_page() -> Result<(), JsError> {
                     page.send(&WorkerRequest::Train(TrainRequest {
                         backend,
                         model: page.train_size,
-                        rounds: page.train_steps,
+                        rounds: page.train_rounds,
                         seed: PAGE_SEED,
                     }));
                 }

@@ -112,6 +112,15 @@ mod native {
             #[arg(long, value_delimiter = ',')]
             families: Vec<Family>,
         },
+        /// Rewrite the table and plot of an earlier `experiment` from its JSON.
+        Report {
+            /// The `.json` an experiment wrote.
+            #[arg(long)]
+            results: PathBuf,
+            /// Output prefix: writes <out>.md and <out>.svg.
+            #[arg(long)]
+            out: PathBuf,
+        },
     }
 
     #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,8 +152,30 @@ mod native {
         Ok((parse(i)?, parse(j)?))
     }
 
+    fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Path) -> Result<String, String> {
+        let write = |ext: &str, text: &str| {
+            let path = out.with_extension(ext);
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        let table = learn_report::markdown(results, families);
+        write("md", &table)?;
+        write("svg", &learn_report::svg(results))?;
+        Ok(table)
+    }
+
     fn run(cli: Cli) -> Result<(), String> {
         match cli.command {
+            Command::Report { results: path, out } => {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let results: Vec<ArmResult> = serde_json::from_str(&text)
+                    .map_err(|e| format!("{} is not the JSON of an experiment: {e}", path.display()))?;
+                let mut families: Vec<Family> = results.iter().flat_map(|r| r.final_accuracy.keys().copied()).collect();
+                families.sort();
+                families.dedup();
+                println!("{}", write_report(&results, &families, &out)?);
+                Ok(())
+            }
             Command::Pretrain { out, seed, size, target, max_steps, backend, families } => {
                 let size = match size {
                     Size::Tiny => ModelSize::Tiny,
@@ -227,15 +258,9 @@ mod native {
                 }
                 let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
                 let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-                let write = |ext: &str, text: &str| {
-                    let path = out.with_extension(ext);
-                    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-                };
-                write("json", &json)?;
-                let table = learn_report::markdown(&results, &families);
-                write("md", &table)?;
-                write("svg", &learn_report::svg(&results))?;
-                println!("{table}");
+                let path = out.with_extension("json");
+                std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                println!("{}", write_report(&results, &families, &out)?);
                 Ok(())
             }
         }
