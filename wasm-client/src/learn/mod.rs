@@ -211,7 +211,8 @@ impl Peer {
     }
 
     /// Re-scores `received` (groups from others, as text), picks I own and J external groups, and
-    /// takes one GRPO step. Returns what the round did.
+    /// trains on those with a reward spread: one GRPO step, or one per `groups_per_step` groups.
+    /// Returns what the round did.
     pub async fn train_round(
         &mut self,
         own: &[ScoredGroup],
