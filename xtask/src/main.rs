@@ -136,9 +136,10 @@ fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
 /// Seed of the base checkpoint `cargo xtask run` serves (see docs/learning.md).
 const BASE_SEED: u64 = 1;
 
-/// The swarm's base checkpoint, made once by `tabswarm-peer pretrain` (about two minutes on one
-/// core) and kept in `target/tabswarm/`; pretraining is deterministic from its seed.
-fn base_checkpoint(root: &Path) -> Result<PathBuf, XtaskError> {
+/// The swarm's base checkpoint, made once by `tabswarm-peer pretrain` (about a minute and a half on
+/// one core) and kept in `target/tabswarm/`; pretraining is deterministic from its seed. Built with
+/// the relay's profile, so a plain `cargo xtask run` compiles no release build of burn.
+fn base_checkpoint(root: &Path, release: bool) -> Result<PathBuf, XtaskError> {
     let path = root.join("target/tabswarm").join(format!("base-tiny-seed{BASE_SEED}.tswm"));
     if path.exists() {
         return Ok(path);
@@ -146,21 +147,19 @@ fn base_checkpoint(root: &Path) -> Result<PathBuf, XtaskError> {
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir).map_err(|e| XtaskError::io(dir, e))?;
     println!("xtask: making the swarm's base checkpoint (pretraining, about two minutes; once)");
-    Step::new(
-        "pretrain the base checkpoint",
-        cargo(root)
-            .args(["run", "--release", "-p", "tabswarm-client", "--bin", "tabswarm-peer", "--", "pretrain", "--seed"])
-            .arg(BASE_SEED.to_string())
-            .arg("--out")
-            .arg(&path),
-    )
-    .run()?;
+    let mut cmd = cargo(root);
+    cmd.args(["run", "-p", "tabswarm-client", "--bin", "tabswarm-peer"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["--", "pretrain", "--seed"]).arg(BASE_SEED.to_string()).arg("--out").arg(&path);
+    Step::new("pretrain the base checkpoint", &mut cmd).run()?;
     Ok(path)
 }
 
 fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskError> {
     let dist = build_page(root)?;
-    let base = base_checkpoint(root)?;
+    let base = base_checkpoint(root, release)?;
     let mut cmd = cargo(root);
     cmd.args(["run", "-p", "tabswarm-relay"]);
     if release {
