@@ -29,12 +29,9 @@ fn addition_batch(seed: u64) -> Result<tabswarm_client::model::TokenBatch, tabsw
     let (mut sequences, mut prompt_lens) = (Vec::new(), Vec::new());
     for _ in 0..16 {
         let (a, b) = (rng.random_range(0..100u32), rng.random_range(0..100u32));
-        let mut seq = vec![BOS];
-        seq.extend(tokenizer.encode(&format!("{a}+{b}="))?);
-        prompt_lens.push(seq.len());
-        seq.extend(tokenizer.encode(&(a + b).to_string())?);
-        seq.push(tabswarm_client::model::tokenizer::EOS);
+        let (seq, prompt_len) = tokenizer.example(&format!("{a}+{b}="), &(a + b).to_string())?;
         sequences.push(seq);
+        prompt_lens.push(prompt_len);
     }
     tabswarm_client::model::TokenBatch::supervised(sequences, &prompt_lens)
 }

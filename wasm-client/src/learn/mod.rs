@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tabswarm_protocol::rollout::{DropCounts, RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, MIN_DIFFICULTY, Question, generate, verify};
 
-use crate::model::tokenizer::{BOS, EOS};
+use crate::model::tokenizer::EOS;
 use crate::model::{
     GrpoBatch, GrpoConfig, Model, ModelError, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate as sample,
     group_advantages,
@@ -287,8 +287,7 @@ impl Peer {
 
     /// Token rows (BOS prompt completion EOS) of a group, with the prompt length.
     fn sequences(&self, group: &ScoredGroup) -> Result<Vec<(Vec<u32>, usize)>, ModelError> {
-        let mut prompt = vec![BOS];
-        prompt.extend(self.tokenizer.encode(&group.question.prompt)?);
+        let prompt = self.tokenizer.prompt(&group.question.prompt)?;
         group
             .group
             .completions
@@ -325,12 +324,7 @@ pub async fn complete(
     device: &Device,
 ) -> Result<Vec<Vec<String>>, ModelError> {
     let tokenizer = Tokenizer::new();
-    let mut prompts = Vec::with_capacity(questions.len());
-    for question in questions {
-        let mut ids = vec![BOS];
-        ids.extend(tokenizer.encode(&question.prompt)?);
-        prompts.push(ids);
-    }
+    let prompts = questions.iter().map(|q| tokenizer.prompt(&q.prompt)).collect::<Result<Vec<_>, _>>()?;
     let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, p) in prompts.iter().enumerate() {
         by_len.entry(p.len()).or_default().push(i);

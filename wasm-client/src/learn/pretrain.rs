@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use tabswarm_protocol::tasks::{Family, MAX_DIFFICULTY, MID_DIFFICULTY, MIN_DIFFICULTY, generate};
 
 use super::{EVAL_SEED_BASE, evaluate};
-use crate::model::tokenizer::{BOS, EOS};
 use crate::model::{Model, ModelConfig, ModelError, TokenBatch, Tokenizer, TrainConfig, Trainer};
 
 /// How the base checkpoint is made.
@@ -70,12 +69,9 @@ pub fn answer_batch(families: &[Family], n: usize, rng: &mut impl Rng) -> Result
         let difficulty = rng.random_range(MIN_DIFFICULTY..=MAX_DIFFICULTY);
         let question = generate(family, difficulty, rng.random_range(0..EVAL_SEED_BASE))
             .map_err(|e| ModelError::InvalidBatch(e.to_string()))?;
-        let mut seq = vec![BOS];
-        seq.extend(tokenizer.encode(&question.prompt)?);
-        prompt_lens.push(seq.len());
-        seq.extend(tokenizer.encode(&question.answer)?);
-        seq.push(EOS);
+        let (seq, prompt_len) = tokenizer.example(&question.prompt, &question.answer)?;
         sequences.push(seq);
+        prompt_lens.push(prompt_len);
     }
     TokenBatch::supervised(sequences, &prompt_lens)
 }

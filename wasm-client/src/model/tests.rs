@@ -10,32 +10,21 @@ use super::train::{batch_loss, token_log_probs};
 use super::*;
 
 fn tiny_config() -> ModelConfig {
-    ModelConfig::new(Tokenizer::new().vocab_size())
-        .with_d_model(32)
-        .with_n_layers(2)
-        .with_n_heads(4)
-        .with_d_ff(64)
-        .with_max_seq_len(24)
+    crate::training::model_config(crate::report::ModelSize::Tiny)
 }
 
 fn cpu() -> Device {
     Device::flex()
 }
 
-fn model_on(device: &Device, seed: u64) -> Model {
+pub(crate) fn model_on(device: &Device, seed: u64) -> Model {
     device.seed(seed);
     tiny_config().init(device).expect("valid config")
 }
 
 /// `BOS prompt completion EOS` as token ids, with the prompt length (BOS included).
-fn example(prompt: &str, completion: &str) -> (Vec<u32>, usize) {
-    let tok = Tokenizer::new();
-    let mut seq = vec![BOS];
-    seq.extend(tok.encode(prompt).expect("prompt"));
-    let prompt_len = seq.len();
-    seq.extend(tok.encode(completion).expect("completion"));
-    seq.push(EOS);
-    (seq, prompt_len)
+pub(crate) fn example(prompt: &str, completion: &str) -> (Vec<u32>, usize) {
+    Tokenizer::new().example(prompt, completion).expect("text of the task alphabet")
 }
 
 fn logits_of(model: &Model, rows: &[Vec<u32>], device: &Device) -> Vec<f32> {

@@ -78,6 +78,24 @@ impl Tokenizer {
             .collect()
     }
 
+    /// BOS and the tokens of `prompt`: what generation continues.
+    pub fn prompt(&self, prompt: &str) -> Result<Vec<u32>, TokenizeError> {
+        let mut ids = Vec::with_capacity(prompt.len() + 1);
+        ids.push(BOS);
+        ids.extend(self.encode(prompt)?);
+        Ok(ids)
+    }
+
+    /// A training row `BOS prompt completion EOS`, with the prompt's length (BOS included): the
+    /// positions before it are not trained on.
+    pub fn example(&self, prompt: &str, completion: &str) -> Result<(Vec<u32>, usize), TokenizeError> {
+        let mut ids = self.prompt(prompt)?;
+        let prompt_len = ids.len();
+        ids.extend(self.encode(completion)?);
+        ids.push(EOS);
+        Ok((ids, prompt_len))
+    }
+
     /// Text of `ids`: skips PAD and BOS, stops at the first EOS.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizeError> {
         let mut text = String::with_capacity(ids.len());
@@ -128,6 +146,19 @@ mod tests {
         ids.extend([EOS, 5, 6]);
         assert_eq!(tok.decode(&[PAD, PAD]).expect("empty"), "");
         assert_eq!(tok.decode(&ids).expect("decodes"), "42");
+    }
+
+    #[test]
+    fn prompts_and_training_rows_are_framed_with_bos_and_eos() {
+        let tok = Tokenizer::new();
+        let prompt = tok.prompt("9-2=").expect("prompt");
+        assert_eq!(prompt[0], BOS);
+        assert_eq!(&prompt[1..], tok.encode("9-2=").expect("encodes").as_slice());
+        let (row, prompt_len) = tok.example("9-2=", "7").expect("row");
+        assert_eq!(prompt_len, 5);
+        assert_eq!(row[..prompt_len], prompt[..]);
+        assert_eq!(row[prompt_len..], [tok.encode("7").expect("encodes")[0], EOS]);
+        assert_eq!(tok.example("1+1=", "é"), Err(TokenizeError::UnknownCharacter { character: 'é', position: 0 }));
     }
 
     #[test]

@@ -4,9 +4,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::model::tokenizer::{BOS, EOS};
+use crate::model::tests::{example, model_on};
 use crate::model::train::token_log_probs;
-use crate::model::{ModelConfig, Tokenizer, TrainConfig, Trainer, read_floats};
+use crate::model::{TrainConfig, Trainer, read_floats};
 
 fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
@@ -118,33 +118,11 @@ fn clipped_loss_matches_its_reference_on_random_tokens() {
     }
 }
 
-fn tiny_model(device: &Device) -> Model {
-    device.seed(3);
-    ModelConfig::new(Tokenizer::new().vocab_size())
-        .with_d_model(32)
-        .with_n_layers(2)
-        .with_n_heads(4)
-        .with_d_ff(64)
-        .with_max_seq_len(24)
-        .init(device)
-        .expect("config")
-}
-
-fn row(prompt: &str, completion: &str) -> (Vec<u32>, usize) {
-    let tok = Tokenizer::new();
-    let mut seq = vec![BOS];
-    seq.extend(tok.encode(prompt).expect("prompt"));
-    let prompt_len = seq.len();
-    seq.extend(tok.encode(completion).expect("completion"));
-    seq.push(EOS);
-    (seq, prompt_len)
-}
-
 #[test]
 fn a_grpo_step_raises_the_better_completion_and_lowers_the_worse() {
     let device = Device::flex();
-    let (good, p) = row("2+2=", "4");
-    let (bad, _) = row("2+2=", "5");
+    let (good, p) = example("2+2=", "4");
+    let (bad, _) = example("2+2=", "5");
     let batch = GrpoBatch {
         sequences: vec![good.clone(), bad.clone()],
         prompt_lens: vec![p, p],
@@ -158,7 +136,7 @@ fn a_grpo_step_raises_the_better_completion_and_lowers_the_worse() {
         let lp = block_on(read_floats(token_log_probs(model, inputs, targets).expect("lp"))).expect("read");
         lp[p - 1..].iter().sum::<f32>()
     };
-    let model = tiny_model(&device);
+    let model = model_on(&device, 3);
     let (good_before, bad_before) = (score(&model, &good), score(&model, &bad));
     let mut trainer = Trainer::new(model, TrainConfig { learning_rate: 1e-2, ..TrainConfig::default() }, &device);
     let stats = block_on(trainer.grpo_step(&batch, None, &GrpoConfig::default())).expect("step");
