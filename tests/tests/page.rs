@@ -229,8 +229,17 @@ fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
     (path, sha)
 }
 
-/// Clicks a learning button and waits for the run to finish; returns (status text, attributes).
-async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (String, Vec<(String, String)>) {
+/// What `#train-status` says when a learning run has ended.
+#[derive(Debug)]
+struct Learned {
+    text: String,
+    round: String,
+    reward: String,
+    policy_version: String,
+}
+
+/// Clicks a learning button and waits for the run to finish.
+async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> Learned {
     client.find(Locator::Id(button)).await.expect("train button").click().await.expect("click");
     let deadline = Instant::now() + timeout;
     loop {
@@ -239,11 +248,13 @@ async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> (Str
         let text = status.text().await.expect("text");
         match state.as_str() {
             "done" => {
-                let mut attributes = Vec::new();
-                for name in ["data-round", "data-reward", "data-first-reward", "data-policy-version"] {
-                    attributes.push((name.to_owned(), status.attr(name).await.expect("attr").unwrap_or_default()));
-                }
-                return (text, attributes);
+                let attr = async |name: &str| status.attr(name).await.expect("attr").unwrap_or_default();
+                return Learned {
+                    round: attr("data-round").await,
+                    reward: attr("data-reward").await,
+                    policy_version: attr("data-policy-version").await,
+                    text,
+                };
             }
             "error" => panic!("learning failed in the page: {text}"),
             _ => {}
@@ -265,8 +276,7 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
     assert_eq!(state, "ok", "{text}");
     let mut results = Vec::new();
     for button in ["train-webgpu", "train-cpu"] {
-        let (text, attributes) = train_in_page(&client, button, Duration::from_secs(400)).await;
-        let attr = |name: &str| attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let learned = train_in_page(&client, button, Duration::from_secs(400)).await;
         let origin = client.find(Locator::Id("base")).await.expect("#base");
         let origin_state = origin.attr("data-state").await.expect("attr").unwrap_or_default();
         let origin_sha = origin.attr("data-sha256").await.expect("attr").unwrap_or_default();
@@ -281,20 +291,22 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         }
         // Saving reads the parameters back asynchronously: on WebGPU a blocking read would panic.
         let (link, href, bytes) = save_model_in_page(&client, Duration::from_secs(120)).await;
-        save_text(&format!("{button}.txt"), &format!("{origin_text}\n{text}\n{rewards}\n{families:?}\n{link}\n"));
+        save_text(
+            &format!("{button}.txt"),
+            &format!("{origin_text}\n{}\n{rewards}\n{families:?}\n{link}\n", learned.text),
+        );
         assert!(href.starts_with("blob:"), "{button}: download link {href}");
         assert!(bytes > 10_000, "{button}: a checkpoint of {bytes} bytes");
-        assert!(link.contains(&format!("step {}", attr("data-policy-version"))), "{button}: {link}");
-        results.push((button, text, attributes, origin_state, origin_sha, rewards, families));
+        assert!(link.contains(&format!("step {}", learned.policy_version)), "{button}: {link}");
+        results.push((button, learned, origin_state, origin_sha, rewards, families));
     }
     save_screenshot(&client, "page-learned.png").await;
     client.close().await.expect("close browser");
-    for (button, text, attributes, origin_state, origin_sha, rewards, families) in results {
-        let attr = |name: &str| attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    for (button, learned, origin_state, origin_sha, rewards, families) in results {
         assert_eq!((origin_state.as_str(), origin_sha.as_str()), ("verified", base_sha.as_str()), "{button}");
-        assert!(text.contains("round 3/3"), "{button}: {text}");
-        assert_eq!(attr("data-round"), "3", "{button}");
-        let reward: f32 = attr("data-reward").parse().expect("reward");
+        assert!(learned.text.contains("round 3/3"), "{button}: {}", learned.text);
+        assert_eq!(learned.round, "3", "{button}");
+        let reward: f32 = learned.reward.parse().expect("reward");
         assert!((0.0..=1.1).contains(&reward), "{button}: reward {reward}");
         assert!(rewards.starts_with("Reward by round (last 3"), "{button}: {rewards}");
         // Every family of the suite, with an accuracy the verifier measured.

@@ -146,7 +146,7 @@ fn base_checkpoint(root: &Path, release: bool) -> Result<PathBuf, XtaskError> {
     }
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir).map_err(|e| XtaskError::io(dir, e))?;
-    println!("xtask: making the swarm's base checkpoint (pretraining, about two minutes; once)");
+    println!("xtask: making the swarm's base checkpoint (pretraining, about a minute and a half; once)");
     let mut cmd = cargo(root);
     cmd.args(["run", "-p", "tabswarm-client", "--bin", "tabswarm-peer"]);
     if release {

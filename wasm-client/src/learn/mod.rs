@@ -162,10 +162,6 @@ impl Peer {
         })
     }
 
-    pub fn config(&self) -> &RlConfig {
-        &self.config
-    }
-
     /// The policy as it is now.
     pub fn model(&self) -> Model {
         self.trainer.inference_model()
