@@ -6,8 +6,11 @@
 //! builds everywhere the client and the relay do.
 
 pub mod checkpoint;
+#[cfg(feature = "gossip")]
+pub mod gossip;
 pub mod rollout;
 pub mod tasks;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 

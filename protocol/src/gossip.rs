@@ -1,0 +1,121 @@
+//! The gossipsub settings every node of the swarm shares (feature `gossip`).
+//!
+//! Two roles, one topic. A *peer* (a tab or a native `tabswarm-peer`) is a leaf: it connects to
+//! one relay at a time and publishes its rollouts there. A *relay* is a hub: every subscribed peer
+//! it serves is in its mesh, so a message is pushed to all of them at once rather than trickling
+//! out through gossip, and relays that know each other (`--peer`) are explicit peers that forward
+//! everything to one another. Why each number is what it is: `docs/architecture.md` ("Gossip").
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, ConfigBuilder, IdentTopic, MessageId, PeerScoreParams, PeerScoreThresholds, TopicScoreParams, ValidationMode,
+};
+use sha2::{Digest, Sha256};
+
+use crate::wire::MAX_MESSAGE_BYTES;
+
+/// The topic rollouts and announcements are published on (its last part is the wire version).
+pub const ROLLOUT_TOPIC: &str = "tabswarm/rollouts/1";
+/// How often gossipsub maintains its mesh and emits gossip.
+pub const HEARTBEAT: Duration = Duration::from_millis(700);
+/// Most peers a relay keeps in its mesh: every peer it serves, up to its connection limit.
+pub const RELAY_MESH_MAX: usize = 4096;
+
+/// Which side of the hub a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Relay,
+    Peer,
+}
+
+/// The topic.
+pub fn topic() -> IdentTopic {
+    IdentTopic::new(ROLLOUT_TOPIC)
+}
+
+/// Message ids are the SHA-256 of the payload: the same rollouts published twice, by anyone, are
+/// one message (dropped as duplicates before the application sees them).
+pub fn message_id(message: &gossipsub::Message) -> MessageId {
+    MessageId::from(Sha256::digest(&message.data).to_vec())
+}
+
+/// gossipsub's configuration for a node of this role.
+pub fn config(role: Role) -> gossipsub::Config {
+    let mut builder = ConfigBuilder::default();
+    builder
+        .heartbeat_interval(HEARTBEAT)
+        // Every message is signed by its publisher's peer key and checked by every receiver.
+        .validation_mode(ValidationMode::Strict)
+        // The application accepts, ignores or rejects each message before it is forwarded.
+        .validate_messages()
+        .message_id_fn(message_id)
+        // A gossipsub RPC may bundle a few messages plus control data.
+        .max_transmit_size(2 * MAX_MESSAGE_BYTES + 4096)
+        // Long enough to cover a round's worth of re-publications through other relays.
+        .duplicate_cache_time(Duration::from_secs(120));
+    if role == Role::Relay {
+        // A relay is the hub of its peers: all of them in its mesh, so a message reaches each
+        // in one push. (Leaves keep gossipsub's defaults: they only ever have a relay or two.)
+        builder.mesh_n_low(RELAY_MESH_MAX).mesh_n(RELAY_MESH_MAX).mesh_n_high(RELAY_MESH_MAX).mesh_outbound_min(0);
+    }
+    // Unreachable: the values above satisfy every constraint `build` checks (tested).
+    builder.build().unwrap_or_else(|e| panic!("the swarm's gossipsub settings are invalid: {e}"))
+}
+
+/// Peer scoring for relays: invalid messages are what gets a peer graylisted.
+///
+/// Each message the application rejects adds one to the sender's invalid count `c` (decaying by
+/// 10 % a second); the score is `-10·c²`, so three invalid messages in quick succession (-90) pass
+/// the graylist threshold (-80) and the relay ignores everything from that peer until it decays.
+/// Peers behind one address are not penalised (a school or office shares one NAT), nor are quiet
+/// peers (a tab publishes once a round).
+pub fn relay_scoring() -> (PeerScoreParams, PeerScoreThresholds) {
+    let topic = TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 10.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..TopicScoreParams::default()
+    };
+    let mut params = PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        decay_interval: Duration::from_secs(1),
+        ..PeerScoreParams::default()
+    };
+    params.topics.insert(topic_hash(), topic);
+    (params, PeerScoreThresholds::default())
+}
+
+fn topic_hash() -> gossipsub::TopicHash {
+    topic().hash()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_are_valid_for_both_roles() {
+        for role in [Role::Relay, Role::Peer] {
+            let config = config(role);
+            assert!(config.validate_messages());
+            assert!(config.max_transmit_size() > MAX_MESSAGE_BYTES);
+        }
+        assert_eq!(config(Role::Relay).mesh_n(), RELAY_MESH_MAX);
+        let (params, thresholds) = relay_scoring();
+        params.validate().expect("score params");
+        thresholds.validate().expect("thresholds");
+        // Three invalid messages in a row pass the graylist threshold; two do not.
+        let weight = params.topics[&topic_hash()].invalid_message_deliveries_weight;
+        assert!(weight * 9.0 < thresholds.graylist_threshold);
+        assert!(weight * 4.0 > thresholds.graylist_threshold);
+    }
+}

@@ -1,0 +1,185 @@
+//! The messages peers and relays gossip, and the one codec every node decodes them with.
+//!
+//! A message on the wire is a JSON [`Envelope`]: the [`WIRE_VERSION`] plus one [`Message`]. JSON
+//! because what travels is text (questions ids and completions) and a relay operator can read a
+//! captured message; the size limit keeps it cheap. [`decode`] is what a relay's gossipsub
+//! validator and every client run on each message before anything else sees it: it refuses, with
+//! a [`WireError`] naming what was wrong, anything oversized, malformed, of another version, or
+//! carrying a rollout group that [`score_group`] drops — so the sender is penalised for exactly
+//! what the receiver could check.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rollout::{DropReason, MAX_PEER_BYTES, RolloutGroup, ScoredGroup, score_group};
+use crate::tasks::Family;
+
+/// Version of the gossip messages. Bumped when a message changes shape; nodes refuse others'.
+pub const WIRE_VERSION: u16 = 1;
+/// Largest encoded message accepted, in bytes (also gossipsub's `max_transmit_size`).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Most rollout groups in one message.
+pub const MAX_GROUPS_PER_MESSAGE: usize = 32;
+/// Longest free-text field of an announcement (client name, backend), in bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// What travels: the version and one message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's [`WIRE_VERSION`].
+    pub v: u16,
+    #[serde(flatten)]
+    pub message: Message,
+}
+
+/// One gossip message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Rollout groups one peer generated in one round. Every group's `peer` is the publisher's
+    /// libp2p peer id, so a receiver can tell who made it from the signed message's source.
+    Rollouts { groups: Vec<RolloutGroup> },
+    /// A peer says who it is and what it works on (sent when it joins, then now and then).
+    Announce(Announcement),
+}
+
+/// A peer's self-description, shown on relays' swarm pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announcement {
+    /// The publisher's libp2p peer id.
+    pub peer: String,
+    /// `tabswarm-client/0.1.0 (browser)` or similar.
+    pub client: String,
+    /// Where it computes: `webgpu`, `cpu`, `vulkan`…
+    pub backend: String,
+    /// The families it asks questions from.
+    pub families: Vec<Family>,
+    /// Training steps its policy has taken.
+    pub policy_version: u64,
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error("message of {bytes} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")]
+    TooLarge { bytes: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("message version {got} is not this node's version {WIRE_VERSION}")]
+    WrongVersion { got: u16 },
+    #[error("a rollout message must carry 1..={MAX_GROUPS_PER_MESSAGE} groups, not {count}")]
+    GroupCount { count: usize },
+    #[error("group {index} was made by {claimed:?}, not by the publisher {publisher:?}")]
+    NotThePublisher { index: usize, claimed: String, publisher: String },
+    #[error("group {index}: {reason}")]
+    BadGroup { index: usize, reason: DropReason },
+    #[error("announcement field {field} is {bytes} bytes, over the limit of {limit}")]
+    LabelTooLong { field: &'static str, bytes: usize, limit: usize },
+}
+
+impl WireError {
+    /// A short, stable name for counting refusals by reason (metrics labels, `/api/swarm`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireError::TooLarge { .. } => "too_large",
+            WireError::Malformed(_) => "malformed",
+            WireError::WrongVersion { .. } => "wrong_version",
+            WireError::GroupCount { .. } => "group_count",
+            WireError::NotThePublisher { .. } => "not_the_publisher",
+            WireError::BadGroup { reason: DropReason::UnknownQuestion { .. }, .. } => "unknown_question",
+            WireError::BadGroup { .. } => "bad_group",
+            WireError::LabelTooLong { .. } => "label_too_long",
+        }
+    }
+}
+
+/// Every reason [`WireError::kind`] can give, for metrics that list zero counts too.
+pub const REFUSAL_KINDS: [&str; 8] = [
+    "too_large",
+    "malformed",
+    "wrong_version",
+    "group_count",
+    "not_the_publisher",
+    "unknown_question",
+    "bad_group",
+    "label_too_long",
+];
+
+/// A message that passed [`decode`]: announcements as sent, rollout groups scored by this node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verified {
+    Rollouts(Vec<ScoredGroup>),
+    Announce(Announcement),
+}
+
+/// Encodes a message of this build's version. Errors when the result would be refused by
+/// [`decode`] for its size, so a sender learns before publishing.
+pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    let bytes = serde_json::to_vec(&Envelope { v: WIRE_VERSION, message: message.clone() })
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge { bytes: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// Decodes and checks a message published by `publisher` (its libp2p peer id as a string):
+/// size, shape, version, then every group's limits, question id and authorship, scoring each
+/// completion with the shared verifier.
+pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge { bytes: bytes.len() });
+    }
+    // The version is read first on its own, so a newer node's message is called what it is
+    // rather than "malformed" when its shape changed.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u16,
+    }
+    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if version.v != WIRE_VERSION {
+        return Err(WireError::WrongVersion { got: version.v });
+    }
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    match envelope.message {
+        Message::Rollouts { groups } => {
+            if groups.is_empty() || groups.len() > MAX_GROUPS_PER_MESSAGE {
+                return Err(WireError::GroupCount { count: groups.len() });
+            }
+            let mut scored = Vec::with_capacity(groups.len());
+            for (index, group) in groups.into_iter().enumerate() {
+                if group.peer != publisher {
+                    return Err(WireError::NotThePublisher {
+                        index,
+                        claimed: group.peer,
+                        publisher: publisher.to_owned(),
+                    });
+                }
+                scored.push(score_group(group).map_err(|reason| WireError::BadGroup { index, reason })?);
+            }
+            Ok(Verified::Rollouts(scored))
+        }
+        Message::Announce(announcement) => {
+            for (field, value, limit) in [
+                ("peer", &announcement.peer, MAX_PEER_BYTES),
+                ("client", &announcement.client, MAX_LABEL_BYTES),
+                ("backend", &announcement.backend, MAX_LABEL_BYTES),
+            ] {
+                if value.len() > limit {
+                    return Err(WireError::LabelTooLong { field, bytes: value.len(), limit });
+                }
+            }
+            if announcement.peer != publisher {
+                return Err(WireError::NotThePublisher {
+                    index: 0,
+                    claimed: announcement.peer,
+                    publisher: publisher.to_owned(),
+                });
+            }
+            Ok(Verified::Announce(announcement))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
