@@ -22,6 +22,12 @@ pub const HEARTBEAT: Duration = Duration::from_millis(700);
 /// Most peers a relay keeps in its mesh: every peer it serves, up to its connection limit.
 pub const RELAY_MESH_MAX: usize = 4096;
 
+/// identify's protocol version string: nodes of other swarms are told apart by it.
+pub const IDENTIFY_PROTOCOL: &str = "/tabswarm/id/1.0.0";
+/// Prefix of a relay's identify agent version (`tabswarm-relay/0.1.0`): how relays recognise
+/// each other among the peers that connect.
+pub const RELAY_AGENT_PREFIX: &str = "tabswarm-relay/";
+
 /// Which side of the hub a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -5,6 +5,7 @@
 //! their issues land. It holds data types and pure functions only: no I/O, no async, no GPU, so it
 //! builds everywhere the client and the relay do.
 
+pub mod api;
 pub mod checkpoint;
 #[cfg(feature = "gossip")]
 pub mod gossip;

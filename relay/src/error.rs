@@ -27,6 +27,12 @@ pub enum StartError {
     /// The listen address is taken or not ours to bind.
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    /// The relay's data folder (its libp2p key and WebRTC certificate) cannot be used.
+    #[error("relay identity in {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    /// The libp2p swarm could not be set up or could not listen.
+    #[error("swarm: {0}")]
+    Swarm(String),
 }
 
 impl StartError {
@@ -61,12 +67,15 @@ pub enum HttpError {
     NotFound(String),
     #[error("this relay serves no base checkpoint (its operator can start it with --base-checkpoint <file>)")]
     NoBaseCheckpoint,
+    #[error("the relay's swarm is not running (it is starting or shutting down)")]
+    SwarmUnavailable,
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = match self {
             HttpError::NotFound(_) | HttpError::NoBaseCheckpoint => StatusCode::NOT_FOUND,
+            HttpError::SwarmUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, self.to_string()).into_response()
     }

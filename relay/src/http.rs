@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tabswarm_protocol::Health;
+use tabswarm_protocol::api::{Bootstrap, SwarmStats};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -17,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::assets::AssetStore;
 use crate::checkpoint::{self, BaseCheckpoint};
 use crate::error::HttpError;
+use crate::swarm::SwarmHandle;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
 /// (plus `wasm-unsafe-eval`, which compiling WebAssembly requires), our own worker, no inline code,
@@ -34,6 +36,8 @@ pub struct AppState {
     pub assets: AssetStore,
     /// The swarm's base checkpoint, when the operator configured one.
     pub base_checkpoint: Option<std::sync::Arc<BaseCheckpoint>>,
+    /// The relay's libp2p node (absent only in tests of the HTTP layer alone).
+    pub swarm: Option<SwarmHandle>,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
@@ -49,6 +53,9 @@ pub fn app(state: AppState) -> Router {
     ];
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/bootstrap", get(bootstrap))
+        .route("/api/swarm", get(swarm_stats))
+        .route("/metrics", get(metrics))
         .route("/api/checkpoint/base.json", get(checkpoint::base_info))
         .route("/api/checkpoint/base", get(checkpoint::base_bytes))
         .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash))
@@ -68,6 +75,26 @@ pub fn app(state: AppState) -> Router {
 
 async fn healthz() -> Json<Health> {
     Json(Health::ok(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")))
+}
+
+fn swarm_of(state: &AppState) -> Result<&SwarmHandle, HttpError> {
+    state.swarm.as_ref().ok_or(HttpError::SwarmUnavailable)
+}
+
+/// How to join the swarm through this relay (its addresses, with certhash) and the other relays.
+async fn bootstrap(State(state): State<AppState>) -> Result<Json<Bootstrap>, HttpError> {
+    Ok(Json(swarm_of(&state)?.bootstrap().await.map_err(|_| HttpError::SwarmUnavailable)?))
+}
+
+/// Peers, relays, rollouts per minute, rejections by reason.
+async fn swarm_stats(State(state): State<AppState>) -> Result<Json<SwarmStats>, HttpError> {
+    Ok(Json(swarm_of(&state)?.stats().await.map_err(|_| HttpError::SwarmUnavailable)?))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> Result<Response, HttpError> {
+    let text = swarm_of(&state)?.metrics_text();
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }
 
 async fn asset(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Result<Response, HttpError> {

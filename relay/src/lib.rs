@@ -1,13 +1,17 @@
 //! The Tabswarm relay: one axum binary a relay operator runs on a small VPS.
 //!
-//! Today it serves the page (`web/dist`, built by `cargo xtask build`) and `/healthz`; the libp2p
-//! swarm, ledger and chain client join it in later issues. `main.rs` holds configuration and wiring,
-//! [`http`] the router, [`assets`] the static files, [`error`] what can go wrong.
+//! It serves the page (`web/dist`, built by `cargo xtask build`), the base checkpoint and
+//! `/healthz`, and runs the swarm's libp2p node in the same process ([`swarm`]: WebRTC for tabs,
+//! TCP between relays and for native peers, gossipsub in validation mode), with `/api/bootstrap`,
+//! `/api/swarm` and `/metrics` over HTTP. The ledger and chain client join it in a later issue.
+//! `main.rs` holds configuration and wiring, [`http`] the router, [`assets`] the static files,
+//! [`error`] what can go wrong.
 
 pub mod assets;
 pub mod checkpoint;
 pub mod error;
 pub mod http;
+pub mod swarm;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +34,8 @@ pub struct RelayConfig {
     pub assets: PathBuf,
     /// A checkpoint file to serve as the swarm's base model.
     pub base_checkpoint: Option<PathBuf>,
+    /// The libp2p node.
+    pub swarm: swarm::SwarmConfig,
 }
 
 /// A relay whose socket is bound and whose assets are loaded, ready to [`Relay::serve`].
@@ -37,6 +43,7 @@ pub struct RelayConfig {
 pub struct Relay {
     listener: TcpListener,
     state: AppState,
+    event_loop: swarm::EventLoop,
 }
 
 impl Relay {
@@ -49,7 +56,18 @@ impl Relay {
             None => None,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
-        Ok(Self { listener, state: AppState { assets, base_checkpoint } })
+        let (handle, event_loop) = swarm::start(&config.swarm).await?;
+        Ok(Self { listener, state: AppState { assets, base_checkpoint, swarm: Some(handle) }, event_loop })
+    }
+
+    /// The libp2p node's handle (answers once [`Relay::serve`] runs).
+    pub fn swarm(&self) -> Option<&swarm::SwarmHandle> {
+        self.state.swarm.as_ref()
+    }
+
+    /// The bootstrap list as it stands at start (this relay's swarm addresses).
+    pub fn bootstrap(&self) -> tabswarm_protocol::api::Bootstrap {
+        self.event_loop.bootstrap()
     }
 
     /// What the relay serves as the base checkpoint, if anything.
@@ -64,20 +82,28 @@ impl Relay {
 
     /// Serves until `shutdown` resolves, then lets open requests finish for up to
     /// [`SHUTDOWN_GRACE`].
+    /// The libp2p node stops with the HTTP server.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (swarm_stop_tx, swarm_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let swarm = tokio::spawn(self.event_loop.run(async move {
+            let _ = swarm_stop_rx.await;
+        }));
         let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
             shutdown.await;
+            let _ = swarm_stop_tx.send(());
             let _ = stop_tx.send(());
         });
         let mut server = std::pin::pin!(server.into_future());
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut server => result,
             () = async { let _ = stop_rx.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                 tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown began; exiting anyway");
                 Ok(())
             }
-        }
+        };
+        swarm.abort();
+        result
     }
 }
 

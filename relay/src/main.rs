@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +25,26 @@ struct Cli {
     /// A checkpoint to serve as the swarm's base model at /api/checkpoint/base (verified at start).
     #[arg(long, env = "TABSWARM_BASE_CHECKPOINT")]
     base_checkpoint: Option<PathBuf>,
+    /// Folder for the relay's libp2p key and WebRTC certificate (kept across restarts: the
+    /// certificate's hash is part of the address browsers dial).
+    #[arg(long, env = "TABSWARM_DATA_DIR", default_value = "tabswarm-data")]
+    data_dir: PathBuf,
+    /// UDP port of the WebRTC listener browsers connect to (open it in the firewall).
+    #[arg(long, env = "TABSWARM_WEBRTC_PORT", default_value_t = 9090)]
+    webrtc_port: u16,
+    /// TCP port other relays and native peers connect to (open it in the firewall).
+    #[arg(long, env = "TABSWARM_P2P_PORT", default_value_t = 9091)]
+    p2p_port: u16,
+    /// Public IP to advertise to browsers and other relays (behind NAT, or when --host is 0.0.0.0).
+    #[arg(long, env = "TABSWARM_PUBLIC_IP")]
+    public_ip: Option<IpAddr>,
+    /// Another relay to join, as a multiaddr ending in /p2p/<peer id> (see its /api/bootstrap).
+    /// Repeat for several; lost connections are redialled.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    peers: Vec<libp2p::Multiaddr>,
+    /// Most connections the relay accepts (tabs, native peers, relays).
+    #[arg(long, env = "TABSWARM_MAX_PEERS", default_value_t = 4096)]
+    max_peers: u32,
 }
 
 #[tokio::main]
@@ -37,6 +58,15 @@ async fn main() -> ExitCode {
         listen: SocketAddr::new(cli.host, cli.port),
         assets: cli.assets,
         base_checkpoint: cli.base_checkpoint,
+        swarm: SwarmConfig {
+            data_dir: cli.data_dir,
+            listen_ip: cli.host,
+            webrtc_port: cli.webrtc_port,
+            tcp_port: cli.p2p_port,
+            public_ip: cli.public_ip,
+            peers: cli.peers,
+            max_peers: cli.max_peers,
+        },
     };
     let relay = match Relay::bind(&config).await {
         Ok(relay) => relay,
@@ -49,6 +79,9 @@ async fn main() -> ExitCode {
     tracing::info!(assets = %config.assets.display(), "relay listening on http://{addr}");
     if let Some(base) = relay.base_checkpoint() {
         tracing::info!(sha256 = %base.sha256, bytes = base.bytes, step = base.step, "serving the base checkpoint");
+    }
+    for addr in relay.bootstrap().addrs {
+        tracing::info!(%addr, "swarm address");
     }
     // The one line a person running the relay looks for.
     println!("Tabswarm relay serving http://{addr}  (Ctrl-C to stop)");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS};
+use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig};
 
 /// Kills chromedriver and the Chromium it started when a test ends, pass or fail.
@@ -43,16 +44,28 @@ fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
-async fn start_relay() -> String {
+/// A relay serving the built page; its data folder lives as long as this does.
+struct TestRelay {
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+async fn start_relay() -> TestRelay {
     start_relay_serving(None).await
 }
 
-async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> String {
-    let config = RelayConfig { listen: "127.0.0.1:0".parse().expect("addr"), assets: assets_dir(), base_checkpoint };
+async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
+    let data = tempfile::tempdir().expect("relay data dir");
+    let config = RelayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        assets: assets_dir(),
+        base_checkpoint,
+        swarm: SwarmConfig::local(data.path().to_path_buf()),
+    };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
     tokio::spawn(relay.serve(std::future::pending()));
-    format!("http://{addr}")
+    TestRelay { url: format!("http://{addr}"), _data: data }
 }
 
 async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
@@ -143,7 +156,8 @@ fn save_text(name: &str, text: &str) {
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
-    let base = start_relay().await;
+    let relay = start_relay().await;
+    let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
@@ -167,7 +181,8 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
-    let base = start_relay().await;
+    let relay = start_relay().await;
+    let base = &relay.url;
     let (_driver, client) = start_browser(&["--disable-features=WebGPU"]).await;
     client.goto(&format!("{base}/?n=96")).await.expect("load page");
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(120)).await;
@@ -185,7 +200,8 @@ async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn a_bad_size_is_explained_and_the_default_used() {
-    let base = start_relay().await;
+    let relay = start_relay().await;
+    let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/?n=banana")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(180)).await;
@@ -269,7 +285,8 @@ async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> Lear
 async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (base_path, base_sha) = make_base(dir.path());
-    let base = start_relay_serving(Some(base_path)).await;
+    let relay = start_relay_serving(Some(base_path)).await;
+    let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/?n=64&rounds=3")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;

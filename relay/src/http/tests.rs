@@ -8,6 +8,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::error::StartError;
+use crate::swarm::SwarmConfig;
 use crate::{Relay, RelayConfig};
 
 const INDEX: &str = "<!doctype html><title>Tabswarm</title>";
@@ -27,7 +28,7 @@ fn site() -> tempfile::TempDir {
 }
 
 fn router(dir: &Path) -> Router {
-    app(AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: None })
+    app(AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: None, swarm: None })
 }
 
 fn router_with_base(dir: &Path) -> (Router, Vec<u8>) {
@@ -35,7 +36,11 @@ fn router_with_base(dir: &Path) -> (Router, Vec<u8>) {
     let file = dir.join("base.tswm");
     std::fs::write(&file, &bytes).expect("write checkpoint");
     let base = crate::BaseCheckpoint::load(&file).expect("valid checkpoint");
-    let state = AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: Some(base.into()) };
+    let state = AppState {
+        assets: AssetStore::load(dir).expect("load assets"),
+        base_checkpoint: Some(base.into()),
+        swarm: None,
+    };
     (app(state), bytes)
 }
 
@@ -189,9 +194,14 @@ async fn a_port_in_use_is_one_clear_error() {
     let dir = site();
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let listen = taken.local_addr().expect("addr");
-    let err = Relay::bind(&RelayConfig { listen, assets: dir.path().to_path_buf(), base_checkpoint: None })
-        .await
-        .expect_err("port taken");
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = RelayConfig {
+        listen,
+        assets: dir.path().to_path_buf(),
+        base_checkpoint: None,
+        swarm: SwarmConfig::local(data.path().to_path_buf()),
+    };
+    let err = Relay::bind(&config).await.expect_err("port taken");
     let message = err.to_string();
     assert!(message.contains(&format!("port {} is already in use", listen.port())), "{message}");
     assert!(!message.contains('\n'), "one line: {message}");
@@ -202,10 +212,12 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = site();
+    let data = tempfile::tempdir().expect("tempdir");
     let relay = Relay::bind(&RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
+        swarm: SwarmConfig::local(data.path().to_path_buf()),
     })
     .await
     .expect("bind");
@@ -221,6 +233,21 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     stream.read_to_string(&mut reply).await.expect("read");
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(reply.contains("\"service\":\"tabswarm-relay\""), "{reply}");
+
+    // The swarm endpoints answer from the running libp2p node.
+    for (path, needle) in [
+        ("/api/bootstrap", "/webrtc-direct/certhash/"),
+        ("/api/swarm", "\"rollouts_per_minute\":0"),
+        ("/metrics", "tabswarm_messages_rejected_total{reason=\"malformed\"} 0"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("read");
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{path}: {reply}");
+        assert!(reply.contains(needle), "{path} lacks {needle}: {reply}");
+    }
 
     stop.send(()).expect("server alive");
     let result = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;

@@ -1,0 +1,503 @@
+//! The relay's libp2p node: an [`EventLoop`] that owns the `Swarm`, and a clonable [`SwarmHandle`]
+//! the HTTP handlers ask for the bootstrap list, statistics and metrics.
+//!
+//! One process serves browsers over WebRTC (webrtc-direct on UDP, certificate persisted so the
+//! address survives restarts), other relays and native peers over TCP (noise + yamux), and runs
+//! gossipsub in validation mode: every message is decoded by [`tabswarm_protocol::wire::decode`]
+//! and accepted, ignored (a duplicate) or rejected (peer scoring then penalises the sender) before
+//! it is forwarded. identify tells relays apart from peers; relays are explicit gossipsub peers of
+//! one another, so everything crosses between them. A circuit-relay v2 server lets peers reach
+//! each other through the relay for protocols beyond gossip.
+
+mod identity;
+mod stats;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::Transport as _;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, gossipsub, identify, noise, ping, relay, tcp, yamux};
+use prometheus_client::registry::Registry;
+use tabswarm_protocol::api::{Bootstrap, RelayAddrs, SwarmStats};
+use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
+use tabswarm_protocol::wire::{self, Verified, WIRE_VERSION};
+use tokio::sync::{mpsc, oneshot};
+
+pub use identity::NodeIdentity;
+use stats::{RelayMetrics, Tally};
+
+use crate::error::StartError;
+
+/// Where and how the relay's libp2p node listens.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Folder for the node's key and WebRTC certificate (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to listen on (both transports).
+    pub listen_ip: IpAddr,
+    /// UDP port of the webrtc-direct listener browsers dial (0: any free port).
+    pub webrtc_port: u16,
+    /// TCP port other relays and native peers dial (0: any free port).
+    pub tcp_port: u16,
+    /// The public address to advertise instead of the listen addresses (behind NAT, or when
+    /// listening on 0.0.0.0).
+    pub public_ip: Option<IpAddr>,
+    /// Other relays to join (their multiaddrs, ending in `/p2p/<id>`); redialled when lost.
+    pub peers: Vec<Multiaddr>,
+    /// Most connections accepted from others.
+    pub max_peers: u32,
+}
+
+impl SwarmConfig {
+    /// Loopback, any free ports, no other relays: for tests and a first local run.
+    pub fn local(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            webrtc_port: 0,
+            tcp_port: 0,
+            public_ip: None,
+            peers: Vec::new(),
+            max_peers: 4096,
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    relay: relay::Behaviour,
+}
+
+enum Command {
+    Bootstrap(oneshot::Sender<Bootstrap>),
+    Stats(oneshot::Sender<SwarmStats>),
+}
+
+/// The HTTP side's way into the running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SwarmHandle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    registry: Arc<Registry>,
+}
+
+/// The swarm's event loop has stopped (the relay is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the relay's swarm has stopped")]
+pub struct SwarmStopped;
+
+impl SwarmHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SwarmStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(command(tx)).await.map_err(|_| SwarmStopped)?;
+        rx.await.map_err(|_| SwarmStopped)
+    }
+
+    /// How to join the swarm here: this relay's addresses and the other relays it knows.
+    pub async fn bootstrap(&self) -> Result<Bootstrap, SwarmStopped> {
+        self.ask(Command::Bootstrap).await
+    }
+
+    /// What this relay sees of the swarm.
+    pub async fn stats(&self) -> Result<SwarmStats, SwarmStopped> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Prometheus text exposition of the relay's metrics (libp2p's and the swarm's own).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Owns the `Swarm`; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    public_ip: Option<IpAddr>,
+    /// Configured relays and when to try each again.
+    redial: Vec<Redial>,
+    /// Connected peers that identified as relays, with the addresses they listen on.
+    relays: HashMap<PeerId, Vec<Multiaddr>>,
+    connected: HashSet<PeerId>,
+    tally: Tally,
+    metrics: RelayMetrics,
+    libp2p_metrics: libp2p::metrics::Metrics,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop").field("peer_id", self.swarm.local_peer_id()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Redial {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+    next: tokio::time::Instant,
+    backoff: Duration,
+}
+
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// How long [`start`] waits for both listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds the node from its persisted identity, starts both listeners and waits until they are
+/// up (so a port conflict is a start error, and the bootstrap list is complete from the first
+/// request).
+pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), StartError> {
+    let identity = NodeIdentity::load_or_create(&config.data_dir)?;
+    let mut registry = Registry::with_prefix("tabswarm");
+    let metrics = RelayMetrics::register(&mut registry);
+    let libp2p_metrics = libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+    let swarm_error = |e: &dyn std::fmt::Display| StartError::Swarm(e.to_string());
+    let certificate = identity.certificate.clone();
+    let keypair = identity.keypair.clone();
+    let max_peers = config.max_peers;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| swarm_error(&e))?
+        .with_other_transport(|key| {
+            Ok(libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
+                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
+        })
+        .map_err(|e| swarm_error(&e))?
+        .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+        .with_behaviour(|key| {
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip::config(Role::Relay),
+            )?;
+            let (params, thresholds) = gossip::relay_scoring();
+            gossipsub.with_peer_score(params, thresholds)?;
+            gossipsub.subscribe(&gossip::topic())?;
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established_incoming(Some(max_peers))
+                .with_max_established_per_peer(Some(2));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                gossipsub,
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                        .with_agent_version(format!("{RELAY_AGENT_PREFIX}{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
+            })
+        })
+        .map_err(|e| swarm_error(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+
+    let ip = match config.listen_ip {
+        IpAddr::V4(ip) => Protocol::Ip4(ip),
+        IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    let webrtc =
+        Multiaddr::empty().with(ip.clone()).with(Protocol::Udp(config.webrtc_port)).with(Protocol::WebRTCDirect);
+    let tcp = Multiaddr::empty().with(ip).with(Protocol::Tcp(config.tcp_port));
+    for addr in [&webrtc, &tcp] {
+        swarm.listen_on(addr.clone()).map_err(|e| StartError::Swarm(format!("cannot listen on {addr}: {e}")))?;
+    }
+    // Both listeners must report an address (or fail) before the relay says it is up.
+    let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
+    tokio::pin!(deadline);
+    let (mut have_webrtc, mut have_tcp) = (false, false);
+    while !(have_webrtc && have_tcp) {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    have_webrtc |= address.iter().any(|p| matches!(p, Protocol::WebRTCDirect));
+                    have_tcp |= address.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+                }
+                SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                    return Err(StartError::Swarm(format!("listener on {addresses:?} closed: {reason:?}")));
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(StartError::Swarm(format!("listener failed: {error}")));
+                }
+                _ => {}
+            },
+            () = &mut deadline => {
+                return Err(StartError::Swarm(format!(
+                    "listeners did not come up within {LISTEN_TIMEOUT:?} (webrtc {have_webrtc}, tcp {have_tcp})"
+                )));
+            }
+        }
+    }
+    if let Some(public) = config.public_ip {
+        for addr in public_addrs(&swarm, public, &identity) {
+            swarm.add_external_address(addr);
+        }
+    }
+    let now = tokio::time::Instant::now();
+    let redial = config
+        .peers
+        .iter()
+        .map(|addr| {
+            let peer = addr.iter().find_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            if let Some(peer) = peer {
+                swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer);
+            }
+            Redial { addr: addr.clone(), peer, next: now, backoff: REDIAL_MIN }
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(64);
+    let handle = SwarmHandle { peer_id: *swarm.local_peer_id(), commands: tx, registry: Arc::new(registry) };
+    let event_loop = EventLoop {
+        swarm,
+        commands: rx,
+        public_ip: config.public_ip,
+        redial,
+        relays: HashMap::new(),
+        connected: HashSet::new(),
+        tally: Tally::default(),
+        metrics,
+        libp2p_metrics,
+    };
+    Ok((handle, event_loop))
+}
+
+/// The addresses to advertise for a public IP: the listeners' ports at that IP.
+fn public_addrs(swarm: &Swarm<Behaviour>, public: IpAddr, identity: &NodeIdentity) -> Vec<Multiaddr> {
+    let ip = match public {
+        IpAddr::V4(ip) => Protocol::Ip4(ip),
+        IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    let mut out = Vec::new();
+    for listen in swarm.listeners() {
+        let mut addr = Multiaddr::empty().with(ip.clone());
+        for p in listen.iter().skip(1) {
+            if let Protocol::Certhash(_) = p {
+                continue;
+            }
+            addr.push(p);
+        }
+        if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+            addr.push(Protocol::Certhash(identity.certificate.fingerprint().to_multihash()));
+        }
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+impl EventLoop {
+    /// Runs until `shutdown` resolves (or every handle is dropped).
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!("swarm stopped");
+    }
+
+    fn on_tick(&mut self) {
+        self.tally.tick();
+        let now = tokio::time::Instant::now();
+        for redial in &mut self.redial {
+            let connected = redial.peer.is_some_and(|p| self.swarm.is_connected(&p));
+            if connected {
+                redial.backoff = REDIAL_MIN;
+                continue;
+            }
+            if now < redial.next {
+                continue;
+            }
+            tracing::debug!(addr = %redial.addr, "dialling configured relay");
+            if let Err(e) = self.swarm.dial(redial.addr.clone()) {
+                tracing::warn!(addr = %redial.addr, "cannot dial configured relay: {e}");
+            }
+            redial.next = now + redial.backoff;
+            redial.backoff = (redial.backoff * 2).min(REDIAL_MAX);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Bootstrap(reply) => {
+                let _ = reply.send(self.bootstrap());
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn with_peer_id(&self, addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+        if addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+            addr.clone()
+        } else {
+            addr.clone().with(Protocol::P2p(peer))
+        }
+    }
+
+    /// How to join the swarm here (what `GET /api/bootstrap` answers).
+    pub fn bootstrap(&self) -> Bootstrap {
+        let me = *self.swarm.local_peer_id();
+        let own: Vec<Multiaddr> = if self.public_ip.is_some() {
+            self.swarm.external_addresses().cloned().collect()
+        } else {
+            self.swarm.listeners().cloned().collect()
+        };
+        let mut relays: Vec<RelayAddrs> = self
+            .relays
+            .iter()
+            .map(|(peer, addrs)| RelayAddrs {
+                peer_id: peer.to_string(),
+                addrs: addrs.iter().map(|a| self.with_peer_id(a, *peer).to_string()).collect(),
+            })
+            .collect();
+        relays.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        Bootstrap {
+            peer_id: me.to_string(),
+            addrs: own.iter().map(|a| self.with_peer_id(a, me).to_string()).collect(),
+            relays,
+            topic: gossip::ROLLOUT_TOPIC.into(),
+            wire_version: WIRE_VERSION,
+        }
+    }
+
+    fn stats(&self) -> SwarmStats {
+        let (_, thresholds) = gossip::relay_scoring();
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let graylisted = self
+            .connected
+            .iter()
+            .filter(|p| gossipsub.peer_score(p).is_some_and(|s| s < thresholds.graylist_threshold))
+            .count();
+        SwarmStats {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            peers: self.connected.len().saturating_sub(self.relays.len()),
+            relays: self.relays.len(),
+            graylisted,
+            ..self.tally.snapshot()
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => {
+                libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
+                self.on_gossip(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
+                if let identify::Event::Received { peer_id, info, .. } = event
+                    && info.agent_version.starts_with(RELAY_AGENT_PREFIX)
+                {
+                    if !self.relays.contains_key(&peer_id) {
+                        tracing::info!(peer = %peer_id, agent = %info.agent_version, "joined another relay");
+                    }
+                    self.swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer_id);
+                    let addrs = info.listen_addrs.into_iter().filter(|a| !is_unspecified(a)).collect();
+                    self.relays.insert(peer_id, addrs);
+                    self.metrics.relays.set(self.relays.len() as i64);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => {
+                libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+                libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } if num_established.get() == 1 => {
+                self.connected.insert(peer_id);
+                self.metrics.connected.set(self.connected.len() as i64);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connected.remove(&peer_id);
+                if self.relays.remove(&peer_id).is_some() {
+                    tracing::info!(peer = %peer_id, "lost another relay");
+                    self.metrics.relays.set(self.relays.len() as i64);
+                }
+                self.metrics.connected.set(self.connected.len() as i64);
+            }
+            SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "swarm listening"),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message { propagation_source, message_id, message } = event else {
+            return;
+        };
+        let acceptance = match message.source {
+            // Strict validation mode refuses unsigned messages before they get here.
+            None => gossipsub::MessageAcceptance::Reject,
+            Some(source) => match wire::decode(&message.data, &source.to_string()) {
+                Err(error) => {
+                    tracing::debug!(%source, via = %propagation_source, "rejected: {error}");
+                    self.tally.rejected(error.kind());
+                    self.metrics.rejected(error.kind());
+                    gossipsub::MessageAcceptance::Reject
+                }
+                Ok(Verified::Rollouts(groups)) => {
+                    let keys = groups.iter().map(|g| (source, g.group.question, g.group.policy_version));
+                    if self.tally.seen_before(keys) {
+                        self.tally.duplicate();
+                        self.metrics.duplicates.inc();
+                        gossipsub::MessageAcceptance::Ignore
+                    } else {
+                        self.tally.accepted(groups.len() as u64);
+                        self.metrics.accepted.inc_by(groups.len() as u64);
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                }
+                Ok(Verified::Announce(_)) => gossipsub::MessageAcceptance::Accept,
+            },
+        };
+        // `false` only when the message already left the cache (nothing to do then).
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            &message_id,
+            &propagation_source,
+            acceptance,
+        );
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}

@@ -1,0 +1,165 @@
+//! Counting what the relay's gossip validator decided, for `/api/swarm` and `/metrics`.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use libp2p::PeerId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tabswarm_protocol::api::SwarmStats;
+use tabswarm_protocol::tasks::QuestionId;
+use tabswarm_protocol::wire::REFUSAL_KINDS;
+
+/// How many (publisher, question, policy version) keys are remembered to spot re-publications.
+const SEEN_CAPACITY: usize = 200_000;
+
+/// Running counts, plus accepted groups per second over the last minute.
+#[derive(Debug)]
+pub struct Tally {
+    total: u64,
+    last_minute: VecDeque<u64>,
+    rejected: BTreeMap<String, u64>,
+    duplicates: u64,
+    seen: HashSet<(PeerId, QuestionId, u64)>,
+    seen_order: VecDeque<(PeerId, QuestionId, u64)>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            total: 0,
+            last_minute: VecDeque::from(vec![0; 60]),
+            rejected: REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
+            duplicates: 0,
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+        }
+    }
+}
+
+impl Tally {
+    /// Called once a second: starts a new one-second bucket.
+    pub fn tick(&mut self) {
+        self.last_minute.pop_front();
+        self.last_minute.push_back(0);
+    }
+
+    pub fn accepted(&mut self, groups: u64) {
+        self.total += groups;
+        if let Some(now) = self.last_minute.back_mut() {
+            *now += groups;
+        }
+    }
+
+    pub fn rejected(&mut self, kind: &str) {
+        *self.rejected.entry(kind.to_owned()).or_default() += 1;
+    }
+
+    pub fn duplicate(&mut self) {
+        self.duplicates += 1;
+    }
+
+    /// Remembers the keys; true when any of them was seen before (a re-publication).
+    pub fn seen_before(&mut self, keys: impl Iterator<Item = (PeerId, QuestionId, u64)>) -> bool {
+        let mut again = false;
+        for key in keys {
+            if self.seen.insert(key) {
+                self.seen_order.push_back(key);
+            } else {
+                again = true;
+            }
+        }
+        while self.seen_order.len() > SEEN_CAPACITY {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        again
+    }
+
+    pub fn snapshot(&self) -> SwarmStats {
+        SwarmStats {
+            rollouts_per_minute: self.last_minute.iter().sum(),
+            rollouts_total: self.total,
+            rejected: self.rejected.clone(),
+            duplicates: self.duplicates,
+            ..SwarmStats::default()
+        }
+    }
+}
+
+/// The relay's own Prometheus metrics (libp2p's are registered beside them).
+#[derive(Debug)]
+pub struct RelayMetrics {
+    pub accepted: Counter,
+    pub duplicates: Counter,
+    rejected: Family<Vec<(String, String)>, Counter>,
+    pub connected: Gauge,
+    pub relays: Gauge,
+}
+
+impl RelayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            accepted: Counter::default(),
+            duplicates: Counter::default(),
+            rejected: Family::default(),
+            connected: Gauge::default(),
+            relays: Gauge::default(),
+        };
+        registry.register(
+            "rollout_groups_accepted",
+            "Rollout groups accepted by the gossip validator",
+            metrics.accepted.clone(),
+        );
+        registry.register("messages_duplicate", "Re-published messages ignored", metrics.duplicates.clone());
+        registry.register(
+            "messages_rejected",
+            "Messages rejected by the gossip validator, by reason",
+            metrics.rejected.clone(),
+        );
+        registry.register("connected_peers", "Peers and relays connected", metrics.connected.clone());
+        registry.register("connected_relays", "Other relays connected", metrics.relays.clone());
+        for kind in REFUSAL_KINDS {
+            // Listed from the start, so a dashboard shows 0 rather than nothing.
+            let _ = metrics.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
+        }
+        metrics
+    }
+
+    pub fn rejected(&self, kind: &str) {
+        self.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tabswarm_protocol::tasks::Family as TaskFamily;
+
+    #[test]
+    fn the_minute_window_forgets_and_republications_are_spotted() {
+        let mut tally = Tally::default();
+        tally.accepted(5);
+        for _ in 0..30 {
+            tally.tick();
+        }
+        tally.accepted(2);
+        assert_eq!(tally.snapshot().rollouts_per_minute, 7);
+        for _ in 0..30 {
+            tally.tick();
+        }
+        let stats = tally.snapshot();
+        assert_eq!((stats.rollouts_per_minute, stats.rollouts_total), (2, 7));
+
+        let peer = PeerId::random();
+        let q = QuestionId::new(TaskFamily::Add, 1, 1);
+        assert!(!tally.seen_before([(peer, q, 0)].into_iter()));
+        assert!(tally.seen_before([(peer, q, 0)].into_iter()));
+        assert!(!tally.seen_before([(peer, q, 1)].into_iter()), "a new policy version is new work");
+        tally.rejected("malformed");
+        assert_eq!(tally.snapshot().rejected["malformed"], 1);
+        assert_eq!(tally.snapshot().rejected["too_large"], 0);
+    }
+}
