@@ -383,9 +383,12 @@ impl EventLoop {
             })
             .collect();
         relays.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        // Sorted: the listeners report in no fixed order, and clients dial the list in turn.
+        let mut addrs: Vec<String> = own.iter().map(|a| self.with_peer_id(a, me).to_string()).collect();
+        addrs.sort();
         Bootstrap {
             peer_id: me.to_string(),
-            addrs: own.iter().map(|a| self.with_peer_id(a, me).to_string()).collect(),
+            addrs,
             relays,
             topic: gossip::ROLLOUT_TOPIC.into(),
             wire_version: WIRE_VERSION,

@@ -11,6 +11,7 @@ pub mod fused_check;
 pub mod learn;
 pub mod learn_report;
 pub mod model;
+pub mod net;
 pub mod report;
 pub mod training;
 

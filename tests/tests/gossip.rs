@@ -1,0 +1,330 @@
+//! The swarm's network in one process: real relays (their libp2p node, as `tabswarm-relay` runs
+//! it) and real native peers (`tabswarm_client::net`, as `tabswarm-peer` runs it) over TCP on
+//! loopback. No browser, no page: these run in the plain `cargo test`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use libp2p::{Multiaddr, PeerId, identity};
+use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, NodeHandle, native};
+use tabswarm_protocol::api::{Bootstrap, SwarmStats};
+use tabswarm_protocol::rollout::RolloutGroup;
+use tabswarm_protocol::tasks::{Family, QuestionId};
+use tabswarm_relay::swarm::{self, SwarmConfig, SwarmHandle};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A relay's libp2p node running on the test's runtime; stops when dropped.
+struct TestRelay {
+    handle: SwarmHandle,
+    bootstrap: Bootstrap,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestRelay {
+    async fn start(config: SwarmConfig) -> Self {
+        let (handle, event_loop) = swarm::start(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
+        let bootstrap = event_loop.bootstrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(event_loop.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { handle, bootstrap, stop: Some(stop), task }
+    }
+
+    async fn local(dir: &Path) -> Self {
+        Self::start(SwarmConfig::local(dir.to_path_buf())).await
+    }
+
+    fn addrs(&self) -> Vec<Multiaddr> {
+        self.bootstrap.addrs.iter().map(|a| a.parse().expect("multiaddr")).collect()
+    }
+
+    fn tcp_addr(&self) -> Multiaddr {
+        self.addrs().into_iter().find(native::can_dial).expect("a TCP address")
+    }
+
+    async fn stats(&self) -> SwarmStats {
+        self.handle.stats().await.expect("relay running")
+    }
+
+    /// Waits until the relay's statistics satisfy `ok`.
+    async fn wait_for(&self, what: &str, ok: impl Fn(&SwarmStats) -> bool) -> SwarmStats {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = self.stats().await;
+            if ok(&stats) {
+                return stats;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "relay never reached {what}: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("event loop");
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A native peer node running on the test's runtime.
+struct TestPeer {
+    handle: NodeHandle,
+    task: tokio::task::JoinHandle<()>,
+    received: Vec<(PeerId, RolloutGroup)>,
+}
+
+impl Drop for TestPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestPeer {
+    fn start(relays: Vec<Multiaddr>) -> Self {
+        let node = native::node(identity::Keypair::generate_ed25519(), relays, "cpu").expect("node");
+        let (handle, run) = node.spawn();
+        Self { handle, task: tokio::spawn(run), received: Vec::new() }
+    }
+
+    fn id(&self) -> String {
+        self.handle.peer_id.to_string()
+    }
+
+    /// Reads events until `done` holds, keeping received rollouts; panics after [`WAIT`].
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&NodeEvent, &[(PeerId, RolloutGroup)]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.handle.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("peer {} never saw {what}; received {:?}", self.id(), self.received.len()))
+                .expect("node running");
+            if let NodeEvent::Rollouts { from, groups } = &event {
+                self.received.extend(groups.iter().map(|g| (*from, g.group.clone())));
+            }
+            if done(&event, &self.received) {
+                return;
+            }
+        }
+    }
+
+    async fn connected(&mut self) {
+        self.until("a connection", |e, _| matches!(e, NodeEvent::State(ConnectionState::Connected { .. }))).await;
+    }
+
+    async fn publish(&mut self, groups: Vec<RolloutGroup>) {
+        self.handle.commands.send(NodeCommand::Publish(groups)).await.expect("node running");
+    }
+
+    /// Waits until rollouts from every peer in `from` have arrived.
+    async fn received_from(&mut self, from: &BTreeSet<String>) {
+        let from = from.clone();
+        self.until("everyone's rollouts", move |_, got| {
+            let seen: BTreeSet<String> = got.iter().map(|(p, _)| p.to_string()).collect();
+            from.is_subset(&seen)
+        })
+        .await;
+    }
+}
+
+/// A valid group (any completions are valid; the verifier scores them) by `peer`.
+fn group(peer: &str, seed: u64) -> RolloutGroup {
+    RolloutGroup {
+        question: QuestionId::new(Family::Add, 2, seed),
+        peer: peer.to_owned(),
+        policy_version: 0,
+        completions: vec!["12".into(), "7".into()],
+    }
+}
+
+/// Lets gossipsub's heartbeats graft the new connections into the relay's mesh.
+async fn let_meshes_form() {
+    tokio::time::sleep(tabswarm_protocol::gossip::HEARTBEAT * 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_reaches_every_one_of_twenty_peers_through_one_relay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::local(dir.path()).await;
+    let mut peers: Vec<TestPeer> = (0..20).map(|_| TestPeer::start(relay.addrs())).collect();
+    for peer in &mut peers {
+        peer.connected().await;
+    }
+    relay.wait_for("20 peers", |s| s.peers == 20).await;
+    let_meshes_form().await;
+    for (i, peer) in peers.iter_mut().enumerate() {
+        let id = peer.id();
+        peer.publish(vec![group(&id, i as u64)]).await;
+    }
+    let everyone: BTreeSet<String> = peers.iter().map(TestPeer::id).collect();
+    for peer in &mut peers {
+        let others: BTreeSet<String> = everyone.iter().filter(|p| **p != peer.id()).cloned().collect();
+        peer.received_from(&others).await;
+        // Exactly one group from each other peer: nothing lost, nothing twice, nothing of its own.
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for (from, g) in &peer.received {
+            assert_eq!(from.to_string(), g.peer, "a group arrived under another peer's name");
+            *counts.entry(from.to_string()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 19);
+        assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    }
+    let stats = relay.wait_for("20 accepted groups", |s| s.rollouts_total == 20).await;
+    assert_eq!((stats.rollouts_per_minute, stats.duplicates), (20, 0));
+    assert!(stats.rejected.values().all(|&n| n == 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_bridge_their_peers() {
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let relay_a = TestRelay::local(dir_a.path()).await;
+    let mut config_b = SwarmConfig::local(dir_b.path().to_path_buf());
+    config_b.peers = vec![relay_a.tcp_addr()];
+    let relay_b = TestRelay::start(config_b).await;
+    relay_a.wait_for("relay B", |s| s.relays == 1).await;
+    relay_b.wait_for("relay A", |s| s.relays == 1).await;
+    // Each relay lists the other for failover.
+    let listed = relay_b.handle.bootstrap().await.expect("bootstrap").relays;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].peer_id, relay_a.bootstrap.peer_id);
+
+    let mut on_a = TestPeer::start(relay_a.addrs());
+    let mut on_b = TestPeer::start(relay_b.addrs());
+    on_a.connected().await;
+    on_b.connected().await;
+    let_meshes_form().await;
+    let (id_a, id_b) = (on_a.id(), on_b.id());
+    on_a.publish(vec![group(&id_a, 1)]).await;
+    on_b.publish(vec![group(&id_b, 2)]).await;
+    on_b.received_from(&BTreeSet::from([id_a.clone()])).await;
+    on_a.received_from(&BTreeSet::from([id_b.clone()])).await;
+    assert_eq!(on_b.received[0].1, group(&id_a, 1));
+    assert_eq!(on_a.received[0].1, group(&id_b, 2));
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_keeps_its_address_and_its_peers_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = SwarmConfig::local(dir.path().to_path_buf());
+    (config.tcp_port, config.webrtc_port) = (free_tcp_port(), free_udp_port());
+    let relay = TestRelay::start(config.clone()).await;
+    let before = relay.bootstrap.clone();
+    assert!(before.addrs.iter().any(|a| a.contains("/webrtc-direct/certhash/")), "{before:?}");
+    let mut a = TestPeer::start(relay.addrs());
+    let mut b = TestPeer::start(relay.addrs());
+    a.connected().await;
+    b.connected().await;
+
+    relay.stop().await;
+    a.until("the relay going away", |e, _| matches!(e, NodeEvent::State(ConnectionState::Waiting { .. }))).await;
+
+    let relay = TestRelay::start(config).await;
+    assert_eq!(relay.bootstrap, before, "the same peer id, ports and certhash after a restart");
+    a.connected().await;
+    b.connected().await;
+    relay.wait_for("both peers back", |s| s.peers == 2).await;
+    let_meshes_form().await;
+    let id_b = b.id();
+    b.publish(vec![group(&id_b, 3)]).await;
+    a.received_from(&BTreeSet::from([id_b])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_receiving() {
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::local(dir.path()).await;
+    let mut honest_a = TestPeer::start(relay.addrs());
+    let mut honest_b = TestPeer::start(relay.addrs());
+    honest_a.connected().await;
+    honest_b.connected().await;
+
+    // The spammer speaks the protocol (same behaviour, signed messages) but publishes garbage.
+    let key = identity::Keypair::generate_ed25519();
+    let mut spammer = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(Default::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .expect("tcp")
+        .with_behaviour(|key| tabswarm_client::net::PeerBehaviour::new(key, "spammer/0".into()))
+        .expect("behaviour")
+        .build();
+    spammer.dial(relay.tcp_addr()).expect("dial");
+    let topic = tabswarm_protocol::gossip::topic();
+    // Drive the spammer until the relay has told it about its subscription.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(tabswarm_client::net::PeerBehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { .. },
+            )) = spammer.select_next_some().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("spammer subscribed");
+    let_meshes_form().await;
+
+    let spam = |i: u32| format!("{{\"v\":1,\"type\":\"rollouts\",\"groups\":[],\"n\":{i}}}").into_bytes();
+    let drive = |spammer: &mut libp2p::Swarm<tabswarm_client::net::PeerBehaviour>, i: u32| {
+        // Publishing only queues; the swarm must be polled to send.
+        let _ = spammer.behaviour_mut().gossipsub.publish(topic.clone(), spam(i));
+    };
+    for i in 0..5 {
+        drive(&mut spammer, i);
+        let _ = tokio::time::timeout(Duration::from_millis(50), spammer.select_next_some()).await;
+    }
+    let poll_spammer = async {
+        loop {
+            spammer.select_next_some().await;
+        }
+    };
+    let stats = tokio::select! {
+        stats = relay.wait_for("the spammer graylisted", |s| s.graylisted == 1) => stats,
+        () = poll_spammer => unreachable!(),
+    };
+    let rejected = stats.rejected["group_count"];
+    assert!(rejected >= 3, "{stats:?}");
+    // Once graylisted, the relay no longer even reads the spammer's messages.
+    for i in 5..15 {
+        drive(&mut spammer, i);
+        let _ = tokio::time::timeout(Duration::from_millis(50), spammer.select_next_some()).await;
+    }
+    let after = relay.stats().await;
+    assert_eq!(after.rejected["group_count"], rejected, "graylisted messages were still processed");
+
+    // Honest peers were never fed the garbage and still hear each other.
+    let id_a = honest_a.id();
+    honest_a.publish(vec![group(&id_a, 4)]).await;
+    honest_b.received_from(&BTreeSet::from([id_a.clone()])).await;
+    assert!(honest_b.received.iter().all(|(from, _)| from.to_string() == id_a));
+
+    // A re-publication of a group already seen is ignored, not forwarded, and not held against anyone.
+    honest_a.publish(vec![group(&id_a, 4), group(&id_a, 5)]).await;
+    relay.wait_for("the duplicate counted", |s| s.duplicates == 1).await;
+    let stats = relay.stats().await;
+    assert_eq!(stats.graylisted, 1, "only the spammer is graylisted: {stats:?}");
+}

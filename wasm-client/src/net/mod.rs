@@ -1,0 +1,482 @@
+//! A peer's connection to the swarm: one libp2p node that keeps a relay connected, publishes this
+//! peer's rollouts and hands over the verified rollouts of everyone else.
+//!
+//! The same [`PeerNode`] runs in the tab's worker (WebRTC to a relay, [`web`]) and in the native
+//! `tabswarm-peer` (TCP, [`native`]); only the transport differs. It connects to one relay at a
+//! time from a list (the relay's `/api/bootstrap`): when the connection drops or a dial fails it
+//! waits (1 s, doubling to 30 s, reset once connected) and tries the next relay in the list.
+//! Every received message goes through [`wire::decode`] before anything else sees it, and the
+//! verdict goes back to gossipsub (accept / ignore a re-publication / reject), as on relays.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, ping};
+use serde::Serialize;
+use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
+use tabswarm_protocol::tasks::{Family, QuestionId};
+use tabswarm_protocol::wire::{self, Announcement, Message, Verified};
+use web_time::Instant;
+
+/// The first wait before redialling; doubles per failure up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between dials.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a connected peer re-announces itself (peers online are counted from these).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
+/// A peer not heard from for this long no longer counts as online.
+pub const ONLINE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The behaviour of a leaf peer.
+// The derive also makes an event enum; neither has a useful Debug (gossipsub's state is large).
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct PeerBehaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+impl PeerBehaviour {
+    /// gossipsub (signed, validated, subscribed to the rollout topic), identify with `agent`, ping.
+    pub fn new(key: &identity::Keypair, agent: String) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip::config(Role::Peer))?;
+        gossipsub.subscribe(&gossip::topic())?;
+        Ok(Self {
+            gossipsub,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(agent),
+            ),
+            ping: ping::Behaviour::default(),
+        })
+    }
+}
+
+/// Where the node stands with its relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Dialling `relay`.
+    Connecting { relay: String },
+    /// Connected to `relay` and subscribed with it: publishing and receiving.
+    Connected { relay: String },
+    /// Lost or could not reach a relay; the next dial (to `next`) is in `wait_ms`.
+    Waiting { next: String, wait_ms: u64, reason: String },
+    /// No relay address this transport can dial was given.
+    NoRelay,
+}
+
+/// What the node tells its owner.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    State(ConnectionState),
+    /// Verified rollout groups another peer published.
+    Rollouts {
+        from: PeerId,
+        groups: Vec<ScoredGroup>,
+    },
+    /// The counters changed (sent once a second at most).
+    Stats(NetStats),
+}
+
+/// Counters for the page and the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetStats {
+    /// Other peers heard from (announcement or rollouts) within [`ONLINE_WINDOW`].
+    pub peers_online: usize,
+    /// Rollout groups published / received over the last minute.
+    pub sent_per_minute: u64,
+    pub received_per_minute: u64,
+    pub sent_total: u64,
+    pub received_total: u64,
+    /// Messages refused by this node's validator.
+    pub rejected_total: u64,
+    /// Groups that could not be published (no relay at the time).
+    pub unsent_total: u64,
+}
+
+/// What the owner asks of the node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Publish these groups (this peer's own; their `peer` must be this node's peer id).
+    Publish(Vec<RolloutGroup>),
+    /// Update what the announcements say.
+    Describe { families: Vec<Family>, policy_version: u64 },
+}
+
+/// The channels to a running [`PeerNode`].
+#[derive(Debug)]
+pub struct NodeHandle {
+    pub peer_id: PeerId,
+    pub commands: mpsc::Sender<NodeCommand>,
+    pub events: mpsc::Receiver<NodeEvent>,
+}
+
+/// Relay addresses this transport can dial, in the given order, deduplicated.
+pub fn dialable(addrs: impl IntoIterator<Item = Multiaddr>, accept: impl Fn(&Multiaddr) -> bool) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for addr in addrs {
+        let has_peer = addr.iter().any(|p| matches!(p, Protocol::P2p(_)));
+        if has_peer && accept(&addr) && !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Sliding one-minute count in one-second buckets.
+#[derive(Debug)]
+struct Minute {
+    buckets: VecDeque<(u64, u64)>,
+    start: Instant,
+}
+
+impl Minute {
+    fn new() -> Self {
+        Self { buckets: VecDeque::new(), start: Instant::now() }
+    }
+    fn add(&mut self, n: u64) {
+        let second = self.start.elapsed().as_secs();
+        match self.buckets.back_mut() {
+            Some((s, count)) if *s == second => *count += n,
+            _ => self.buckets.push_back((second, n)),
+        }
+    }
+    fn total(&mut self) -> u64 {
+        let now = self.start.elapsed().as_secs();
+        while self.buckets.front().is_some_and(|(s, _)| s + 60 <= now) {
+            self.buckets.pop_front();
+        }
+        self.buckets.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// A leaf node of the swarm. Build the `Swarm` with [`native`] or [`web`], then [`PeerNode::spawn`].
+pub struct PeerNode {
+    swarm: Swarm<PeerBehaviour>,
+    relays: Vec<Multiaddr>,
+    next_relay: usize,
+    current: Option<Multiaddr>,
+    connected_relay: Option<PeerId>,
+    subscribed: bool,
+    backoff: Duration,
+    redial: Option<futures_timer::Delay>,
+    client: String,
+    backend: String,
+    families: Vec<Family>,
+    policy_version: u64,
+    seen: HashSet<(PeerId, QuestionId, u64)>,
+    seen_order: VecDeque<(PeerId, QuestionId, u64)>,
+    heard: HashMap<PeerId, Instant>,
+    sent: Minute,
+    received: Minute,
+    stats: NetStats,
+    stats_dirty: bool,
+}
+
+impl std::fmt::Debug for PeerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerNode").field("peer_id", self.swarm.local_peer_id()).finish_non_exhaustive()
+    }
+}
+
+const SEEN_CAPACITY: usize = 100_000;
+
+impl PeerNode {
+    /// A node over `swarm` that will dial `relays` (already filtered with [`dialable`]) in turn.
+    /// `client` and `backend` describe this peer in its announcements.
+    pub fn new(swarm: Swarm<PeerBehaviour>, relays: Vec<Multiaddr>, client: String, backend: String) -> Self {
+        Self {
+            swarm,
+            relays,
+            next_relay: 0,
+            current: None,
+            connected_relay: None,
+            subscribed: false,
+            backoff: BACKOFF_MIN,
+            redial: None,
+            client,
+            backend,
+            families: Vec::new(),
+            policy_version: 0,
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            heard: HashMap::new(),
+            sent: Minute::new(),
+            received: Minute::new(),
+            stats: NetStats::default(),
+            stats_dirty: true,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs the node on the current executor's terms: returns the handle and the future to drive
+    /// (spawn it with tokio or `wasm_bindgen_futures::spawn_local`). The future ends when the
+    /// handle's command sender is dropped.
+    pub fn spawn(self) -> (NodeHandle, impl std::future::Future<Output = ()>) {
+        let (command_tx, command_rx) = mpsc::channel(16);
+        let (event_tx, event_rx) = mpsc::channel(256);
+        let handle = NodeHandle { peer_id: self.peer_id(), commands: command_tx, events: event_rx };
+        (handle, self.run(command_rx, event_tx))
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<NodeCommand>, mut events: mpsc::Sender<NodeEvent>) {
+        let mut out = Vec::new();
+        self.dial_next(&mut out);
+        let mut tick = futures_timer::Delay::new(Duration::from_secs(1));
+        let mut last_announce: Option<Instant> = None;
+        loop {
+            let redial = async {
+                match self.redial.as_mut() {
+                    Some(delay) => delay.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_event(event, &mut out),
+                command = commands.next() => match command {
+                    Some(NodeCommand::Publish(groups)) => self.publish(groups),
+                    Some(NodeCommand::Describe { families, policy_version }) => {
+                        self.families = families;
+                        self.policy_version = policy_version;
+                    }
+                    None => break,
+                },
+                () = redial.fuse() => {
+                    self.redial = None;
+                    self.dial_next(&mut out);
+                }
+                () = (&mut tick).fuse() => {
+                    tick.reset(Duration::from_secs(1));
+                    if self.subscribed && last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
+                        self.announce();
+                        last_announce = Some(Instant::now());
+                    }
+                    if self.refresh_stats() {
+                        out.push(NodeEvent::Stats(self.stats.clone()));
+                    }
+                }
+            }
+            for event in out.drain(..) {
+                // The owner went away: nothing left to do.
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dial_next(&mut self, out: &mut Vec<NodeEvent>) {
+        if self.relays.is_empty() {
+            out.push(NodeEvent::State(ConnectionState::NoRelay));
+            return;
+        }
+        let addr = self.relays[self.next_relay % self.relays.len()].clone();
+        self.next_relay = (self.next_relay + 1) % self.relays.len();
+        self.current = Some(addr.clone());
+        out.push(NodeEvent::State(ConnectionState::Connecting { relay: addr.to_string() }));
+        if let Err(e) = self.swarm.dial(addr) {
+            self.lost(format!("cannot dial: {e}"), out);
+        }
+    }
+
+    /// The current relay is gone or unreachable: wait, then try the next one.
+    fn lost(&mut self, reason: String, out: &mut Vec<NodeEvent>) {
+        self.connected_relay = None;
+        self.subscribed = false;
+        if self.redial.is_some() || self.relays.is_empty() {
+            return;
+        }
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        let next = self.relays[self.next_relay % self.relays.len()].to_string();
+        out.push(NodeEvent::State(ConnectionState::Waiting { next, wait_ms: wait.as_millis() as u64, reason }));
+        self.redial = Some(futures_timer::Delay::new(wait));
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>, out: &mut Vec<NodeEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                let expected = self.current.as_ref().and_then(peer_of);
+                if expected == Some(peer_id) {
+                    self.connected_relay = Some(peer_id);
+                    tracing::info!(relay = %endpoint.get_remote_address(), "connected to relay");
+                }
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. }))
+                if Some(peer_id) == self.connected_relay =>
+            {
+                self.subscribed = true;
+                self.backoff = BACKOFF_MIN;
+                let relay = self.current.as_ref().map(ToString::to_string).unwrap_or_default();
+                out.push(NodeEvent::State(ConnectionState::Connected { relay }));
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let acceptance = self.validate(message, out);
+                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Identify(identify::Event::Received {
+                peer_id, info, ..
+            })) if Some(peer_id) == self.connected_relay && !info.agent_version.starts_with(RELAY_AGENT_PREFIX) => {
+                tracing::warn!(agent = %info.agent_version, "the relay does not identify as a Tabswarm relay");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
+                if Some(peer_id) == self.connected_relay =>
+            {
+                let reason = cause.map_or_else(|| "connection closed".to_owned(), |c| format!("connection lost: {c}"));
+                tracing::info!(relay = %peer_id, "{reason}");
+                self.lost(reason, out);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                let ours = peer_id.is_some() && peer_id == self.current.as_ref().and_then(peer_of);
+                if ours && self.connected_relay.is_none() {
+                    self.lost(format!("cannot reach the relay: {error}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn validate(&mut self, message: gossipsub::Message, out: &mut Vec<NodeEvent>) -> gossipsub::MessageAcceptance {
+        let Some(source) = message.source else {
+            return gossipsub::MessageAcceptance::Reject;
+        };
+        match wire::decode(&message.data, &source.to_string()) {
+            Err(error) => {
+                tracing::debug!(%source, "rejected: {error}");
+                self.stats.rejected_total += 1;
+                self.stats_dirty = true;
+                gossipsub::MessageAcceptance::Reject
+            }
+            Ok(Verified::Announce(_)) => {
+                self.heard.insert(source, Instant::now());
+                gossipsub::MessageAcceptance::Accept
+            }
+            Ok(Verified::Rollouts(groups)) => {
+                let mut again = false;
+                for g in &groups {
+                    let key = (source, g.group.question, g.group.policy_version);
+                    if self.seen.insert(key) {
+                        self.seen_order.push_back(key);
+                    } else {
+                        again = true;
+                    }
+                }
+                while self.seen_order.len() > SEEN_CAPACITY {
+                    if let Some(old) = self.seen_order.pop_front() {
+                        self.seen.remove(&old);
+                    }
+                }
+                if again {
+                    return gossipsub::MessageAcceptance::Ignore;
+                }
+                self.heard.insert(source, Instant::now());
+                self.received.add(groups.len() as u64);
+                self.stats.received_total += groups.len() as u64;
+                self.stats_dirty = true;
+                out.push(NodeEvent::Rollouts { from: source, groups });
+                gossipsub::MessageAcceptance::Accept
+            }
+        }
+    }
+
+    fn publish(&mut self, groups: Vec<RolloutGroup>) {
+        let count = groups.len() as u64;
+        let result = wire::encode(&Message::Rollouts { groups }).map_err(|e| e.to_string()).and_then(|bytes| {
+            self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(_) => {
+                self.sent.add(count);
+                self.stats.sent_total += count;
+            }
+            Err(e) => {
+                tracing::debug!("rollouts not published: {e}");
+                self.stats.unsent_total += count;
+            }
+        }
+        self.stats_dirty = true;
+    }
+
+    fn announce(&mut self) {
+        let announcement = Announcement {
+            peer: self.peer_id().to_string(),
+            client: self.client.clone(),
+            backend: self.backend.clone(),
+            families: self.families.clone(),
+            policy_version: self.policy_version,
+        };
+        if let Ok(bytes) = wire::encode(&Message::Announce(announcement)) {
+            // Fails only without a relay; the next tick tries again.
+            let _ = self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes);
+        }
+    }
+
+    /// Recomputes the counters; true when they changed.
+    fn refresh_stats(&mut self) -> bool {
+        self.heard.retain(|_, t| t.elapsed() < ONLINE_WINDOW);
+        let stats = NetStats {
+            peers_online: self.heard.len(),
+            sent_per_minute: self.sent.total(),
+            received_per_minute: self.received.total(),
+            ..self.stats.clone()
+        };
+        let changed = self.stats_dirty || stats != self.stats;
+        self.stats = stats;
+        self.stats_dirty = false;
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relay_addresses_with_a_peer_id_that_the_transport_takes_are_dialled() {
+        let peer = PeerId::random();
+        let tcp: Multiaddr = format!("/ip4/127.0.0.1/tcp/9091/p2p/{peer}").parse().expect("addr");
+        let webrtc: Multiaddr = format!("/ip4/127.0.0.1/udp/9090/webrtc-direct/p2p/{peer}").parse().expect("addr");
+        let anonymous: Multiaddr = "/ip4/127.0.0.1/tcp/9092".parse().expect("addr");
+        let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+        let got = dialable([anonymous, webrtc, tcp.clone(), tcp.clone()], is_tcp);
+        assert_eq!(got, vec![tcp]);
+    }
+
+    #[test]
+    fn the_minute_window_counts_what_was_added() {
+        let mut minute = Minute::new();
+        minute.add(3);
+        minute.add(4);
+        assert_eq!(minute.total(), 7);
+    }
+}
