@@ -182,6 +182,14 @@ async fn every_message_reaches_every_one_of_twenty_peers_through_one_relay() {
         assert_eq!(counts.len(), 19);
         assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     }
+    // What the page and the CLI show: every other peer online, one group out, nineteen in.
+    for peer in &mut peers {
+        peer.until("its counters", |e, _| {
+            matches!(e, NodeEvent::Stats(s) if s.peers_online == 19 && s.sent_total == 1 && s.received_total == 19
+                && s.sent_per_minute == 1 && s.received_per_minute == 19)
+        })
+        .await;
+    }
     let stats = relay.wait_for("20 accepted groups", |s| s.rollouts_total == 20).await;
     assert_eq!((stats.rollouts_per_minute, stats.duplicates), (20, 0));
     assert!(stats.rejected.values().all(|&n| n == 0), "{stats:?}");

@@ -55,16 +55,22 @@ pub enum WorkerRequest {
     Stop,
     /// Serialise the last trained model as a checkpoint and send it to the page.
     SaveModel,
+    /// Rollout groups other peers published (verified by the page's node); the next round uses them.
+    Received(Vec<tabswarm_protocol::rollout::RolloutGroup>),
 }
 
 /// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
 /// from a fresh model of size `model`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainRequest {
     pub backend: TrainBackend,
     pub model: ModelSize,
     pub rounds: u32,
     pub seed: u64,
+    /// The page's libp2p peer id when it is connected to the swarm: the run then shares its groups
+    /// under that id and learns from others'. `None`: learn alone.
+    #[serde(default)]
+    pub peer: Option<String>,
 }
 
 /// How one family went over the last few rounds.
@@ -102,6 +108,11 @@ pub struct TrainProgress {
     pub policy_version: u64,
     pub rounds_per_second: f64,
     pub completions_per_second: f64,
+    /// Rollout groups from other peers handed to the run so far, and how many of them it trained on.
+    #[serde(default)]
+    pub received: u64,
+    #[serde(default)]
+    pub external_trained: u64,
     /// Whether this is the last report of the run.
     pub done: bool,
 }
@@ -110,7 +121,7 @@ impl TrainProgress {
     /// One line for the page.
     pub fn describe(&self) -> String {
         format!(
-            "{} · round {}/{} · reward {:.3} (first round {:.3}) · {} GRPO steps · {:.2} rounds/s · {:.0} completions/s · {:.2}M parameters",
+            "{} · round {}/{} · reward {:.3} (first round {:.3}) · {} GRPO steps · {:.2} rounds/s · {:.0} completions/s · {:.2}M parameters{}",
             self.backend.label(),
             self.round,
             self.rounds,
@@ -119,7 +130,12 @@ impl TrainProgress {
             self.policy_version,
             self.rounds_per_second,
             self.completions_per_second,
-            self.parameters as f64 / 1e6
+            self.parameters as f64 / 1e6,
+            if self.received > 0 {
+                format!(" · trained on {} of {} groups from other peers", self.external_trained, self.received)
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -140,6 +156,8 @@ pub enum WorkerReport {
     Base { description: String, sha256: Option<String> },
     /// A learning round finished.
     Train(TrainProgress),
+    /// This round's own rollout groups, for the page to publish to the swarm.
+    Share(Vec<tabswarm_protocol::rollout::RolloutGroup>),
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
     /// The fused kernels against their references on burn's WebGPU device.
@@ -496,10 +514,17 @@ mod tests {
             model: ModelSize::Tiny,
             rounds: 5,
             seed: 1,
+            peer: None,
         });
         let json = serde_json::to_string(&train).expect("serialize");
-        assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","rounds":5,"seed":1}"#);
+        assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","rounds":5,"seed":1,"peer":null}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);
+        // An older page that sends no peer trains alone.
+        let old = r#"{"kind":"train","backend":"cpu","model":"tiny","rounds":5,"seed":1}"#;
+        assert!(matches!(
+            serde_json::from_str::<WorkerRequest>(old),
+            Ok(WorkerRequest::Train(TrainRequest { peer: None, .. }))
+        ));
         let check = WorkerRequest::Check(CheckRequest { n: 4, seed: 2 });
         let json = serde_json::to_string(&check).expect("serialize");
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), check);
@@ -520,12 +545,16 @@ mod tests {
             policy_version: 2,
             rounds_per_second: 2.0,
             completions_per_second: 128.0,
+            received: 0,
+            external_trained: 0,
             done: false,
         };
         assert_eq!(
             progress.describe(),
             "CPU (wasm) · round 3/10 · reward 0.525 (first round 0.250) · 2 GRPO steps · 2.00 rounds/s · 128 completions/s · 1.80M parameters"
         );
+        let shared = TrainProgress { received: 12, external_trained: 5, ..progress.clone() };
+        assert!(shared.describe().ends_with("1.80M parameters · trained on 5 of 12 groups from other peers"));
         assert_eq!(progress.accuracy[0].fraction(), 0.75);
         let json = serde_json::to_value(&progress.accuracy[0]).expect("json");
         assert_eq!(json, serde_json::json!({"family": "add", "correct": 3, "asked": 4}));

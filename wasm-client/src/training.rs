@@ -2,7 +2,9 @@
 //! swarm runs), from the relay's base checkpoint when it serves one. The clock is injected so the
 //! same code runs in the worker (`performance.now`) and in native tests.
 //!
-//! Until gossip lands (issue 5) the tab trains on its own rollout groups only (I = 8, J = 0).
+//! A tab on its own trains on its own rollout groups (I = 8, J = 0); connected to the swarm it
+//! trains on four of its own and four of others' each round (I = 4, J = 4, the SAPO split), and
+//! every round hands back its own groups for the page to publish.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,9 +29,38 @@ pub fn model_config(size: ModelSize) -> ModelConfig {
     }
 }
 
-/// How a tab learns until it can share: every family, eight questions a round, all its own.
+/// How a tab learns on its own: every family, eight questions a round, all its own.
 pub fn tab_rl_config() -> RlConfig {
     RlConfig { local: 8, external: 0, ..RlConfig::default() }
+}
+
+/// How a tab learns in the swarm: the same rounds, half its own groups and half others'.
+pub fn swarm_rl_config() -> RlConfig {
+    RlConfig { local: 4, external: 4, ..RlConfig::default() }
+}
+
+/// How long a run lasts, its seed, and under which peer id it shares (none: on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    pub rounds: u32,
+    pub seed: u64,
+    /// The libp2p peer id its groups are published under; `None` trains alone (I = 8, J = 0).
+    pub peer: Option<String>,
+    /// The task families to ask (empty: all of them).
+    pub families: Vec<Family>,
+}
+
+impl RunPlan {
+    pub fn solo(rounds: u32, seed: u64) -> Self {
+        Self { rounds, seed, peer: None, families: Vec::new() }
+    }
+}
+
+/// What one round produced: the progress to show and this peer's groups to publish.
+#[derive(Debug, Clone)]
+pub struct RoundOutput {
+    pub progress: TrainProgress,
+    pub share: Vec<tabswarm_protocol::rollout::RolloutGroup>,
 }
 
 /// A policy learning in rounds, with the numbers the page shows.
@@ -45,6 +76,8 @@ pub struct TrainingRun {
     started_ms: f64,
     completions: usize,
     recent: VecDeque<RoundStats>,
+    received: u64,
+    external_trained: u64,
 }
 
 impl TrainingRun {
@@ -54,21 +87,30 @@ impl TrainingRun {
         config: ModelConfig,
         device: &Device,
         backend: TrainBackend,
-        rounds: u32,
-        seed: u64,
+        plan: RunPlan,
     ) -> Result<Self, ModelError> {
         let parameters = model.num_params();
+        let (name, mut rl) = match &plan.peer {
+            Some(id) => (id.as_str(), swarm_rl_config()),
+            None => ("this-tab", tab_rl_config()),
+        };
+        if !plan.families.is_empty() {
+            rl.families = plan.families.clone();
+        }
+        let peer = Peer::new(name, model, rl, device, plan.seed)?;
         Ok(Self {
-            peer: Peer::new("this-tab", model, tab_rl_config(), device, seed)?,
+            peer,
             config,
             backend,
             parameters,
-            rounds,
+            rounds: plan.rounds,
             round: 0,
             first_reward: None,
             started_ms: 0.0,
             completions: 0,
             recent: VecDeque::with_capacity(ACCURACY_WINDOW),
+            received: 0,
+            external_trained: 0,
         })
     }
 
@@ -78,25 +120,18 @@ impl TrainingRun {
         bytes: &[u8],
         device: &Device,
         backend: TrainBackend,
-        rounds: u32,
-        seed: u64,
+        plan: RunPlan,
     ) -> Result<Self, ModelError> {
         let (model, header) = checkpoint::load(bytes, None, device)?;
-        Self::new(model, header.config, device, backend, rounds, seed)
+        Self::new(model, header.config, device, backend, plan)
     }
 
     /// From a freshly initialised model of `size` (when no base checkpoint is served).
-    pub fn fresh(
-        device: &Device,
-        backend: TrainBackend,
-        size: ModelSize,
-        rounds: u32,
-        seed: u64,
-    ) -> Result<Self, ModelError> {
-        device.seed(seed);
+    pub fn fresh(device: &Device, backend: TrainBackend, size: ModelSize, plan: RunPlan) -> Result<Self, ModelError> {
+        device.seed(plan.seed);
         let config = model_config(size);
         let model = config.init(device)?;
-        Self::new(model, config, device, backend, rounds, seed)
+        Self::new(model, config, device, backend, plan)
     }
 
     /// The policy as trained so far, as a checkpoint, without blocking (works on WebGPU).
@@ -104,23 +139,25 @@ impl TrainingRun {
         checkpoint::save_async(&self.peer.model(), &self.config, self.peer.policy_version()).await
     }
 
-    /// Rounds run so far.
-    pub fn steps_taken(&self) -> u32 {
-        self.round
-    }
-
     pub fn is_done(&self) -> bool {
         self.round >= self.rounds
     }
 
-    /// One round (generate, verify, GRPO step); `now_ms` is a monotonic clock in milliseconds.
-    pub async fn step(&mut self, now_ms: &dyn Fn() -> f64) -> Result<TrainProgress, ModelError> {
+    /// One round (generate, verify, GRPO step on its own groups and on `received`, the groups
+    /// other peers published since the last round); `now_ms` is a monotonic clock in milliseconds.
+    pub async fn step(
+        &mut self,
+        now_ms: &dyn Fn() -> f64,
+        received: Vec<tabswarm_protocol::rollout::RolloutGroup>,
+    ) -> Result<RoundOutput, ModelError> {
         if self.round == 0 {
             self.started_ms = now_ms();
         }
         let own = self.peer.generate_round().await?;
         self.completions += own.iter().map(|g| g.group.completions.len()).sum::<usize>();
-        let stats = self.peer.train_round(&own, Vec::new()).await?;
+        self.received += received.len() as u64;
+        let stats = self.peer.train_round(&own, received).await?;
+        self.external_trained += stats.trained_external as u64;
         self.round += 1;
         let reward = stats.mean_reward;
         let first_reward = *self.first_reward.get_or_insert(reward);
@@ -137,7 +174,7 @@ impl TrainingRun {
             }
         }
         let seconds = ((now_ms() - self.started_ms) / 1e3).max(1e-9);
-        Ok(TrainProgress {
+        let progress = TrainProgress {
             backend: self.backend,
             parameters: self.parameters,
             round: self.round,
@@ -152,8 +189,11 @@ impl TrainingRun {
             policy_version: self.peer.policy_version(),
             rounds_per_second: f64::from(self.round) / seconds,
             completions_per_second: self.completions as f64 / seconds,
+            received: self.received,
+            external_trained: self.external_trained,
             done: self.is_done(),
-        })
+        };
+        Ok(RoundOutput { progress, share: own.into_iter().map(|g| g.group).collect() })
     }
 }
 
@@ -166,12 +206,13 @@ mod tests {
     #[test]
     fn a_tiny_run_reports_rounds_rewards_and_accuracy_per_family() {
         let device = Device::flex();
-        let mut run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, 3, 1).expect("run");
+        let mut run =
+            TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(3, 1)).expect("run");
         let origin = Instant::now();
         let now = move || origin.elapsed().as_secs_f64() * 1e3;
         let mut last = None;
         while !run.is_done() {
-            last = Some(pollster::block_on(run.step(&now)).expect("round"));
+            last = Some(pollster::block_on(run.step(&now, Vec::new())).expect("round").progress);
         }
         let last = last.expect("at least one round");
         assert!(last.done && last.round == 3 && last.rounds == 3);
@@ -188,18 +229,20 @@ mod tests {
         let saved = crate::report::SavedModel::describe(&bytes).expect("describe");
         assert_eq!((saved.step, saved.bytes), (last.policy_version, bytes.len()));
         assert!(saved.file_name.starts_with("tabswarm-d32-l2-step"), "{}", saved.file_name);
-        let again = TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, 1, 2).expect("reload");
+        let again =
+            TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, RunPlan::solo(1, 2)).expect("reload");
         assert_eq!(again.parameters, run.parameters);
     }
 
     #[test]
     fn a_damaged_base_is_refused_with_the_reason() {
         let device = Device::flex();
-        let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, 1, 1).expect("run");
+        let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("run");
         let mut bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
-        let err = TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, 1, 1).expect_err("corrupt");
+        let err =
+            TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, RunPlan::solo(1, 1)).expect_err("corrupt");
         assert!(err.to_string().starts_with("checkpoint is corrupt"), "{err}");
     }
 }

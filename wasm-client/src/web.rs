@@ -13,12 +13,19 @@ use web_sys::{
 
 use crate::check::run_check;
 use crate::fused_check::run_fused_check;
+use crate::net::{self, ConnectionState, NetStats, NodeCommand, NodeEvent};
 use crate::report::{
     AdapterSummary, BackendChoice, CheckRequest, ModelSize, SavedModel, TrainBackend, TrainRequest, WorkerReport,
     WorkerRequest, size_from_query, train_options_from_query,
 };
-use crate::training::TrainingRun;
+use crate::training::{RunPlan, TrainingRun};
+use futures::StreamExt;
+use tabswarm_protocol::api::Bootstrap;
 use tabswarm_protocol::checkpoint::BaseInfo;
+use tabswarm_protocol::rollout::RolloutGroup;
+
+/// Most received rollout groups the worker holds for its next round (older ones are dropped).
+const INBOX_LIMIT: usize = 256;
 
 /// Seed of the page's random matrices and model (any fixed value: results are checked, not compared).
 const PAGE_SEED: u64 = 0x7ab5_3a2d;
@@ -45,6 +52,9 @@ struct Page {
     checkpoint_url: RefCell<Option<String>>,
     /// Mean reward of every round of the current run, for the sparkline.
     rewards: RefCell<Vec<f32>>,
+    /// The swarm node's command channel and this tab's peer id, once the node runs.
+    net: RefCell<Option<futures::channel::mpsc::Sender<NodeCommand>>>,
+    peer_id: RefCell<Option<String>>,
 }
 
 impl Page {
@@ -109,6 +119,8 @@ pub fn start_page() -> Result<(), JsError> {
         checkpoint: RefCell::new(None),
         checkpoint_url: RefCell::new(None),
         rewards: RefCell::new(Vec::new()),
+        net: RefCell::new(None),
+        peer_id: RefCell::new(None),
     });
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
@@ -184,6 +196,7 @@ pub fn start_page() -> Result<(), JsError> {
                         model: page.train_size,
                         rounds: page.train_rounds,
                         seed: PAGE_SEED,
+                        peer: page.peer_id.borrow().clone(),
                     }));
                 }
                 None => page.send(&WorkerRequest::Stop),
@@ -194,7 +207,90 @@ pub fn start_page() -> Result<(), JsError> {
         }
         onclick.forget();
     }
+    wasm_bindgen_futures::spawn_local(join_swarm(window, Rc::clone(&page)));
     Ok(())
+}
+
+/// Joins the swarm from the page (browsers offer WebRTC to pages, not to workers): asks the
+/// relay for its bootstrap list, runs the libp2p node, shows its state, hands received rollouts
+/// to the worker and publishes the worker's.
+async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
+    page.set_state("net", "connecting", "Asking the relay how to join the swarm…");
+    let bootstrap: Bootstrap = match fetch_text(&window, "/api/bootstrap").await.and_then(|text| {
+        serde_json::from_str(&text).map_err(|e| format!("the relay's bootstrap list is unreadable ({e})"))
+    }) {
+        Ok(bootstrap) => bootstrap,
+        Err(e) => {
+            page.set_state("net", "offline", &format!("Not connected to the swarm: {e}. This tab learns on its own."));
+            return;
+        }
+    };
+    let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
+    let addrs: Vec<libp2p::Multiaddr> = addrs.filter_map(|a| a.parse().ok()).collect();
+    let node = match net::web::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "browser") {
+        Ok(node) => node,
+        Err(e) => {
+            page.set_state(
+                "net",
+                "offline",
+                &format!("The swarm node could not start ({e}). This tab learns on its own."),
+            );
+            return;
+        }
+    };
+    let (mut handle, run) = node.spawn();
+    let peer_id = handle.peer_id.to_string();
+    if let Some(el) = page.document.get_element_by_id("net") {
+        let _ = el.set_attribute("data-peer-id", &peer_id);
+    }
+    *page.peer_id.borrow_mut() = Some(peer_id);
+    *page.net.borrow_mut() = Some(handle.commands.clone());
+    wasm_bindgen_futures::spawn_local(run);
+    while let Some(event) = handle.events.next().await {
+        match event {
+            NodeEvent::State(state) => render_connection(&page, &state),
+            NodeEvent::Stats(stats) => render_net_stats(&page, &stats),
+            NodeEvent::Rollouts { groups, .. } => {
+                page.send(&WorkerRequest::Received(groups.into_iter().map(|g| g.group).collect()));
+            }
+        }
+    }
+}
+
+async fn fetch_text(window: &web_sys::Window, url: &str) -> Result<String, String> {
+    let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("cannot reach the relay for {url}: {e:?}"))?
+        .dyn_into()
+        .map_err(|_| format!("the browser returned no response for {url}"))?;
+    if !response.ok() {
+        return Err(format!("the relay answered HTTP {} for {url}", response.status()));
+    }
+    let text = wasm_bindgen_futures::JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("reading {url} failed: {e:?}"))?;
+    Ok(text.as_string().unwrap_or_default())
+}
+
+fn render_connection(page: &Page, state: &ConnectionState) {
+    let (key, text) = net::describe_connection(state);
+    page.set_state("net", key, &text);
+    if let Some(el) = page.document.get_element_by_id("net") {
+        let relay = match state {
+            ConnectionState::Connected { relay } => relay.as_str(),
+            _ => "",
+        };
+        let _ = el.set_attribute("data-relay", relay);
+    }
+}
+
+fn render_net_stats(page: &Page, stats: &NetStats) {
+    page.set("net-stats", &stats.describe());
+    if let Some(el) = page.document.get_element_by_id("net-stats") {
+        let _ = el.set_attribute("data-peers", &stats.peers_online.to_string());
+        let _ = el.set_attribute("data-sent-total", &stats.sent_total.to_string());
+        let _ = el.set_attribute("data-received-total", &stats.received_total.to_string());
+    }
 }
 
 fn render(page: &Page, report: WorkerReport, n: usize) {
@@ -241,6 +337,13 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             }
             if progress.done {
                 training_finished(page);
+            }
+        }
+        WorkerReport::Share(groups) => {
+            let sender = page.net.borrow().clone();
+            if let Some(mut sender) = sender {
+                // Full only if the node is far behind; a round's rollouts are then dropped (counted there).
+                let _ = sender.try_send(NodeCommand::Publish(groups));
             }
         }
         WorkerReport::TrainFailed { message } => {
@@ -371,6 +474,8 @@ struct WorkerState {
     stop: Cell<bool>,
     /// The last training run, kept after it ends so its model can be saved.
     last_run: RefCell<Option<TrainingRun>>,
+    /// Rollout groups from other peers, waiting for the next round.
+    inbox: RefCell<std::collections::VecDeque<RolloutGroup>>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -390,17 +495,27 @@ pub fn start_worker() -> Result<(), JsError> {
                     return;
                 }
             };
-            if request == WorkerRequest::Stop {
-                state.stop.set(true);
-                return;
-            }
+            let request = match request {
+                WorkerRequest::Stop => {
+                    state.stop.set(true);
+                    return;
+                }
+                WorkerRequest::Received(groups) => {
+                    let mut inbox = state.inbox.borrow_mut();
+                    inbox.extend(groups);
+                    let excess = inbox.len().saturating_sub(INBOX_LIMIT);
+                    inbox.drain(..excess);
+                    return;
+                }
+                request => request,
+            };
             let (scope, state) = (scope.clone(), Rc::clone(&state));
             wasm_bindgen_futures::spawn_local(async move {
                 match request {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::SaveModel => handle_save(&scope, &state).await,
-                    WorkerRequest::Stop => {}
+                    WorkerRequest::Stop | WorkerRequest::Received(_) => {}
                 }
             });
         })
@@ -490,11 +605,13 @@ async fn handle_train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, r
 }
 
 async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) -> Result<(), String> {
-    let TrainRequest { backend, model, rounds, seed } = request;
+    let TrainRequest { backend, model, rounds, seed, peer } = request;
+    let sharing = peer.is_some();
+    let plan = RunPlan { rounds, seed, peer, families: Vec::new() };
     let device = burn_device(state, backend).await?;
     let mut run = match fetch_base(scope).await? {
         Some((info, bytes)) => {
-            let run = TrainingRun::from_checkpoint(&bytes, &device, backend, rounds, seed)
+            let run = TrainingRun::from_checkpoint(&bytes, &device, backend, plan)
                 .map_err(|e| format!("The relay's base checkpoint cannot be used: {e}"))?;
             let short = info.sha256.get(..12).unwrap_or(&info.sha256);
             let description = format!(
@@ -510,14 +627,19 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
                 which rarely earns a reward at first. (Relay operators: --base-checkpoint.)"
                 .to_owned();
             post(scope, &WorkerReport::Base { description, sha256: None });
-            TrainingRun::fresh(&device, backend, model, rounds, seed).map_err(|e| e.to_string())?
+            TrainingRun::fresh(&device, backend, model, plan).map_err(|e| e.to_string())?
         }
     };
     let now = clock(scope);
     while !run.is_done() {
-        let mut progress = run.step(&now).await.map_err(|e| format!("Learning failed: {e}"))?;
+        let received: Vec<RolloutGroup> = state.inbox.borrow_mut().drain(..).collect();
+        let round = run.step(&now, received).await.map_err(|e| format!("Learning failed: {e}"))?;
+        let mut progress = round.progress;
         let stopping = state.stop.get();
         progress.done |= stopping;
+        if sharing {
+            post(scope, &WorkerReport::Share(round.share));
+        }
         post(scope, &WorkerReport::Train(progress));
         if stopping {
             break;

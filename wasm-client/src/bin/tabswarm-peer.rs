@@ -1,5 +1,6 @@
 //! `tabswarm-peer`: the client built natively, for GPU owners and for experiments.
 //!
+//! - `run`         join the swarm through a relay and learn with everyone (SAPO over gossip)
 //! - `pretrain`    make the swarm's base checkpoint (the warm start), deterministic from a seed
 //! - `experiment`  the SAPO experiment: simulated peers sharing rollouts in memory (docs/learning.md)
 
@@ -50,6 +51,27 @@ mod native {
 
     #[derive(Debug, Subcommand)]
     enum Command {
+        /// Join the swarm through a relay and learn: each round answers questions, publishes its
+        /// rollouts and trains on four of its own groups and four verified groups from others.
+        Run {
+            /// A relay: its URL (http://host:port — the bootstrap list and base checkpoint are read
+            /// from it) or a multiaddr ending in /p2p/<id>. Repeat to give fallbacks.
+            #[arg(long = "relay", required = true, value_name = "URL|MULTIADDR")]
+            relays: Vec<String>,
+            /// Start from this checkpoint instead of the relay's base.
+            #[arg(long)]
+            base: Option<PathBuf>,
+            /// Rounds to run (0: until Ctrl-C).
+            #[arg(long, default_value_t = 0)]
+            rounds: u32,
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+            /// Comma-separated task families (default: all).
+            #[arg(long, value_delimiter = ',')]
+            families: Vec<Family>,
+            #[arg(long, default_value_t = 1)]
+            seed: u64,
+        },
         /// Train the base checkpoint: supervised on generated questions until the mean greedy
         /// accuracy at the middle difficulty reaches --target (or --max-steps).
         Pretrain {
@@ -165,6 +187,9 @@ mod native {
 
     fn run(cli: Cli) -> Result<(), String> {
         match cli.command {
+            Command::Run { relays, base, rounds, backend, families, seed } => {
+                swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed })
+            }
             Command::Report { results: path, out } => {
                 let text =
                     std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -301,5 +326,139 @@ mod native {
         let mut results = results.into_inner().map_err(|_| "a worker thread panicked".to_string())?;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    #[derive(Debug)]
+    struct SwarmRun {
+        relays: Vec<String>,
+        base: Option<PathBuf>,
+        rounds: u32,
+        backend: Backend,
+        families: Vec<Family>,
+        seed: u64,
+    }
+
+    /// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
+    fn swarm_peer(args: SwarmRun) -> Result<(), String> {
+        use std::collections::VecDeque;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        use futures::StreamExt;
+        use tabswarm_client::net::{self, NodeCommand, NodeEvent, native as transport};
+        use tabswarm_client::report::TrainBackend;
+        use tabswarm_client::training::{RunPlan, TrainingRun};
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+        let (addrs, base) = runtime.block_on(async {
+            let mut addrs = Vec::new();
+            let mut base = None;
+            for relay in &args.relays {
+                if relay.starts_with('/') {
+                    addrs.push(relay.parse().map_err(|e| format!("--relay {relay}: not a multiaddr: {e}"))?);
+                    continue;
+                }
+                match transport::fetch_bootstrap(relay).await {
+                    Ok(list) => addrs.extend(list),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+                if base.is_none() && args.base.is_none() {
+                    base = transport::fetch_base(relay).await?;
+                }
+            }
+            Ok::<_, String>((addrs, base))
+        })?;
+        let base_bytes = match (&args.base, base) {
+            (Some(path), _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+            (None, Some((info, bytes))) => {
+                eprintln!("base checkpoint from the relay: step {}, sha256 {} (verified)", info.step, info.sha256);
+                Some(bytes)
+            }
+            (None, None) => None,
+        };
+        let backend_label = match args.backend {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        };
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let node = runtime.block_on(async { transport::node(key, addrs, backend_label) })?;
+        let (handle, node_future) = node.spawn();
+        let peer_id = handle.peer_id.to_string();
+        eprintln!("peer id {peer_id}");
+        runtime.spawn(node_future);
+
+        let inbox: Arc<Mutex<VecDeque<tabswarm_protocol::rollout::RolloutGroup>>> = Arc::default();
+        let stats: Arc<Mutex<net::NetStats>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut events = handle.events;
+        {
+            let (inbox, stats) = (Arc::clone(&inbox), Arc::clone(&stats));
+            runtime.spawn(async move {
+                while let Some(event) = events.next().await {
+                    match event {
+                        NodeEvent::State(state) => eprintln!("{}", net::describe_connection(&state).1),
+                        NodeEvent::Stats(now) => {
+                            if let Ok(mut s) = stats.lock() {
+                                *s = now;
+                            }
+                        }
+                        NodeEvent::Rollouts { groups, .. } => {
+                            if let Ok(mut q) = inbox.lock() {
+                                q.extend(groups.into_iter().map(|g| g.group));
+                                let excess = q.len().saturating_sub(256);
+                                q.drain(..excess);
+                            }
+                        }
+                    }
+                }
+            });
+            let stop = Arc::clone(&stop);
+            runtime.spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("stopping after this round (Ctrl-C again to quit at once)");
+                    stop.store(true, Ordering::SeqCst);
+                    let _ = tokio::signal::ctrl_c().await;
+                    std::process::exit(130);
+                }
+            });
+        }
+
+        let device = device(args.backend);
+        let rounds = if args.rounds == 0 { u32::MAX } else { args.rounds };
+        let families = if args.families.is_empty() { Family::ALL.to_vec() } else { args.families.clone() };
+        let plan = RunPlan { rounds, seed: args.seed, peer: Some(peer_id), families: families.clone() };
+        let mut run = match &base_bytes {
+            Some(bytes) => TrainingRun::from_checkpoint(bytes, &device, TrainBackend::Cpu, plan),
+            None => {
+                eprintln!("no base checkpoint: learning from a fresh tiny model");
+                TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, plan)
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let mut commands = handle.commands;
+        let started = std::time::Instant::now();
+        let now = move || started.elapsed().as_secs_f64() * 1e3;
+        while !run.is_done() && !stop.load(Ordering::SeqCst) {
+            let received: Vec<_> = inbox.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+            let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;
+            let _ = commands.try_send(NodeCommand::Publish(round.share));
+            let _ = commands.try_send(NodeCommand::Describe {
+                families: families.clone(),
+                policy_version: round.progress.policy_version,
+            });
+            let net = stats.lock().map(|s| s.describe()).unwrap_or_default();
+            let p = &round.progress;
+            println!(
+                "round {:>5}  reward {:.3}  trained on {} of {} groups from others  |  {net}",
+                p.round, p.reward, p.external_trained, p.received
+            );
+        }
+        drop(commands);
+        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        Ok(())
     }
 }

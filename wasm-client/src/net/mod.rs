@@ -106,6 +106,65 @@ pub struct NetStats {
     pub unsent_total: u64,
 }
 
+impl NetStats {
+    /// One line for the page and the CLI.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} other peer{} online · rollout groups out {}/min, in {}/min ({} sent, {} received{})",
+            self.peers_online,
+            if self.peers_online == 1 { "" } else { "s" },
+            self.sent_per_minute,
+            self.received_per_minute,
+            self.sent_total,
+            self.received_total,
+            if self.rejected_total > 0 { format!(", {} refused", self.rejected_total) } else { String::new() }
+        )
+    }
+}
+
+/// A relay address as a person reads it: `127.0.0.1:9090 (…Xyz12345)`.
+pub fn describe_relay(addr: &str) -> String {
+    let Ok(addr) = addr.parse::<Multiaddr>() else { return addr.to_owned() };
+    let (mut host, mut port, mut peer) = (String::new(), String::new(), String::new());
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(ip) => host = ip.to_string(),
+            Protocol::Ip6(ip) => host = format!("[{ip}]"),
+            Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => host = name.to_string(),
+            Protocol::Tcp(p) | Protocol::Udp(p) => port = p.to_string(),
+            Protocol::P2p(id) => {
+                let id = id.to_string();
+                peer = format!(" (…{})", &id[id.len().saturating_sub(8)..]);
+            }
+            _ => {}
+        }
+    }
+    format!("{host}:{port}{peer}")
+}
+
+/// The page's `data-state` key and sentence for a connection state.
+pub fn describe_connection(state: &ConnectionState) -> (&'static str, String) {
+    match state {
+        ConnectionState::Connecting { relay } => {
+            ("connecting", format!("Connecting to relay {}…", describe_relay(relay)))
+        }
+        ConnectionState::Connected { relay } => {
+            ("connected", format!("Connected to the swarm through relay {}.", describe_relay(relay)))
+        }
+        ConnectionState::Waiting { next, wait_ms, reason } => (
+            "waiting",
+            format!(
+                "Not connected ({reason}); trying relay {} in {:.0} s. Learning goes on meanwhile.",
+                describe_relay(next),
+                (*wait_ms as f64 / 1e3).ceil()
+            ),
+        ),
+        ConnectionState::NoRelay => {
+            ("offline", "The relay offers no address this client can dial, so it learns on its own.".to_owned())
+        }
+    }
+}
+
 /// What the owner asks of the node.
 #[derive(Debug)]
 pub enum NodeCommand {
@@ -470,6 +529,36 @@ mod tests {
         let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
         let got = dialable([anonymous, webrtc, tcp.clone(), tcp.clone()], is_tcp);
         assert_eq!(got, vec![tcp]);
+    }
+
+    #[test]
+    fn states_and_counters_read_as_sentences() {
+        let relay = "/ip4/127.0.0.1/udp/9090/webrtc-direct/p2p/12D3KooWDQ4vzZR8UZNnPgENunEmvhMg3RZEAu5rHDRRQYP1CVb8";
+        assert_eq!(describe_relay(relay), "127.0.0.1:9090 (…QYP1CVb8)");
+        assert_eq!(describe_relay("not an address"), "not an address");
+        let (key, text) = describe_connection(&ConnectionState::Waiting {
+            next: relay.into(),
+            wait_ms: 1500,
+            reason: "connection lost".into(),
+        });
+        assert_eq!(key, "waiting");
+        assert_eq!(
+            text,
+            "Not connected (connection lost); trying relay 127.0.0.1:9090 (…QYP1CVb8) in 2 s. Learning goes on meanwhile."
+        );
+        let stats = NetStats {
+            peers_online: 1,
+            sent_per_minute: 8,
+            received_per_minute: 16,
+            sent_total: 8,
+            received_total: 16,
+            rejected_total: 2,
+            unsent_total: 0,
+        };
+        assert_eq!(
+            stats.describe(),
+            "1 other peer online · rollout groups out 8/min, in 16/min (8 sent, 16 received, 2 refused)"
+        );
     }
 
     #[test]

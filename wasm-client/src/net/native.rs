@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tabswarm_protocol::api::Bootstrap;
+use tabswarm_protocol::checkpoint::BaseInfo;
+
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, identity, noise, tcp, yamux};
 
@@ -29,4 +35,57 @@ pub fn node(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     Ok(PeerNode::new(swarm, dialable(relays, can_dial), agent, backend.to_owned()))
+}
+
+/// How long one HTTP request to a relay may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `GET` over plain HTTP; `Ok(None)` for a 404.
+async fn get(url: &str) -> Result<Option<Vec<u8>>, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: only http:// relay URLs can be read natively; for an https relay pass its TCP multiaddr \
+             from /api/bootstrap (…/tcp/<port>/p2p/<id>) as --relay"
+        ));
+    }
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let request = async {
+        let response = client.get(uri).await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered HTTP {status}"));
+        }
+        let body = response.into_body().collect().await.map_err(|e| format!("reading {url} failed: {e}"))?;
+        Ok(Some(body.to_bytes().to_vec()))
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, request)
+        .await
+        .map_err(|_| format!("{url} did not answer within {HTTP_TIMEOUT:?}"))?
+}
+
+/// A relay's bootstrap list (`<relay>/api/bootstrap`), as the addresses to dial: the relay's own,
+/// then the other relays it knows.
+pub async fn fetch_bootstrap(relay_url: &str) -> Result<Vec<Multiaddr>, String> {
+    let url = format!("{}/api/bootstrap", relay_url.trim_end_matches('/'));
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found (is this a Tabswarm relay?)"))?;
+    let bootstrap: Bootstrap =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not a bootstrap list: {e}"))?;
+    let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
+    Ok(addrs.filter_map(|a| a.parse().ok()).collect())
+}
+
+/// The relay's base checkpoint, checked against the hash it advertises; `None` when it serves none.
+pub async fn fetch_base(relay_url: &str) -> Result<Option<(BaseInfo, Vec<u8>)>, String> {
+    let root = relay_url.trim_end_matches('/');
+    let url = format!("{root}/api/checkpoint/base.json");
+    let Some(bytes) = get(&url).await? else { return Ok(None) };
+    let info: BaseInfo = serde_json::from_slice(&bytes).map_err(|e| format!("{url} is unreadable: {e}"))?;
+    let url = format!("{root}{}", info.url);
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found"))?;
+    info.check(&bytes).map_err(|e| format!("the relay's base checkpoint is refused: {e}"))?;
+    Ok(Some((info, bytes)))
 }
