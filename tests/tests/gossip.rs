@@ -336,3 +336,44 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
     let stats = relay.stats().await;
     assert_eq!(stats.graylisted, 1, "only the spammer is graylisted: {stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_relay_url() {
+    use tabswarm_client::report::{ModelSize, TrainBackend};
+    use tabswarm_client::training::{RunPlan, TrainingRun};
+    use tabswarm_relay::{Relay, RelayConfig};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").expect("index");
+    let device = burn::tensor::Device::flex();
+    let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("model");
+    let checkpoint = run.checkpoint().await.expect("checkpoint");
+    let base_path = dir.path().join("base.tswm");
+    std::fs::write(&base_path, &checkpoint).expect("write base");
+    let start = |base: Option<std::path::PathBuf>, data: &Path| RelayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        assets: dir.path().to_path_buf(),
+        base_checkpoint: base,
+        swarm: SwarmConfig::local(data.to_path_buf()),
+    };
+    let (data_a, data_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let with_base = Relay::bind(&start(Some(base_path), data_a.path())).await.expect("relay");
+    let without = Relay::bind(&start(None, data_b.path())).await.expect("relay");
+    let (url_a, url_b) = (
+        format!("http://{}", with_base.local_addr().expect("addr")),
+        format!("http://{}/", without.local_addr().expect("addr")),
+    );
+    let expected: Vec<Multiaddr> = with_base.bootstrap().addrs.iter().map(|a| a.parse().expect("addr")).collect();
+    tokio::spawn(with_base.serve(std::future::pending()));
+    tokio::spawn(without.serve(std::future::pending()));
+
+    assert_eq!(native::fetch_bootstrap(&url_a).await.expect("bootstrap"), expected);
+    let (info, bytes) = native::fetch_base(&url_a).await.expect("fetch").expect("a base");
+    assert_eq!(bytes, checkpoint);
+    assert_eq!(info.bytes, checkpoint.len());
+    assert!(native::fetch_base(&url_b).await.expect("fetch").is_none(), "a relay without a base says so");
+    let err = native::fetch_bootstrap("https://relay.example/").await.expect_err("https");
+    assert!(err.contains("pass its TCP multiaddr"), "{err}");
+    let err = native::fetch_bootstrap("not a url").await.expect_err("garbage");
+    assert!(err.contains("not a URL"), "{err}");
+}

@@ -47,6 +47,7 @@ fn free_port() -> u16 {
 /// A relay serving the built page; its data folder lives as long as this does.
 struct TestRelay {
     url: String,
+    bootstrap: tabswarm_protocol::api::Bootstrap,
     _data: tempfile::TempDir,
 }
 
@@ -64,8 +65,9 @@ async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
     };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
+    let bootstrap = relay.bootstrap();
     tokio::spawn(relay.serve(std::future::pending()));
-    TestRelay { url: format!("http://{addr}"), _data: data }
+    TestRelay { url: format!("http://{addr}"), bootstrap, _data: data }
 }
 
 async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
@@ -332,4 +334,102 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         // The pretrained base answers some questions right (the reverse family is learnt first).
         assert!(families.iter().any(|(_, a)| *a > 0.0), "{button}: the base never answers right: {families:?}");
     }
+}
+
+/// Reads an attribute of an element, empty when absent.
+async fn attr_of(client: &Client, id: &str, name: &str) -> String {
+    let el = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    el.attr(name).await.expect("attr").unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
+    use futures::{SinkExt, StreamExt};
+    use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, native};
+    use tabswarm_protocol::rollout::RolloutGroup;
+    use tabswarm_protocol::tasks::{Family, QuestionId};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let addrs = relay.bootstrap.addrs.iter().map(|a| a.parse().expect("multiaddr"));
+    let node = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "cpu").expect("native node");
+    let (mut native_peer, run) = node.spawn();
+    tokio::spawn(run);
+    let native_id = native_peer.peer_id.to_string();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), native_peer.events.next()).await;
+        if let Ok(Some(NodeEvent::State(ConnectionState::Connected { .. }))) = event {
+            break;
+        }
+        assert!(event.is_ok(), "the native peer never connected");
+    }
+    // The native peer keeps publishing valid groups (any completions: the receiver scores them).
+    let mut commands = native_peer.commands.clone();
+    let publisher = tokio::spawn(async move {
+        for seed in 0.. {
+            let group = RolloutGroup {
+                question: QuestionId::new(Family::Compare, 1, seed),
+                peer: native_id.clone(),
+                policy_version: 0,
+                completions: vec!["<".into(), ">".into(), "=".into(), "x".into()],
+            };
+            if commands.send(NodeCommand::Publish(vec![group])).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
+    let (_driver, client) =
+        start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
+    client.goto(&format!("{}/?n=64&rounds=60", relay.url)).await.expect("load page");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = attr_of(&client, "net", "data-state").await;
+        if state == "connected" {
+            break;
+        }
+        let text = client.find(Locator::Id("net")).await.expect("#net").text().await.expect("text");
+        assert!(Instant::now() < deadline, "the tab never joined the swarm: {state}: {text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let tab_id = attr_of(&client, "net", "data-peer-id").await;
+    assert!(attr_of(&client, "net", "data-relay").await.contains("/webrtc-direct/"));
+    let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
+    assert_eq!(state, "ok", "{text}");
+    let learned = train_in_page(&client, "train-cpu", Duration::from_secs(300)).await;
+
+    // The tab trained on groups the native peer made, after verifying them itself…
+    let shared = learned.text.rsplit(" · ").next().unwrap_or_default().to_owned();
+    assert!(shared.starts_with("trained on ") && shared.ends_with(" groups from other peers"), "{}", learned.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let received_total = loop {
+        let n: u64 = attr_of(&client, "net-stats", "data-received-total").await.parse().unwrap_or(0);
+        let sent: u64 = attr_of(&client, "net-stats", "data-sent-total").await.parse().unwrap_or(0);
+        if n > 0 && sent > 0 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the page's counters never moved: {n} in, {sent} out");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    save_screenshot(&client, "page-swarm.png").await;
+    // …and the native peer received the tab's groups, under the tab's peer id.
+    let mut from_tab = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while from_tab == 0 {
+        match tokio::time::timeout_at(deadline, native_peer.events.next()).await {
+            Ok(Some(NodeEvent::Rollouts { from, groups })) if from.to_string() == tab_id => {
+                assert!(groups.iter().all(|g| g.group.peer == tab_id && g.group.completions.len() == 8));
+                from_tab += groups.len();
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the native peer got nothing from the tab {tab_id}: {other:?}"),
+        }
+    }
+    publisher.abort();
+    client.close().await.expect("close browser");
+    assert!(received_total > 0 && from_tab > 0);
 }

@@ -167,6 +167,8 @@ fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskErr
     }
     cmd.args(["--", "--host", host, "--port", &port.to_string(), "--assets"]).arg(&dist);
     cmd.arg("--base-checkpoint").arg(&base);
+    // The relay's libp2p key and WebRTC certificate, kept across runs (so is its swarm address).
+    cmd.arg("--data-dir").arg(root.join("target/tabswarm/relay-data"));
     println!("xtask: starting the relay; open http://{host}:{port} once it says it is serving (Ctrl-C stops it)");
     Step::new("relay", &mut cmd).run()
 }
