@@ -6,6 +6,7 @@
 //! out through gossip, and relays that know each other (`--peer`) are explicit peers that forward
 //! everything to one another. Why each number is what it is: `docs/architecture.md` ("Gossip").
 
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use libp2p::gossipsub::{
@@ -13,6 +14,8 @@ use libp2p::gossipsub::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::rollout::ScoredGroup;
+use crate::tasks::QuestionId;
 use crate::wire::MAX_MESSAGE_BYTES;
 
 /// The topic rollouts and announcements are published on (its last part is the wire version).
@@ -100,6 +103,40 @@ pub fn relay_scoring() -> (PeerScoreParams, PeerScoreThresholds) {
     (params, PeerScoreThresholds::default())
 }
 
+/// Remembers which (publisher, question, policy version) groups a node has accepted, to tell a
+/// re-publication (answered `Ignore`) from new work. Bounded: the oldest keys are forgotten first.
+#[derive(Debug)]
+pub struct Republications {
+    seen: HashSet<(libp2p::PeerId, QuestionId, u64)>,
+    order: VecDeque<(libp2p::PeerId, QuestionId, u64)>,
+    capacity: usize,
+}
+
+impl Republications {
+    pub fn new(capacity: usize) -> Self {
+        Self { seen: HashSet::new(), order: VecDeque::new(), capacity }
+    }
+
+    /// Remembers the groups `publisher` sent; true when any of them was seen before.
+    pub fn seen_before(&mut self, publisher: libp2p::PeerId, groups: &[ScoredGroup]) -> bool {
+        let mut again = false;
+        for g in groups {
+            let key = (publisher, g.group.question, g.group.policy_version);
+            if self.seen.insert(key) {
+                self.order.push_back(key);
+            } else {
+                again = true;
+            }
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        again
+    }
+}
+
 fn topic_hash() -> gossipsub::TopicHash {
     topic().hash()
 }
@@ -107,6 +144,29 @@ fn topic_hash() -> gossipsub::TopicHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn republications_are_spotted_and_old_keys_forgotten() {
+        use crate::rollout::{RolloutGroup, score_group};
+        use crate::tasks::Family;
+        let group = |seed: u64, version: u64| {
+            score_group(RolloutGroup {
+                question: QuestionId::new(Family::Add, 1, seed),
+                peer: "p".into(),
+                policy_version: version,
+                completions: vec!["1".into(), "2".into()],
+            })
+            .expect("valid")
+        };
+        let (a, b) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let mut seen = Republications::new(2);
+        assert!(!seen.seen_before(a, &[group(1, 0)]));
+        assert!(seen.seen_before(a, &[group(2, 0), group(1, 0)]), "one known group makes it a re-publication");
+        assert!(!seen.seen_before(b, &[group(1, 0)]), "another publisher's group is new work");
+        assert!(!seen.seen_before(a, &[group(1, 1)]), "a new policy version is new work");
+        // Capacity 2: (a,1,0) was forgotten.
+        assert!(!seen.seen_before(a, &[group(1, 0)]));
+    }
 
     #[test]
     fn the_settings_are_valid_for_both_roles() {

@@ -138,6 +138,7 @@ pub struct EventLoop {
     relays: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
     tally: Tally,
+    republications: gossip::Republications,
     metrics: RelayMetrics,
     libp2p_metrics: libp2p::metrics::Metrics,
 }
@@ -158,6 +159,8 @@ struct Redial {
 
 const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// How many accepted groups a relay remembers to spot re-publications.
+const REMEMBERED_GROUPS: usize = 200_000;
 /// How long [`start`] waits for both listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -275,6 +278,7 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
         relays: HashMap::new(),
         connected: HashSet::new(),
         tally: Tally::default(),
+        republications: gossip::Republications::new(REMEMBERED_GROUPS),
         metrics,
         libp2p_metrics,
     };
@@ -474,8 +478,7 @@ impl EventLoop {
                     gossipsub::MessageAcceptance::Reject
                 }
                 Ok(Verified::Rollouts(groups)) => {
-                    let keys = groups.iter().map(|g| (source, g.group.question, g.group.policy_version));
-                    if self.tally.seen_before(keys) {
+                    if self.republications.seen_before(source, &groups) {
                         self.tally.duplicate();
                         self.metrics.duplicates.inc();
                         gossipsub::MessageAcceptance::Ignore

@@ -56,7 +56,7 @@ pub enum WorkerRequest {
     /// Serialise the last trained model as a checkpoint and send it to the page.
     SaveModel,
     /// Rollout groups other peers published (verified by the page's node); the next round uses them.
-    Received(Vec<tabswarm_protocol::rollout::RolloutGroup>),
+    Received { groups: Vec<tabswarm_protocol::rollout::RolloutGroup> },
 }
 
 /// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
@@ -157,7 +157,7 @@ pub enum WorkerReport {
     /// A learning round finished.
     Train(TrainProgress),
     /// This round's own rollout groups, for the page to publish to the swarm.
-    Share(Vec<tabswarm_protocol::rollout::RolloutGroup>),
+    Share { groups: Vec<tabswarm_protocol::rollout::RolloutGroup> },
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
     /// The fused kernels against their references on burn's WebGPU device.
@@ -519,6 +519,20 @@ mod tests {
         let json = serde_json::to_string(&train).expect("serialize");
         assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","rounds":5,"seed":1,"peer":null}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);
+        // Rollout groups cross the page/worker boundary both ways.
+        let groups = vec![tabswarm_protocol::rollout::RolloutGroup {
+            question: tabswarm_protocol::tasks::QuestionId::new(tabswarm_protocol::tasks::Family::Add, 1, 2),
+            peer: "12D3KooW".into(),
+            policy_version: 3,
+            completions: vec!["1".into(), "2".into()],
+        }];
+        let received = WorkerRequest::Received { groups: groups.clone() };
+        let json = serde_json::to_string(&received).expect("serialize");
+        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), received);
+        let share = WorkerReport::Share { groups };
+        let json = serde_json::to_string(&share).expect("serialize");
+        assert!(json.starts_with(r#"{"kind":"share","groups":[{"question""#), "{json}");
+        assert_eq!(serde_json::from_str::<WorkerReport>(&json).expect("parse"), share);
         // An older page that sends no peer trains alone.
         let old = r#"{"kind":"train","backend":"cpu","model":"tiny","rounds":5,"seed":1}"#;
         assert!(matches!(

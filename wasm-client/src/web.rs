@@ -251,7 +251,7 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
             NodeEvent::State(state) => render_connection(&page, &state),
             NodeEvent::Stats(stats) => render_net_stats(&page, &stats),
             NodeEvent::Rollouts { groups, .. } => {
-                page.send(&WorkerRequest::Received(groups.into_iter().map(|g| g.group).collect()));
+                page.send(&WorkerRequest::Received { groups: groups.into_iter().map(|g| g.group).collect() });
             }
         }
     }
@@ -339,7 +339,7 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
                 training_finished(page);
             }
         }
-        WorkerReport::Share(groups) => {
+        WorkerReport::Share { groups } => {
             let sender = page.net.borrow().clone();
             if let Some(mut sender) = sender {
                 // Full only if the node is far behind; a round's rollouts are then dropped (counted there).
@@ -500,7 +500,7 @@ pub fn start_worker() -> Result<(), JsError> {
                     state.stop.set(true);
                     return;
                 }
-                WorkerRequest::Received(groups) => {
+                WorkerRequest::Received { groups } => {
                     let mut inbox = state.inbox.borrow_mut();
                     inbox.extend(groups);
                     let excess = inbox.len().saturating_sub(INBOX_LIMIT);
@@ -515,7 +515,7 @@ pub fn start_worker() -> Result<(), JsError> {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::SaveModel => handle_save(&scope, &state).await,
-                    WorkerRequest::Stop | WorkerRequest::Received(_) => {}
+                    WorkerRequest::Stop | WorkerRequest::Received { .. } => {}
                 }
             });
         })
@@ -638,7 +638,7 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
         let stopping = state.stop.get();
         progress.done |= stopping;
         if sharing {
-            post(scope, &WorkerReport::Share(round.share));
+            post(scope, &WorkerReport::Share { groups: round.share });
         }
         post(scope, &WorkerReport::Train(progress));
         if stopping {

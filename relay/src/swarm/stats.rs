@@ -1,18 +1,13 @@
 //! Counting what the relay's gossip validator decided, for `/api/swarm` and `/metrics`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use libp2p::PeerId;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tabswarm_protocol::api::SwarmStats;
-use tabswarm_protocol::tasks::QuestionId;
 use tabswarm_protocol::wire::REFUSAL_KINDS;
-
-/// How many (publisher, question, policy version) keys are remembered to spot re-publications.
-const SEEN_CAPACITY: usize = 200_000;
 
 /// Running counts, plus accepted groups per second over the last minute.
 #[derive(Debug)]
@@ -21,8 +16,6 @@ pub struct Tally {
     last_minute: VecDeque<u64>,
     rejected: BTreeMap<String, u64>,
     duplicates: u64,
-    seen: HashSet<(PeerId, QuestionId, u64)>,
-    seen_order: VecDeque<(PeerId, QuestionId, u64)>,
 }
 
 impl Default for Tally {
@@ -32,8 +25,6 @@ impl Default for Tally {
             last_minute: VecDeque::from(vec![0; 60]),
             rejected: REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
             duplicates: 0,
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
         }
     }
 }
@@ -58,24 +49,6 @@ impl Tally {
 
     pub fn duplicate(&mut self) {
         self.duplicates += 1;
-    }
-
-    /// Remembers the keys; true when any of them was seen before (a re-publication).
-    pub fn seen_before(&mut self, keys: impl Iterator<Item = (PeerId, QuestionId, u64)>) -> bool {
-        let mut again = false;
-        for key in keys {
-            if self.seen.insert(key) {
-                self.seen_order.push_back(key);
-            } else {
-                again = true;
-            }
-        }
-        while self.seen_order.len() > SEEN_CAPACITY {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        again
     }
 
     pub fn snapshot(&self) -> SwarmStats {
@@ -136,10 +109,9 @@ impl RelayMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tabswarm_protocol::tasks::Family as TaskFamily;
 
     #[test]
-    fn the_minute_window_forgets_and_republications_are_spotted() {
+    fn the_minute_window_forgets_and_refusals_are_counted_by_reason() {
         let mut tally = Tally::default();
         tally.accepted(5);
         for _ in 0..30 {
@@ -153,11 +125,6 @@ mod tests {
         let stats = tally.snapshot();
         assert_eq!((stats.rollouts_per_minute, stats.rollouts_total), (2, 7));
 
-        let peer = PeerId::random();
-        let q = QuestionId::new(TaskFamily::Add, 1, 1);
-        assert!(!tally.seen_before([(peer, q, 0)].into_iter()));
-        assert!(tally.seen_before([(peer, q, 0)].into_iter()));
-        assert!(!tally.seen_before([(peer, q, 1)].into_iter()), "a new policy version is new work");
         tally.rejected("malformed");
         assert_eq!(tally.snapshot().rejected["malformed"], 1);
         assert_eq!(tally.snapshot().rejected["too_large"], 0);

@@ -13,7 +13,7 @@ pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -24,7 +24,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, ping};
 use serde::Serialize;
 use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
-use tabswarm_protocol::tasks::{Family, QuestionId};
+use tabswarm_protocol::tasks::Family;
 use tabswarm_protocol::wire::{self, Announcement, Message, Verified};
 use web_time::Instant;
 
@@ -242,8 +242,7 @@ pub struct PeerNode {
     backend: String,
     families: Vec<Family>,
     policy_version: u64,
-    seen: HashSet<(PeerId, QuestionId, u64)>,
-    seen_order: VecDeque<(PeerId, QuestionId, u64)>,
+    republications: gossip::Republications,
     heard: HashMap<PeerId, Instant>,
     sent: Minute,
     received: Minute,
@@ -257,7 +256,8 @@ impl std::fmt::Debug for PeerNode {
     }
 }
 
-const SEEN_CAPACITY: usize = 100_000;
+/// How many accepted groups a peer remembers to spot re-publications.
+const REMEMBERED_GROUPS: usize = 100_000;
 
 impl PeerNode {
     /// A node over `swarm` that will dial `relays` (already filtered with [`dialable`]) in turn.
@@ -276,8 +276,7 @@ impl PeerNode {
             backend,
             families: Vec::new(),
             policy_version: 0,
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
+            republications: gossip::Republications::new(REMEMBERED_GROUPS),
             heard: HashMap::new(),
             sent: Minute::new(),
             received: Minute::new(),
@@ -441,21 +440,7 @@ impl PeerNode {
                 gossipsub::MessageAcceptance::Accept
             }
             Ok(Verified::Rollouts(groups)) => {
-                let mut again = false;
-                for g in &groups {
-                    let key = (source, g.group.question, g.group.policy_version);
-                    if self.seen.insert(key) {
-                        self.seen_order.push_back(key);
-                    } else {
-                        again = true;
-                    }
-                }
-                while self.seen_order.len() > SEEN_CAPACITY {
-                    if let Some(old) = self.seen_order.pop_front() {
-                        self.seen.remove(&old);
-                    }
-                }
-                if again {
+                if self.republications.seen_before(source, &groups) {
                     return gossipsub::MessageAcceptance::Ignore;
                 }
                 self.heard.insert(source, Instant::now());
