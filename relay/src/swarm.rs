@@ -168,6 +168,11 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// up (so a port conflict is a start error, and the bootstrap list is complete from the first
 /// request).
 pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), StartError> {
+    if let Some(addr) = config.peers.iter().find(|a| !a.iter().any(|p| matches!(p, Protocol::P2p(_)))) {
+        return Err(StartError::Swarm(format!(
+            "--peer {addr} does not end in /p2p/<peer id>; copy the other relay's address from its /api/bootstrap"
+        )));
+    }
     let identity = NodeIdentity::load_or_create(&config.data_dir)?;
     let mut registry = Registry::with_prefix("tabswarm");
     let metrics = RelayMetrics::register(&mut registry);
@@ -506,4 +511,18 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_address_without_its_peer_id_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = SwarmConfig::local(dir.path().to_path_buf());
+        config.peers = vec!["/ip4/127.0.0.1/tcp/9091".parse().expect("addr")];
+        let err = start(&config).await.expect_err("refused").to_string();
+        assert!(err.contains("--peer /ip4/127.0.0.1/tcp/9091 does not end in /p2p/<peer id>"), "{err}");
+    }
 }

@@ -377,3 +377,32 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
     let err = native::fetch_bootstrap("not a url").await.expect_err("garbage");
     assert!(err.contains("not a URL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_fails_over_to_the_next_relay_in_its_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::local(dir.path()).await;
+    // First in the list: a relay that is not there (nothing listens on that port).
+    let gone: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", free_tcp_port(), PeerId::random()).parse().expect("addr");
+    let mut peer = TestPeer::start(vec![gone.clone(), relay.tcp_addr()]);
+    let mut states = Vec::new();
+    peer.until("a connection through the second relay", |e, _| {
+        if let NodeEvent::State(state) = e {
+            states.push(state.clone());
+        }
+        matches!(e, NodeEvent::State(ConnectionState::Connected { .. }))
+    })
+    .await;
+    assert!(matches!(&states[0], ConnectionState::Connecting { relay } if *relay == gone.to_string()), "{states:?}");
+    assert!(
+        matches!(&states[1], ConnectionState::Waiting { next, reason, .. }
+            if *next == relay.tcp_addr().to_string() && reason.contains("cannot reach the relay")),
+        "{states:?}"
+    );
+    assert!(
+        matches!(states.last(), Some(ConnectionState::Connected { relay: r }) if *r == relay.tcp_addr().to_string()),
+        "{states:?}"
+    );
+    relay.wait_for("the peer", |s| s.peers == 1).await;
+}
