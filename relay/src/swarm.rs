@@ -231,12 +231,14 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
     let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
     tokio::pin!(deadline);
     let (mut have_webrtc, mut have_tcp) = (false, false);
+    let mut bound = Vec::new();
     while !(have_webrtc && have_tcp) {
         tokio::select! {
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     have_webrtc |= address.iter().any(|p| matches!(p, Protocol::WebRTCDirect));
                     have_tcp |= address.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+                    bound.push(address);
                 }
                 SwarmEvent::ListenerClosed { addresses, reason, .. } => {
                     return Err(StartError::Swarm(format!("listener on {addresses:?} closed: {reason:?}")));
@@ -254,7 +256,7 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
         }
     }
     if let Some(public) = config.public_ip {
-        for addr in public_addrs(&swarm, public, &identity) {
+        for addr in public_addrs(&bound, public) {
             swarm.add_external_address(addr);
         }
     }
@@ -290,23 +292,18 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
     Ok((handle, event_loop))
 }
 
-/// The addresses to advertise for a public IP: the listeners' ports at that IP.
-fn public_addrs(swarm: &Swarm<Behaviour>, public: IpAddr, identity: &NodeIdentity) -> Vec<Multiaddr> {
+/// The addresses to advertise for a public IP: each bound listen address (actual port, certhash
+/// included) with its IP replaced by the public one.
+fn public_addrs(bound: &[Multiaddr], public: IpAddr) -> Vec<Multiaddr> {
     let ip = match public {
         IpAddr::V4(ip) => Protocol::Ip4(ip),
         IpAddr::V6(ip) => Protocol::Ip6(ip),
     };
     let mut out = Vec::new();
-    for listen in swarm.listeners() {
+    for listen in bound {
         let mut addr = Multiaddr::empty().with(ip.clone());
         for p in listen.iter().skip(1) {
-            if let Protocol::Certhash(_) = p {
-                continue;
-            }
             addr.push(p);
-        }
-        if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
-            addr.push(Protocol::Certhash(identity.certificate.fingerprint().to_multihash()));
         }
         if !out.contains(&addr) {
             out.push(addr);
@@ -516,6 +513,27 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_ip_replaces_the_listen_ip_and_keeps_ports_and_certhash() {
+        let bound: Vec<Multiaddr> = [
+            "/ip4/10.0.0.5/tcp/9091",
+            "/ip4/127.0.0.1/tcp/9091",
+            "/ip4/10.0.0.5/udp/9090/webrtc-direct/certhash/uEiAifWnoRmXUz23y4MxBYlwUBQxFXPyQYGckyEhoo3xlQA",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("addr"))
+        .collect();
+        let public: Vec<String> =
+            public_addrs(&bound, IpAddr::from([203, 0, 113, 7])).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            public,
+            [
+                "/ip4/203.0.113.7/tcp/9091",
+                "/ip4/203.0.113.7/udp/9090/webrtc-direct/certhash/uEiAifWnoRmXUz23y4MxBYlwUBQxFXPyQYGckyEhoo3xlQA"
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn a_peer_address_without_its_peer_id_is_refused_at_start() {
