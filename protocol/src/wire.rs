@@ -130,17 +130,25 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge { bytes: bytes.len() });
     }
-    // The version is read first on its own, so a newer node's message is called what it is
-    // rather than "malformed" when its shape changed.
-    #[derive(Deserialize)]
-    struct VersionOnly {
-        v: u16,
+    // One parse on the path every valid message takes. Only when the shape does not parse is the
+    // version read on its own, so a newer node's message is called what it is rather than
+    // "malformed" when its shape changed.
+    let envelope: Envelope = match serde_json::from_slice(bytes) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            #[derive(Deserialize)]
+            struct VersionOnly {
+                v: u16,
+            }
+            return Err(match serde_json::from_slice::<VersionOnly>(bytes) {
+                Ok(VersionOnly { v }) if v != WIRE_VERSION => WireError::WrongVersion { got: v },
+                _ => WireError::Malformed(error.to_string()),
+            });
+        }
+    };
+    if envelope.v != WIRE_VERSION {
+        return Err(WireError::WrongVersion { got: envelope.v });
     }
-    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if version.v != WIRE_VERSION {
-        return Err(WireError::WrongVersion { got: version.v });
-    }
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
     match envelope.message {
         Message::Rollouts { groups } => {
             if groups.is_empty() || groups.len() > MAX_GROUPS_PER_MESSAGE {
