@@ -103,6 +103,47 @@ pub fn relay_scoring() -> (PeerScoreParams, PeerScoreThresholds) {
     (params, PeerScoreThresholds::default())
 }
 
+/// The peer id at the end of a relay address (`…/p2p/<id>`), if it names one.
+pub fn peer_id_of(addr: &libp2p::Multiaddr) -> Option<libp2p::PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// A count over the last minute, in one-second buckets advanced by [`PerMinute::tick`] (relays
+/// and peers both run a one-second tick).
+#[derive(Debug, Clone)]
+pub struct PerMinute {
+    buckets: VecDeque<u64>,
+}
+
+impl Default for PerMinute {
+    fn default() -> Self {
+        Self { buckets: VecDeque::from(vec![0; 60]) }
+    }
+}
+
+impl PerMinute {
+    /// Counts `n` in the current second.
+    pub fn add(&mut self, n: u64) {
+        if let Some(now) = self.buckets.back_mut() {
+            *now += n;
+        }
+    }
+
+    /// Starts a new second, forgetting the one a minute ago.
+    pub fn tick(&mut self) {
+        self.buckets.pop_front();
+        self.buckets.push_back(0);
+    }
+
+    /// The count over the last 60 seconds.
+    pub fn total(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// Remembers which (publisher, question, policy version) groups a node has accepted, to tell a
 /// re-publication (answered `Ignore`) from new work. Bounded: the oldest keys are forgotten first.
 #[derive(Debug)]
@@ -144,6 +185,29 @@ fn topic_hash() -> gossipsub::TopicHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_minute_window_forgets_after_sixty_ticks() {
+        let mut minute = PerMinute::default();
+        minute.add(5);
+        for _ in 0..30 {
+            minute.tick();
+        }
+        minute.add(2);
+        assert_eq!(minute.total(), 7);
+        for _ in 0..30 {
+            minute.tick();
+        }
+        assert_eq!(minute.total(), 2);
+    }
+
+    #[test]
+    fn the_peer_id_is_read_from_the_end_of_an_address() {
+        let peer = libp2p::PeerId::random();
+        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/9091/p2p/{peer}").parse().expect("addr");
+        assert_eq!(peer_id_of(&addr), Some(peer));
+        assert_eq!(peer_id_of(&"/ip4/127.0.0.1/tcp/9091".parse().expect("addr")), None);
+    }
 
     #[test]
     fn republications_are_spotted_and_old_keys_forgotten() {

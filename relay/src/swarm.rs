@@ -12,7 +12,7 @@
 mod identity;
 mod stats;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -136,7 +136,6 @@ pub struct EventLoop {
     redial: Vec<Redial>,
     /// Connected peers that identified as relays, with the addresses they listen on.
     relays: HashMap<PeerId, Vec<Multiaddr>>,
-    connected: HashSet<PeerId>,
     tally: Tally,
     republications: gossip::Republications,
     metrics: RelayMetrics,
@@ -152,7 +151,7 @@ impl std::fmt::Debug for EventLoop {
 #[derive(Debug)]
 struct Redial {
     addr: Multiaddr,
-    peer: Option<PeerId>,
+    peer: PeerId,
     next: tokio::time::Instant,
     backoff: Duration,
 }
@@ -168,7 +167,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// up (so a port conflict is a start error, and the bootstrap list is complete from the first
 /// request).
 pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), StartError> {
-    if let Some(addr) = config.peers.iter().find(|a| !a.iter().any(|p| matches!(p, Protocol::P2p(_)))) {
+    if let Some(addr) = config.peers.iter().find(|a| gossip::peer_id_of(a).is_none()) {
         return Err(StartError::Swarm(format!(
             "--peer {addr} does not end in /p2p/<peer id>; copy the other relay's address from its /api/bootstrap"
         )));
@@ -217,10 +216,7 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
 
-    let ip = match config.listen_ip {
-        IpAddr::V4(ip) => Protocol::Ip4(ip),
-        IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
+    let ip = Protocol::from(config.listen_ip);
     let webrtc =
         Multiaddr::empty().with(ip.clone()).with(Protocol::Udp(config.webrtc_port)).with(Protocol::WebRTCDirect);
     let tcp = Multiaddr::empty().with(ip).with(Protocol::Tcp(config.tcp_port));
@@ -264,15 +260,11 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
     let redial = config
         .peers
         .iter()
-        .map(|addr| {
-            let peer = addr.iter().find_map(|p| match p {
-                Protocol::P2p(id) => Some(id),
-                _ => None,
-            });
-            if let Some(peer) = peer {
-                swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer);
-            }
-            Redial { addr: addr.clone(), peer, next: now, backoff: REDIAL_MIN }
+        .filter_map(|addr| {
+            // Every configured address names its peer (checked above).
+            let peer = gossip::peer_id_of(addr)?;
+            swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer);
+            Some(Redial { addr: addr.clone(), peer, next: now, backoff: REDIAL_MIN })
         })
         .collect();
     let (tx, rx) = mpsc::channel(64);
@@ -283,7 +275,6 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
         public_ip: config.public_ip,
         redial,
         relays: HashMap::new(),
-        connected: HashSet::new(),
         tally: Tally::default(),
         republications: gossip::Republications::new(REMEMBERED_GROUPS),
         metrics,
@@ -295,10 +286,7 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
 /// The addresses to advertise for a public IP: each bound listen address (actual port, certhash
 /// included) with its IP replaced by the public one.
 fn public_addrs(bound: &[Multiaddr], public: IpAddr) -> Vec<Multiaddr> {
-    let ip = match public {
-        IpAddr::V4(ip) => Protocol::Ip4(ip),
-        IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
+    let ip = Protocol::from(public);
     let mut out = Vec::new();
     for listen in bound {
         let mut addr = Multiaddr::empty().with(ip.clone());
@@ -336,8 +324,7 @@ impl EventLoop {
         self.tally.tick();
         let now = tokio::time::Instant::now();
         for redial in &mut self.redial {
-            let connected = redial.peer.is_some_and(|p| self.swarm.is_connected(&p));
-            if connected {
+            if self.swarm.is_connected(&redial.peer) {
                 redial.backoff = REDIAL_MIN;
                 continue;
             }
@@ -364,14 +351,6 @@ impl EventLoop {
         }
     }
 
-    fn with_peer_id(&self, addr: &Multiaddr, peer: PeerId) -> Multiaddr {
-        if addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
-            addr.clone()
-        } else {
-            addr.clone().with(Protocol::P2p(peer))
-        }
-    }
-
     /// How to join the swarm here (what `GET /api/bootstrap` answers).
     pub fn bootstrap(&self) -> Bootstrap {
         let me = *self.swarm.local_peer_id();
@@ -385,12 +364,12 @@ impl EventLoop {
             .iter()
             .map(|(peer, addrs)| RelayAddrs {
                 peer_id: peer.to_string(),
-                addrs: addrs.iter().map(|a| self.with_peer_id(a, *peer).to_string()).collect(),
+                addrs: addrs.iter().map(|a| with_peer_id(a, *peer).to_string()).collect(),
             })
             .collect();
         relays.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         // Sorted: the listeners report in no fixed order, and clients dial the list in turn.
-        let mut addrs: Vec<String> = own.iter().map(|a| self.with_peer_id(a, me).to_string()).collect();
+        let mut addrs: Vec<String> = own.iter().map(|a| with_peer_id(a, me).to_string()).collect();
         addrs.sort();
         Bootstrap {
             peer_id: me.to_string(),
@@ -405,13 +384,13 @@ impl EventLoop {
         let (_, thresholds) = gossip::relay_scoring();
         let gossipsub = &self.swarm.behaviour().gossipsub;
         let graylisted = self
-            .connected
-            .iter()
+            .swarm
+            .connected_peers()
             .filter(|p| gossipsub.peer_score(p).is_some_and(|s| s < thresholds.graylist_threshold))
             .count();
         SwarmStats {
             peer_id: self.swarm.local_peer_id().to_string(),
-            peers: self.connected.len().saturating_sub(self.relays.len()),
+            peers: self.swarm.network_info().num_peers().saturating_sub(self.relays.len()),
             relays: self.relays.len(),
             graylisted,
             ..self.tally.snapshot()
@@ -445,17 +424,15 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
                 libp2p::metrics::Recorder::record(&self.libp2p_metrics, &event);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } if num_established.get() == 1 => {
-                self.connected.insert(peer_id);
-                self.metrics.connected.set(self.connected.len() as i64);
+            SwarmEvent::ConnectionEstablished { num_established, .. } if num_established.get() == 1 => {
+                self.metrics.connected.set(self.swarm.network_info().num_peers() as i64);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.connected.remove(&peer_id);
                 if self.relays.remove(&peer_id).is_some() {
                     tracing::info!(peer = %peer_id, "lost another relay");
                     self.metrics.relays.set(self.relays.len() as i64);
                 }
-                self.metrics.connected.set(self.connected.len() as i64);
+                self.metrics.connected.set(self.swarm.network_info().num_peers() as i64);
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "swarm listening"),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -500,6 +477,11 @@ impl EventLoop {
             acceptance,
         );
     }
+}
+
+/// `addr` ending in `/p2p/<peer>` (unchanged if it already names a peer).
+fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    addr.clone().with_p2p(peer).unwrap_or_else(|named| named)
 }
 
 fn is_unspecified(addr: &Multiaddr) -> bool {

@@ -1,19 +1,20 @@
 //! Counting what the relay's gossip validator decided, for `/api/swarm` and `/metrics`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tabswarm_protocol::api::SwarmStats;
+use tabswarm_protocol::gossip::PerMinute;
 use tabswarm_protocol::wire::REFUSAL_KINDS;
 
 /// Running counts, plus accepted groups per second over the last minute.
 #[derive(Debug)]
 pub struct Tally {
     total: u64,
-    last_minute: VecDeque<u64>,
+    last_minute: PerMinute,
     rejected: BTreeMap<String, u64>,
     duplicates: u64,
 }
@@ -22,7 +23,7 @@ impl Default for Tally {
     fn default() -> Self {
         Self {
             total: 0,
-            last_minute: VecDeque::from(vec![0; 60]),
+            last_minute: PerMinute::default(),
             rejected: REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
             duplicates: 0,
         }
@@ -32,15 +33,12 @@ impl Default for Tally {
 impl Tally {
     /// Called once a second: starts a new one-second bucket.
     pub fn tick(&mut self) {
-        self.last_minute.pop_front();
-        self.last_minute.push_back(0);
+        self.last_minute.tick();
     }
 
     pub fn accepted(&mut self, groups: u64) {
         self.total += groups;
-        if let Some(now) = self.last_minute.back_mut() {
-            *now += groups;
-        }
+        self.last_minute.add(groups);
     }
 
     pub fn rejected(&mut self, kind: &str) {
@@ -53,7 +51,7 @@ impl Tally {
 
     pub fn snapshot(&self) -> SwarmStats {
         SwarmStats {
-            rollouts_per_minute: self.last_minute.iter().sum(),
+            rollouts_per_minute: self.last_minute.total(),
             rollouts_total: self.total,
             rejected: self.rejected.clone(),
             duplicates: self.duplicates,

@@ -13,7 +13,7 @@ pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -22,7 +22,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, ping};
 use serde::Serialize;
-use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
+use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, PerMinute, RELAY_AGENT_PREFIX, Role, peer_id_of};
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
 use tabswarm_protocol::tasks::Family;
 use tabswarm_protocol::wire::{self, Announcement, Message, Verified};
@@ -186,46 +186,11 @@ pub struct NodeHandle {
 pub fn dialable(addrs: impl IntoIterator<Item = Multiaddr>, accept: impl Fn(&Multiaddr) -> bool) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = Vec::new();
     for addr in addrs {
-        let has_peer = addr.iter().any(|p| matches!(p, Protocol::P2p(_)));
-        if has_peer && accept(&addr) && !out.contains(&addr) {
+        if peer_id_of(&addr).is_some() && accept(&addr) && !out.contains(&addr) {
             out.push(addr);
         }
     }
     out
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
-
-/// Sliding one-minute count in one-second buckets.
-#[derive(Debug)]
-struct Minute {
-    buckets: VecDeque<(u64, u64)>,
-    start: Instant,
-}
-
-impl Minute {
-    fn new() -> Self {
-        Self { buckets: VecDeque::new(), start: Instant::now() }
-    }
-    fn add(&mut self, n: u64) {
-        let second = self.start.elapsed().as_secs();
-        match self.buckets.back_mut() {
-            Some((s, count)) if *s == second => *count += n,
-            _ => self.buckets.push_back((second, n)),
-        }
-    }
-    fn total(&mut self) -> u64 {
-        let now = self.start.elapsed().as_secs();
-        while self.buckets.front().is_some_and(|(s, _)| s + 60 <= now) {
-            self.buckets.pop_front();
-        }
-        self.buckets.iter().map(|(_, n)| n).sum()
-    }
 }
 
 /// A leaf node of the swarm. Build the `Swarm` with [`native`] or [`web`], then [`PeerNode::spawn`].
@@ -244,8 +209,8 @@ pub struct PeerNode {
     policy_version: u64,
     republications: gossip::Republications,
     heard: HashMap<PeerId, Instant>,
-    sent: Minute,
-    received: Minute,
+    sent: PerMinute,
+    received: PerMinute,
     stats: NetStats,
     stats_dirty: bool,
 }
@@ -278,8 +243,8 @@ impl PeerNode {
             policy_version: 0,
             republications: gossip::Republications::new(REMEMBERED_GROUPS),
             heard: HashMap::new(),
-            sent: Minute::new(),
-            received: Minute::new(),
+            sent: PerMinute::default(),
+            received: PerMinute::default(),
             stats: NetStats::default(),
             stats_dirty: true,
         }
@@ -327,6 +292,8 @@ impl PeerNode {
                 }
                 () = (&mut tick).fuse() => {
                     tick.reset(Duration::from_secs(1));
+                    self.sent.tick();
+                    self.received.tick();
                     if self.subscribed && last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
                         self.announce();
                         last_announce = Some(Instant::now());
@@ -350,7 +317,7 @@ impl PeerNode {
             out.push(NodeEvent::State(ConnectionState::NoRelay));
             return;
         }
-        let addr = self.relays[self.next_relay % self.relays.len()].clone();
+        let addr = self.relays[self.next_relay].clone();
         self.next_relay = (self.next_relay + 1) % self.relays.len();
         self.current = Some(addr.clone());
         out.push(NodeEvent::State(ConnectionState::Connecting { relay: addr.to_string() }));
@@ -368,7 +335,7 @@ impl PeerNode {
         }
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        let next = self.relays[self.next_relay % self.relays.len()].to_string();
+        let next = self.relays[self.next_relay].to_string();
         out.push(NodeEvent::State(ConnectionState::Waiting { next, wait_ms: wait.as_millis() as u64, reason }));
         self.redial = Some(futures_timer::Delay::new(wait));
     }
@@ -376,7 +343,7 @@ impl PeerNode {
     fn on_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>, out: &mut Vec<NodeEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                let expected = self.current.as_ref().and_then(peer_of);
+                let expected = self.current.as_ref().and_then(peer_id_of);
                 if expected == Some(peer_id) {
                     self.connected_relay = Some(peer_id);
                     tracing::info!(relay = %endpoint.get_remote_address(), "connected to relay");
@@ -415,7 +382,7 @@ impl PeerNode {
                 self.lost(reason, out);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                let ours = peer_id.is_some() && peer_id == self.current.as_ref().and_then(peer_of);
+                let ours = peer_id.is_some() && peer_id == self.current.as_ref().and_then(peer_id_of);
                 if ours && self.connected_relay.is_none() {
                     self.lost(format!("cannot reach the relay: {error}"), out);
                 }
@@ -544,13 +511,5 @@ mod tests {
             stats.describe(),
             "1 other peer online · rollout groups out 8/min, in 16/min (8 sent, 16 received, 2 refused)"
         );
-    }
-
-    #[test]
-    fn the_minute_window_counts_what_was_added() {
-        let mut minute = Minute::new();
-        minute.add(3);
-        minute.add(4);
-        assert_eq!(minute.total(), 7);
     }
 }
