@@ -22,10 +22,6 @@ use crate::training::{RunPlan, TrainingRun};
 use futures::StreamExt;
 use tabswarm_protocol::api::Bootstrap;
 use tabswarm_protocol::checkpoint::BaseInfo;
-use tabswarm_protocol::rollout::RolloutGroup;
-
-/// Most received rollout groups the worker holds for its next round (older ones are dropped).
-const INBOX_LIMIT: usize = 256;
 
 /// Seed of the page's random matrices and model (any fixed value: results are checked, not compared).
 const PAGE_SEED: u64 = 0x7ab5_3a2d;
@@ -258,17 +254,27 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
 }
 
 async fn fetch_text(window: &web_sys::Window, url: &str) -> Result<String, String> {
-    let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("cannot reach the relay for {url}: {e:?}"))?
-        .dyn_into()
-        .map_err(|_| format!("the browser returned no response for {url}"))?;
+    let response = fetch(window.fetch_with_str(url), url).await?;
     if !response.ok() {
         return Err(format!("the relay answered HTTP {} for {url}", response.status()));
     }
+    response_text(&response, url).await
+}
+
+/// Awaits a `fetch()` promise (the page's or the worker's) for `url`.
+async fn fetch(promise: js_sys::Promise, url: &str) -> Result<web_sys::Response, String> {
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("cannot reach the relay for {url}: {e:?}"))?
+        .dyn_into()
+        .map_err(|_| format!("the browser returned no response for {url}"))
+}
+
+/// The body of `response` as text; `what` names it in the error.
+async fn response_text(response: &web_sys::Response, what: &str) -> Result<String, String> {
     let text = wasm_bindgen_futures::JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
         .await
-        .map_err(|e| format!("reading {url} failed: {e:?}"))?;
+        .map_err(|e| format!("reading {what} failed: {e:?}"))?;
     Ok(text.as_string().unwrap_or_default())
 }
 
@@ -475,7 +481,7 @@ struct WorkerState {
     /// The last training run, kept after it ends so its model can be saved.
     last_run: RefCell<Option<TrainingRun>>,
     /// Rollout groups from other peers, waiting for the next round.
-    inbox: RefCell<std::collections::VecDeque<RolloutGroup>>,
+    inbox: RefCell<net::Inbox>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -501,10 +507,7 @@ pub fn start_worker() -> Result<(), JsError> {
                     return;
                 }
                 WorkerRequest::Received { groups } => {
-                    let mut inbox = state.inbox.borrow_mut();
-                    inbox.extend(groups);
-                    let excess = inbox.len().saturating_sub(INBOX_LIMIT);
-                    inbox.drain(..excess);
+                    state.inbox.borrow_mut().push(groups);
                     return;
                 }
                 request => request,
@@ -632,7 +635,7 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
     };
     let now = clock(scope);
     while !run.is_done() {
-        let received: Vec<RolloutGroup> = state.inbox.borrow_mut().drain(..).collect();
+        let received = state.inbox.borrow_mut().take();
         let round = run.step(&now, received).await.map_err(|e| format!("Learning failed: {e}"))?;
         let mut progress = round.progress;
         let stopping = state.stop.get();
@@ -653,27 +656,18 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
 /// The relay's base checkpoint, checked against the hash the relay advertises; `None` when the
 /// relay serves none (404).
 async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseInfo, Vec<u8>)>, String> {
-    async fn get(scope: &DedicatedWorkerGlobalScope, url: &str) -> Result<web_sys::Response, String> {
-        let response = wasm_bindgen_futures::JsFuture::from(scope.fetch_with_str(url))
-            .await
-            .map_err(|e| format!("cannot reach the relay for {url}: {e:?}"))?;
-        response.dyn_into().map_err(|_| format!("the browser returned no response for {url}"))
-    }
-    let response = get(scope, "/api/checkpoint/base.json").await?;
+    let base_json = "/api/checkpoint/base.json";
+    let response = fetch(scope.fetch_with_str(base_json), base_json).await?;
     if response.status() == 404 {
         return Ok(None);
     }
     if !response.ok() {
         return Err(format!("The relay answered HTTP {} for its base checkpoint.", response.status()));
     }
-    let text = wasm_bindgen_futures::JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("reading the base checkpoint description failed: {e:?}"))?
-        .as_string()
-        .unwrap_or_default();
+    let text = response_text(&response, "the base checkpoint description").await?;
     let info: BaseInfo = serde_json::from_str(&text)
         .map_err(|e| format!("The relay's base checkpoint description is unreadable ({e})."))?;
-    let response = get(scope, &info.url).await?;
+    let response = fetch(scope.fetch_with_str(&info.url), &info.url).await?;
     if !response.ok() {
         return Err(format!("The relay answered HTTP {} for {}.", response.status(), info.url));
     }

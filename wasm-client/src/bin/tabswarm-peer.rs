@@ -340,7 +340,6 @@ mod native {
 
     /// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
     fn swarm_peer(args: SwarmRun) -> Result<(), String> {
-        use std::collections::VecDeque;
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
 
@@ -391,7 +390,7 @@ mod native {
         eprintln!("peer id {peer_id}");
         runtime.spawn(node_future);
 
-        let inbox: Arc<Mutex<VecDeque<tabswarm_protocol::rollout::RolloutGroup>>> = Arc::default();
+        let inbox: Arc<Mutex<net::Inbox>> = Arc::default();
         let stats: Arc<Mutex<net::NetStats>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let mut events = handle.events;
@@ -408,9 +407,7 @@ mod native {
                         }
                         NodeEvent::Rollouts { groups, .. } => {
                             if let Ok(mut q) = inbox.lock() {
-                                q.extend(groups.into_iter().map(|g| g.group));
-                                let excess = q.len().saturating_sub(256);
-                                q.drain(..excess);
+                                q.push(groups.into_iter().map(|g| g.group));
                             }
                         }
                     }
@@ -443,7 +440,7 @@ mod native {
         let started = std::time::Instant::now();
         let now = move || started.elapsed().as_secs_f64() * 1e3;
         while !run.is_done() && !stop.load(Ordering::SeqCst) {
-            let received: Vec<_> = inbox.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+            let received = inbox.lock().map(|mut q| q.take()).unwrap_or_default();
             let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;
             let _ = commands.try_send(NodeCommand::Publish(round.share));
             let _ = commands.try_send(NodeCommand::Describe {

@@ -182,6 +182,29 @@ pub struct NodeHandle {
     pub events: mpsc::Receiver<NodeEvent>,
 }
 
+/// Most received rollout groups held for the next round; older ones are dropped first.
+pub const INBOX_LIMIT: usize = 256;
+
+/// Rollout groups from other peers waiting for the learner's next round (the worker's and
+/// `tabswarm-peer`'s), bounded by [`INBOX_LIMIT`]: a learner slower than the swarm keeps the newest.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    groups: std::collections::VecDeque<RolloutGroup>,
+}
+
+impl Inbox {
+    pub fn push(&mut self, groups: impl IntoIterator<Item = RolloutGroup>) {
+        self.groups.extend(groups);
+        let excess = self.groups.len().saturating_sub(INBOX_LIMIT);
+        self.groups.drain(..excess);
+    }
+
+    /// Everything waiting, oldest first.
+    pub fn take(&mut self) -> Vec<RolloutGroup> {
+        self.groups.drain(..).collect()
+    }
+}
+
 /// Relay addresses this transport can dial, in the given order, deduplicated.
 pub fn dialable(addrs: impl IntoIterator<Item = Multiaddr>, accept: impl Fn(&Multiaddr) -> bool) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = Vec::new();
@@ -481,6 +504,22 @@ mod tests {
         let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
         let got = dialable([anonymous, webrtc, tcp.clone(), tcp.clone()], is_tcp);
         assert_eq!(got, vec![tcp]);
+    }
+
+    #[test]
+    fn the_inbox_keeps_the_newest_groups() {
+        let group = |seed: u64| RolloutGroup {
+            question: tabswarm_protocol::tasks::QuestionId::new(Family::Add, 1, seed),
+            peer: "p".into(),
+            policy_version: 0,
+            completions: vec!["1".into(), "2".into()],
+        };
+        let mut inbox = Inbox::default();
+        inbox.push((0..INBOX_LIMIT as u64 + 3).map(group));
+        let taken = inbox.take();
+        assert_eq!(taken.len(), INBOX_LIMIT);
+        assert_eq!(taken[0].question.seed, 3);
+        assert!(inbox.take().is_empty());
     }
 
     #[test]
