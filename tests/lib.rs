@@ -16,3 +16,8 @@ pub const HEADLESS_CHROME_ARGS: &[&str] = &[
 
 /// The flag that turns on WebGPU in headless Chromium (SwiftShader where there is no GPU).
 pub const ENABLE_WEBGPU: &str = "--enable-unsafe-webgpu";
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server a test starts next).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}

@@ -61,10 +61,6 @@ impl Drop for RelayProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
 /// utime + stime of a process, in clock ticks, and its resident set in KiB.
 fn proc_usage(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
@@ -103,7 +99,7 @@ async fn one(args: &Args, peers: usize) {
     let data = tempfile::tempdir().expect("tempdir");
     let assets = tempfile::tempdir().expect("tempdir");
     std::fs::write(assets.path().join("index.html"), "<!doctype html>").expect("index");
-    let http = free_port();
+    let http = tabswarm_e2e::free_tcp_port();
     let relay = Command::new(&args.relay)
         .args(["--port", &http.to_string(), "--webrtc-port", "0", "--p2p-port", "0"])
         .arg("--assets")

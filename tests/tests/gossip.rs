@@ -3,13 +3,14 @@
 //! loopback. No browser, no page: these run in the plain `cargo test`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, identity};
 use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, NodeHandle, native};
+use tabswarm_e2e::free_tcp_port;
 use tabswarm_protocol::api::{Bootstrap, SwarmStats};
 use tabswarm_protocol::rollout::RolloutGroup;
 use tabswarm_protocol::tasks::{Family, QuestionId};
@@ -221,10 +222,6 @@ async fn two_relays_bridge_their_peers() {
     on_a.received_from(&BTreeSet::from([id_b.clone()])).await;
     assert_eq!(on_b.received[0].1, group(&id_a, 1));
     assert_eq!(on_a.received[0].1, group(&id_b, 2));
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
 fn free_udp_port() -> u16 {

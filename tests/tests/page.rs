@@ -6,7 +6,6 @@
 //! these inside a loopback-only network namespace; they are `#[ignore]`d for a plain `cargo test`.
 //! Paths can be changed with `TABSWARM_ASSETS`, `CHROMEDRIVER` and `CHROME`.
 
-use std::net::TcpListener as StdListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS};
+use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS, free_tcp_port};
 use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig};
 
@@ -38,10 +37,6 @@ fn assets_dir() -> PathBuf {
     std::env::var_os("TABSWARM_ASSETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/dist"))
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
 /// A relay serving the built page; its data folder lives as long as this does.
@@ -73,7 +68,7 @@ async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
 async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
     let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let port = free_port();
+    let port = free_tcp_port();
     let child = Command::new(&chromedriver)
         .process_group(0)
         .arg(format!("--port={port}"))
