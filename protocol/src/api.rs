@@ -46,3 +46,76 @@ pub struct SwarmStats {
     /// Peers currently graylisted (their score under the graylist threshold).
     pub graylisted: usize,
 }
+
+/// One row of `GET /api/leaderboard`: a wallet and what its peers contributed, as the relay's
+/// own verifier scored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderboardEntry {
+    /// Checksummed wallet address.
+    pub address: String,
+    /// Sum of verified rewards.
+    pub reward: f64,
+    /// Rollouts (completions) credited.
+    pub rollouts: u64,
+    /// Distinct peer ids (tabs, rotations, native peers) bound to the address that contributed.
+    pub peers: u64,
+    /// Unix seconds of the latest credited contribution.
+    pub last_seen: u64,
+}
+
+/// One round of one peer's contributions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundRecord {
+    pub round: u64,
+    pub groups: u64,
+    pub rollouts: u64,
+    pub reward: f64,
+    pub last_seen: u64,
+}
+
+/// Something the relay refused from a peer, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectionRecord {
+    pub at: u64,
+    /// Stable reason name (`wrong_chain`, `unbound_peer`, …).
+    pub kind: String,
+    /// The reason in words.
+    pub reason: String,
+}
+
+/// `GET /api/peer/<id>`: a peer's binding, contributions (latest rounds first) and refusals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRecord {
+    pub peer_id: String,
+    /// The wallet it is bound to (none: unbound).
+    pub address: Option<String>,
+    pub issued_at: Option<u64>,
+    pub expires_at: Option<u64>,
+    /// The registry transaction that recorded the binding on chain, once submitted.
+    pub chain_tx: Option<String>,
+    /// Verified reward over the rounds listed.
+    pub reward: f64,
+    pub rollouts: u64,
+    pub rounds: Vec<RoundRecord>,
+    pub rejections: Vec<RejectionRecord>,
+}
+
+/// `POST /api/bindings` answer: the binding is stored (201) or was already (200).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingAccepted {
+    pub peer_id: String,
+    pub address: String,
+    pub expires_at: u64,
+}
+
+/// The body of every refusal of the relay's JSON API: a stable reason name and words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub message: String,
+}

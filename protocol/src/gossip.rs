@@ -219,6 +219,7 @@ mod tests {
                 peer: "p".into(),
                 policy_version: version,
                 completions: vec!["1".into(), "2".into()],
+                rewards: Vec::new(),
             })
             .expect("valid")
         };

@@ -9,6 +9,7 @@ pub mod api;
 pub mod checkpoint;
 #[cfg(feature = "gossip")]
 pub mod gossip;
+pub mod identity;
 pub mod rollout;
 pub mod tasks;
 pub mod wire;

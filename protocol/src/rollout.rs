@@ -32,12 +32,17 @@ pub struct Rollout {
 }
 
 /// The completions one peer drew for one question with one policy version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutGroup {
     pub question: QuestionId,
     pub peer: String,
     pub policy_version: u64,
     pub completions: Vec<String>,
+    /// The rewards the publisher's verifier gave each completion — a claim, never trusted:
+    /// receivers re-score and refuse a group whose claim disagrees ([`DropReason::RewardMismatch`]).
+    /// Empty when the publisher makes no claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewards: Vec<f32>,
 }
 
 impl RolloutGroup {
@@ -53,7 +58,7 @@ impl RolloutGroup {
 }
 
 /// Why a received group was dropped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DropReason {
     #[error("question {id} does not regenerate: {reason}")]
     UnknownQuestion { id: QuestionId, reason: TaskError },
@@ -63,6 +68,10 @@ pub enum DropReason {
     GroupSize { size: usize },
     #[error("a peer name of {bytes} bytes exceeds the limit of {MAX_PEER_BYTES}")]
     PeerTooLong { bytes: usize },
+    #[error("completion {index} claims reward {claimed}, the verifier gives {verified}")]
+    RewardMismatch { index: usize, claimed: f32, verified: f32 },
+    #[error("{claimed} rewards claimed for {completions} completions")]
+    RewardCount { claimed: usize, completions: usize },
 }
 
 /// A group that passed the checks, with the rewards the receiver computed itself.
@@ -98,7 +107,17 @@ pub fn score_group(group: RolloutGroup) -> Result<ScoredGroup, DropReason> {
     }
     let question =
         regenerate(&group.question).map_err(|reason| DropReason::UnknownQuestion { id: group.question, reason })?;
-    let scores = group.completions.iter().map(|c| verify(&question, c)).collect();
+    if !group.rewards.is_empty() && group.rewards.len() != size {
+        return Err(DropReason::RewardCount { claimed: group.rewards.len(), completions: size });
+    }
+    let scores: Vec<Score> = group.completions.iter().map(|c| verify(&question, c)).collect();
+    for (index, (claimed, score)) in group.rewards.iter().zip(&scores).enumerate() {
+        // Exact: the claim comes from the same shared verifier, so any difference is a lie or a
+        // different verifier version.
+        if claimed.to_bits() != score.reward.to_bits() {
+            return Err(DropReason::RewardMismatch { index, claimed: *claimed, verified: score.reward });
+        }
+    }
     Ok(ScoredGroup { group, question, scores })
 }
 
@@ -108,6 +127,9 @@ pub struct DropCounts {
     pub unknown_question: u64,
     pub too_long: u64,
     pub group_size: u64,
+    /// Claimed rewards the verifier disagrees with.
+    #[serde(default)]
+    pub reward_mismatch: u64,
 }
 
 impl DropCounts {
@@ -116,11 +138,12 @@ impl DropCounts {
             DropReason::UnknownQuestion { .. } => self.unknown_question += 1,
             DropReason::CompletionTooLong { .. } | DropReason::PeerTooLong { .. } => self.too_long += 1,
             DropReason::GroupSize { .. } => self.group_size += 1,
+            DropReason::RewardMismatch { .. } | DropReason::RewardCount { .. } => self.reward_mismatch += 1,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.unknown_question + self.too_long + self.group_size
+        self.unknown_question + self.too_long + self.group_size + self.reward_mismatch
     }
 }
 
@@ -135,6 +158,7 @@ mod tests {
             peer: "peer-a".into(),
             policy_version: 3,
             completions: completions.iter().map(|c| c.to_string()).collect(),
+            rewards: Vec::new(),
         }
     }
 
@@ -173,7 +197,23 @@ mod tests {
             assert!(reason.to_string().contains(message), "{reason}");
             counts.count(&reason);
         }
-        assert_eq!(counts, DropCounts { unknown_question: 2, too_long: 2, group_size: 2 });
+        assert_eq!(counts, DropCounts { unknown_question: 2, too_long: 2, group_size: 2, reward_mismatch: 0 });
         assert_eq!(counts.total(), 6);
+    }
+
+    #[test]
+    fn a_claimed_reward_the_verifier_disagrees_with_drops_the_group() {
+        let answer = generate(Family::Add, 2, 5).expect("question").answer;
+        let honest = RolloutGroup { rewards: vec![1.1, 0.1], ..group(&[&answer, "0"]) };
+        assert_eq!(score_group(honest.clone()).expect("agrees").rewards(), vec![1.1, 0.1]);
+        let inflated = RolloutGroup { rewards: vec![1.1, 1.1], ..honest.clone() };
+        let reason = score_group(inflated).expect_err("disagrees");
+        assert_eq!(reason, DropReason::RewardMismatch { index: 1, claimed: 1.1, verified: 0.1 });
+        assert_eq!(reason.to_string(), "completion 1 claims reward 1.1, the verifier gives 0.1");
+        let short = RolloutGroup { rewards: vec![1.1], ..honest };
+        assert_eq!(score_group(short), Err(DropReason::RewardCount { claimed: 1, completions: 2 }));
+        let mut counts = DropCounts::default();
+        counts.count(&DropReason::RewardCount { claimed: 1, completions: 2 });
+        assert_eq!((counts.reward_mismatch, counts.total()), (1, 1));
     }
 }

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::SignedBinding;
 use crate::rollout::{DropReason, MAX_PEER_BYTES, RolloutGroup, ScoredGroup, score_group};
 use crate::tasks::Family;
 
@@ -40,6 +41,10 @@ pub enum Message {
     Rollouts { groups: Vec<RolloutGroup> },
     /// A peer says who it is and what it works on (sent when it joins, then now and then).
     Announce(Announcement),
+    /// A peer's key bound to a wallet (see [`crate::identity`]), published by that peer (or by the
+    /// relay it was posted to) so every relay learns who its rollouts count for. Relays check it
+    /// with [`crate::identity::verify`].
+    Binding(Box<SignedBinding>),
 }
 
 /// A peer's self-description, shown on relays' swarm pages.
@@ -110,6 +115,8 @@ pub const REFUSAL_KINDS: [&str; 8] = [
 pub enum Verified {
     Rollouts(Vec<ScoredGroup>),
     Announce(Announcement),
+    /// A binding; its signatures are still to be checked (that needs the relay's domain).
+    Binding(Box<SignedBinding>),
 }
 
 /// Encodes a message of this build's version. Errors when the result would be refused by
@@ -186,6 +193,9 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
             }
             Ok(Verified::Announce(announcement))
         }
+        // Self-authenticating (wallet and peer-key signatures), so anyone may pass one on: a relay
+        // publishes the bindings posted to it over HTTP.
+        Message::Binding(signed) => Ok(Verified::Binding(signed)),
     }
 }
 

@@ -30,6 +30,9 @@ pub enum StartError {
     /// The relay's data folder (its libp2p key and WebRTC certificate) cannot be used.
     #[error("relay identity in {path}: {reason}")]
     Identity { path: PathBuf, reason: String },
+    /// The ledger file cannot be opened or migrated.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The libp2p swarm could not be set up or could not listen.
     #[error("swarm: {0}")]
     Swarm(String),
@@ -69,6 +72,15 @@ pub enum HttpError {
     NoBaseCheckpoint,
     #[error("the relay's swarm is not running (it is starting or shutting down)")]
     SwarmUnavailable,
+    /// A JSON API refusal: status, stable reason name, words.
+    #[error("{message}")]
+    Api { status: StatusCode, error: &'static str, message: String },
+}
+
+impl HttpError {
+    pub fn api(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        HttpError::Api { status, error, message: message.into() }
+    }
 }
 
 impl IntoResponse for HttpError {
@@ -76,6 +88,10 @@ impl IntoResponse for HttpError {
         let status = match self {
             HttpError::NotFound(_) | HttpError::NoBaseCheckpoint => StatusCode::NOT_FOUND,
             HttpError::SwarmUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Api { status, error, message } => {
+                let body = tabswarm_protocol::api::ApiError { error: error.to_owned(), message };
+                return (status, axum::Json(body)).into_response();
+            }
         };
         (status, self.to_string()).into_response()
     }

@@ -1,11 +1,12 @@
-//! The HTTP face of the relay: the page, `/healthz`, and the headers every response carries.
+//! The HTTP face of the relay: the page, `/healthz`, the swarm and ledger APIs, and the headers
+//! every response carries.
 
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tabswarm_protocol::Health;
 use tabswarm_protocol::api::{Bootstrap, SwarmStats};
@@ -18,7 +19,11 @@ use tower_http::trace::TraceLayer;
 use crate::assets::AssetStore;
 use crate::checkpoint::{self, BaseCheckpoint};
 use crate::error::HttpError;
+use crate::ledger::Ledger;
 use crate::swarm::SwarmHandle;
+use tabswarm_protocol::identity::BindingDomain;
+
+pub mod identity;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
 /// (plus `wasm-unsafe-eval`, which compiling WebAssembly requires), our own worker, no inline code,
@@ -38,6 +43,10 @@ pub struct AppState {
     pub base_checkpoint: Option<std::sync::Arc<BaseCheckpoint>>,
     /// The relay's libp2p node (absent only in tests of the HTTP layer alone).
     pub swarm: Option<SwarmHandle>,
+    /// Bindings, contributions and refusals (absent only in tests of the HTTP layer alone).
+    pub ledger: Option<Ledger>,
+    /// What bindings posted here must name.
+    pub domain: BindingDomain,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
@@ -56,6 +65,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/bootstrap", get(bootstrap))
         .route("/api/swarm", get(swarm_stats))
         .route("/metrics", get(metrics))
+        .route("/api/identity", get(identity::domain))
+        .route("/api/bindings", post(identity::post))
+        .route("/api/leaderboard", get(identity::leaderboard))
+        .route("/api/peer/{id}", get(identity::peer))
         .route("/api/checkpoint/base.json", get(checkpoint::base_info))
         .route("/api/checkpoint/base", get(checkpoint::base_bytes))
         .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash))

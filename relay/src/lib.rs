@@ -3,7 +3,8 @@
 //! It serves the page (`web/dist`, built by `cargo xtask build`), the base checkpoint and
 //! `/healthz`, and runs the swarm's libp2p node in the same process ([`swarm`]: WebRTC for tabs,
 //! TCP between relays and for native peers, gossipsub in validation mode), with `/api/bootstrap`,
-//! `/api/swarm` and `/metrics` over HTTP. The ledger and chain client join it in a later issue.
+//! `/api/swarm` and `/metrics` over HTTP. [`ledger`] keeps who is bound to which wallet and what each
+//! contributed (`POST /api/bindings`, `/api/leaderboard`, `/api/peer/<id>`).
 //! `main.rs` holds configuration and wiring, [`http`] the router, [`assets`] the static files,
 //! [`error`] what can go wrong.
 
@@ -11,6 +12,7 @@ pub mod assets;
 pub mod checkpoint;
 pub mod error;
 pub mod http;
+pub mod ledger;
 pub mod swarm;
 
 use std::future::Future;
@@ -55,9 +57,26 @@ impl Relay {
             Some(path) => Some(std::sync::Arc::new(BaseCheckpoint::load(path)?)),
             None => None,
         };
+        std::fs::create_dir_all(&config.swarm.data_dir).map_err(|e| StartError::Identity {
+            path: config.swarm.data_dir.clone(),
+            reason: format!("cannot create the data folder: {e}"),
+        })?;
+        let ledger = ledger::Ledger::open(&config.swarm.data_dir.join(ledger::LEDGER_FILE))?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
-        let (handle, event_loop) = swarm::start(&config.swarm).await?;
-        Ok(Self { listener, state: AppState { assets, base_checkpoint, swarm: Some(handle) }, event_loop })
+        let (handle, event_loop) = swarm::start(&config.swarm, ledger.clone()).await?;
+        let state = AppState {
+            assets,
+            base_checkpoint,
+            swarm: Some(handle),
+            ledger: Some(ledger),
+            domain: config.swarm.domain.clone(),
+        };
+        Ok(Self { listener, state, event_loop })
+    }
+
+    /// The ledger (bindings, contributions, refusals).
+    pub fn ledger(&self) -> Option<&ledger::Ledger> {
+        self.state.ledger.as_ref()
     }
 
     /// The libp2p node's handle (answers once [`Relay::serve`] runs).

@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use alloy_primitives::Address;
 use clap::Parser;
+use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +47,19 @@ struct Cli {
     /// Most connections the relay accepts (tabs, native peers, relays).
     #[arg(long, env = "TABSWARM_MAX_PEERS", default_value_t = 4096)]
     max_peers: u32,
+    /// Which swarm this relay serves; wallets bind peers to it, relays of one swarm share it.
+    #[arg(long, env = "TABSWARM_SWARM_ID", default_value = tabswarm_relay::swarm::DEFAULT_SWARM_ID)]
+    swarm_id: String,
+    /// The domain people reach this relay's page at (`host[:port]`); bindings must name it, so a
+    /// binding made on another site is refused. Default: the --host:--port address.
+    #[arg(long, env = "TABSWARM_RELAY_DOMAIN")]
+    relay_domain: Option<String>,
+    /// The chain wallets sign bindings for (EIP-712 chain id).
+    #[arg(long, env = "TABSWARM_CHAIN_ID", default_value_t = tabswarm_relay::swarm::DEFAULT_CHAIN_ID)]
+    chain_id: u64,
+    /// Length of a contribution round in seconds (the unit of the ledger's per-round records).
+    #[arg(long, env = "TABSWARM_ROUND_SECS", default_value_t = tabswarm_relay::swarm::DEFAULT_ROUND_SECS)]
+    round_secs: u64,
 }
 
 #[tokio::main]
@@ -66,6 +81,13 @@ async fn main() -> ExitCode {
             public_ip: cli.public_ip,
             peers: cli.peers,
             max_peers: cli.max_peers,
+            domain: BindingDomain {
+                chain_id: cli.chain_id,
+                verifying_contract: Address::ZERO,
+                swarm_id: cli.swarm_id,
+                relay_domain: cli.relay_domain.unwrap_or_else(|| SocketAddr::new(cli.host, cli.port).to_string()),
+            },
+            round_secs: cli.round_secs,
         },
     };
     let relay = match Relay::bind(&config).await {

@@ -27,13 +27,15 @@ use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, gossipsub, identify, n
 use prometheus_client::registry::Registry;
 use tabswarm_protocol::api::{Bootstrap, RelayAddrs, SwarmStats};
 use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
-use tabswarm_protocol::wire::{self, Verified, WIRE_VERSION};
+use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
+use tabswarm_protocol::wire::{self, Message, Verified, WIRE_VERSION};
 use tokio::sync::{mpsc, oneshot};
 
 pub use identity::NodeIdentity;
 use stats::{RelayMetrics, Tally};
 
 use crate::error::StartError;
+use crate::ledger::{Bound, Ledger};
 
 /// Where and how the relay's libp2p node listens.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ pub struct SwarmConfig {
     pub peers: Vec<Multiaddr>,
     /// Most connections accepted from others.
     pub max_peers: u32,
+    /// What bindings must name (swarm, chain, registry; the relay domain only for bindings posted
+    /// to this relay — ones arriving over gossip were checked by the relay they name).
+    pub domain: BindingDomain,
+    /// Length of a contribution round in seconds (rounds are `unix time / round_secs`).
+    pub round_secs: u64,
 }
 
 impl SwarmConfig {
@@ -66,8 +73,28 @@ impl SwarmConfig {
             public_ip: None,
             peers: Vec::new(),
             max_peers: 4096,
+            domain: BindingDomain {
+                chain_id: DEFAULT_CHAIN_ID,
+                verifying_contract: alloy_primitives::Address::ZERO,
+                swarm_id: DEFAULT_SWARM_ID.into(),
+                relay_domain: "127.0.0.1".into(),
+            },
+            round_secs: DEFAULT_ROUND_SECS,
         }
     }
+}
+
+/// The swarm id relays use unless told otherwise.
+pub const DEFAULT_SWARM_ID: &str = "tabswarm";
+/// The chain bindings name when the relay runs with its ledger alone (Ethereum mainnet: wallets
+/// sign typed data for the chain they are on, and no transaction is ever sent for it).
+pub const DEFAULT_CHAIN_ID: u64 = 1;
+/// Contribution round length unless told otherwise.
+pub const DEFAULT_ROUND_SECS: u64 = 600;
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(NetworkBehaviour)]
@@ -82,6 +109,8 @@ struct Behaviour {
 enum Command {
     Bootstrap(oneshot::Sender<Bootstrap>),
     Stats(oneshot::Sender<SwarmStats>),
+    /// Pass a binding accepted over HTTP on to the swarm.
+    Announce(Box<SignedBinding>),
 }
 
 /// The HTTP side's way into the running node. Cheap to clone.
@@ -118,6 +147,11 @@ impl SwarmHandle {
         self.ask(Command::Stats).await
     }
 
+    /// Publishes a binding this relay accepted over HTTP, so every relay credits the peer.
+    pub async fn announce(&self, binding: SignedBinding) -> Result<(), SwarmStopped> {
+        self.commands.send(Command::Announce(Box::new(binding))).await.map_err(|_| SwarmStopped)
+    }
+
     /// Prometheus text exposition of the relay's metrics (libp2p's and the swarm's own).
     pub fn metrics_text(&self) -> String {
         let mut text = String::new();
@@ -140,6 +174,9 @@ pub struct EventLoop {
     republications: gossip::Republications,
     metrics: RelayMetrics,
     libp2p_metrics: libp2p::metrics::Metrics,
+    ledger: Ledger,
+    domain: BindingDomain,
+    round_secs: u64,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -166,7 +203,10 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Builds the node from its persisted identity, starts both listeners and waits until they are
 /// up (so a port conflict is a start error, and the bootstrap list is complete from the first
 /// request).
-pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), StartError> {
+pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle, EventLoop), StartError> {
+    if config.round_secs == 0 {
+        return Err(StartError::Swarm("--round-secs must be at least 1".into()));
+    }
     if let Some(addr) = config.peers.iter().find(|a| gossip::peer_id_of(a).is_none()) {
         return Err(StartError::Swarm(format!(
             "--peer {addr} does not end in /p2p/<peer id>; copy the other relay's address from its /api/bootstrap"
@@ -279,6 +319,9 @@ pub async fn start(config: &SwarmConfig) -> Result<(SwarmHandle, EventLoop), Sta
         republications: gossip::Republications::new(REMEMBERED_GROUPS),
         metrics,
         libp2p_metrics,
+        ledger,
+        domain: config.domain.clone(),
+        round_secs: config.round_secs,
     };
     Ok((handle, event_loop))
 }
@@ -347,6 +390,18 @@ impl EventLoop {
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Command::Announce(binding) => {
+                let peer = binding.binding.peer_id.clone();
+                match wire::encode(&Message::Binding(binding)) {
+                    Ok(bytes) => {
+                        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes) {
+                            // No other node subscribed yet: the peer re-announces it itself.
+                            tracing::debug!(%peer, "binding not passed on: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!(%peer, "cannot encode a binding: {e}"),
+                }
             }
         }
     }
@@ -449,26 +504,7 @@ impl EventLoop {
         let acceptance = match message.source {
             // Strict validation mode refuses unsigned messages before they get here.
             None => gossipsub::MessageAcceptance::Reject,
-            Some(source) => match wire::decode(&message.data, &source.to_string()) {
-                Err(error) => {
-                    tracing::debug!(%source, via = %propagation_source, "rejected: {error}");
-                    self.tally.rejected(error.kind());
-                    self.metrics.rejected(error.kind());
-                    gossipsub::MessageAcceptance::Reject
-                }
-                Ok(Verified::Rollouts(groups)) => {
-                    if self.republications.seen_before(source, &groups) {
-                        self.tally.duplicate();
-                        self.metrics.duplicates.inc();
-                        gossipsub::MessageAcceptance::Ignore
-                    } else {
-                        self.tally.accepted(groups.len() as u64);
-                        self.metrics.accepted.inc_by(groups.len() as u64);
-                        gossipsub::MessageAcceptance::Accept
-                    }
-                }
-                Ok(Verified::Announce(_)) => gossipsub::MessageAcceptance::Accept,
-            },
+            Some(source) => self.validate(source, propagation_source, &message.data),
         };
         // `false` only when the message already left the cache (nothing to do then).
         let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -476,6 +512,70 @@ impl EventLoop {
             &propagation_source,
             acceptance,
         );
+    }
+
+    /// Decides one message: decode, then bindings are checked and stored, rollouts are credited
+    /// to the publisher's wallet with this relay's own scores. What the sender itself got wrong
+    /// is rejected (gossipsub scores it down); what a relay only passed on is ignored, so relays
+    /// do not penalise each other for a publisher's fault.
+    fn validate(&mut self, source: PeerId, via: PeerId, data: &[u8]) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let now = unix_now();
+        let publisher = source.to_string();
+        let fault = if via == source { Reject } else { Ignore };
+        let verified = match wire::decode(data, &publisher) {
+            Ok(verified) => verified,
+            Err(error) => {
+                self.refuse(&publisher, via, error.kind(), &error.to_string(), now);
+                return Reject;
+            }
+        };
+        match verified {
+            Verified::Rollouts(groups) => {
+                if self.republications.seen_before(source, &groups) {
+                    self.tally.duplicate();
+                    self.metrics.duplicates.inc();
+                    return Ignore;
+                }
+                match self.ledger.record(now / self.round_secs, &publisher, &groups, now) {
+                    Ok(_) => {
+                        self.tally.accepted(groups.len() as u64);
+                        self.metrics.accepted.inc_by(groups.len() as u64);
+                        Accept
+                    }
+                    Err(refusal) => {
+                        self.refuse(&publisher, via, refusal.kind(), &refusal.to_string(), now);
+                        fault
+                    }
+                }
+            }
+            Verified::Announce(_) => Accept,
+            Verified::Binding(signed) => {
+                // The relay domain was checked by the relay the binding names.
+                let domain = BindingDomain { relay_domain: signed.binding.relay_domain.clone(), ..self.domain.clone() };
+                match self.ledger.bind(&signed, &domain, now) {
+                    Ok(bound) => {
+                        if let Bound::New(address) = bound {
+                            tracing::info!(peer = %signed.binding.peer_id, %address, "peer bound");
+                        }
+                        Accept
+                    }
+                    Err(refusal) => {
+                        let about = signed.binding.peer_id.clone();
+                        self.refuse(&about, via, refusal.kind(), &refusal.to_string(), now);
+                        if via == source { Reject } else { Ignore }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a refusal and logs it in the ledger.
+    fn refuse(&mut self, peer: &str, via: PeerId, kind: &'static str, reason: &str, now: u64) {
+        tracing::debug!(%peer, %via, "refused: {reason}");
+        self.tally.rejected(kind);
+        self.metrics.rejected(kind);
+        self.ledger.reject(Some(peer), kind, reason, now);
     }
 }
 
@@ -522,7 +622,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = SwarmConfig::local(dir.path().to_path_buf());
         config.peers = vec!["/ip4/127.0.0.1/tcp/9091".parse().expect("addr")];
-        let err = start(&config).await.expect_err("refused").to_string();
+        let err = start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string();
         assert!(err.contains("--peer /ip4/127.0.0.1/tcp/9091 does not end in /p2p/<peer id>"), "{err}");
     }
 }

@@ -184,6 +184,7 @@ async fn one(args: &Args, peers: usize) {
             peer: ids[who].clone(),
             policy_version: origin.elapsed().as_micros() as u64,
             completions: vec!["12".into(), "7".into()],
+            rewards: Vec::new(),
         };
         let _ = senders[who].try_send(NodeCommand::Publish(vec![group]));
         next += interval;

@@ -148,6 +148,7 @@ fn group(peer: &str, seed: u64) -> RolloutGroup {
         peer: peer.to_owned(),
         policy_version: 0,
         completions: vec!["12".into(), "7".into()],
+        rewards: Vec::new(),
     }
 }
 

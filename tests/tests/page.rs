@@ -373,6 +373,7 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
                 peer: native_id.clone(),
                 policy_version: 0,
                 completions: vec!["<".into(), ">".into(), "=".into(), "x".into()],
+                rewards: Vec::new(),
             };
             if commands.send(NodeCommand::Publish(vec![group])).await.is_err() {
                 return;

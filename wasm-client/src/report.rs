@@ -525,6 +525,7 @@ mod tests {
             peer: "12D3KooW".into(),
             policy_version: 3,
             completions: vec!["1".into(), "2".into()],
+            rewards: Vec::new(),
         }];
         let received = WorkerRequest::Received { groups: groups.clone() };
         let json = serde_json::to_string(&received).expect("serialize");

@@ -193,7 +193,13 @@ impl TrainingRun {
             external_trained: self.external_trained,
             done: self.is_done(),
         };
-        Ok(RoundOutput { progress, share: own.into_iter().map(|g| g.group).collect() })
+        Ok(RoundOutput {
+            progress,
+            share: own
+                .into_iter()
+                .map(|g| tabswarm_protocol::rollout::RolloutGroup { rewards: g.rewards(), ..g.group })
+                .collect(),
+        })
     }
 }
 

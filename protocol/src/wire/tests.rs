@@ -11,6 +11,7 @@ fn valid_group(family: Family, difficulty: u8, seed: u64, completions: Vec<Strin
         peer: PEER.into(),
         policy_version: 7,
         completions,
+        rewards: Vec::new(),
     }
 }
 

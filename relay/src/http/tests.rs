@@ -27,8 +27,18 @@ fn site() -> tempfile::TempDir {
     dir
 }
 
+fn state(dir: &Path) -> AppState {
+    AppState {
+        assets: AssetStore::load(dir).expect("load assets"),
+        base_checkpoint: None,
+        swarm: None,
+        ledger: Some(crate::ledger::Ledger::in_memory().expect("ledger")),
+        domain: crate::ledger::tests::domain(),
+    }
+}
+
 fn router(dir: &Path) -> Router {
-    app(AppState { assets: AssetStore::load(dir).expect("load assets"), base_checkpoint: None, swarm: None })
+    app(state(dir))
 }
 
 fn router_with_base(dir: &Path) -> (Router, Vec<u8>) {
@@ -36,11 +46,7 @@ fn router_with_base(dir: &Path) -> (Router, Vec<u8>) {
     let file = dir.join("base.tswm");
     std::fs::write(&file, &bytes).expect("write checkpoint");
     let base = crate::BaseCheckpoint::load(&file).expect("valid checkpoint");
-    let state = AppState {
-        assets: AssetStore::load(dir).expect("load assets"),
-        base_checkpoint: Some(base.into()),
-        swarm: None,
-    };
+    let state = AppState { base_checkpoint: Some(base.into()), ..state(dir) };
     (app(state), bytes)
 }
 
@@ -253,4 +259,77 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     let result = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     result.expect("shut down within 5 s").expect("task").expect("serve ok");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}
+
+async fn post_json(router: Router, uri: &str, body: String) -> Response {
+    let request = Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body));
+    router.oneshot(request.expect("request")).await.expect("infallible")
+}
+
+async fn api_error(response: Response) -> tabswarm_protocol::api::ApiError {
+    serde_json::from_slice(&body(response).await).expect("error json")
+}
+
+#[tokio::test]
+async fn a_binding_posted_over_http_is_stored_and_refusals_say_why() {
+    use crate::ledger::tests::{bind_as, scored, wallet};
+    use libp2p::identity::Keypair;
+    let dir = site();
+    let state = state(dir.path());
+    let ledger = state.ledger.clone().expect("ledger");
+    let router = app(state);
+    let (alice, mallory, peer) = (wallet(1), wallet(2), Keypair::generate_ed25519());
+    let id = peer.public().to_peer_id().to_string();
+    let now = crate::swarm::unix_now();
+
+    let identity = get(router.clone(), "/api/identity", &[]).await;
+    let domain: BindingDomain = serde_json::from_slice(&body(identity).await).expect("domain");
+    assert_eq!(domain, crate::ledger::tests::domain());
+
+    let signed = serde_json::to_string(&bind_as(&alice, &peer, 1, now)).expect("json");
+    let created = post_json(router.clone(), "/api/bindings", signed.clone()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let accepted: tabswarm_protocol::api::BindingAccepted = serde_json::from_slice(&body(created).await).expect("json");
+    let address = alloy_primitives::Address::from_private_key(&alice).to_checksum(None);
+    assert_eq!((accepted.peer_id.as_str(), accepted.address.as_str()), (id.as_str(), address.as_str()));
+    assert_eq!(post_json(router.clone(), "/api/bindings", signed).await.status(), StatusCode::OK);
+
+    // Another wallet claiming the same peer: 409 with the reason, the binding unchanged.
+    let taken = post_json(
+        router.clone(),
+        "/api/bindings",
+        serde_json::to_string(&bind_as(&mallory, &peer, 2, now)).expect("json"),
+    )
+    .await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    let err = api_error(taken).await;
+    assert_eq!(err.error, "peer_taken");
+    assert!(err.message.contains(&address), "{}", err.message);
+    // An expired one: 400.
+    let old = bind_as(&alice, &Keypair::generate_ed25519(), 3, now - 7200);
+    let expired = post_json(router.clone(), "/api/bindings", serde_json::to_string(&old).expect("json")).await;
+    assert_eq!(expired.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api_error(expired).await.error, "expired");
+    // Not a binding at all: 400 naming the missing field.
+    let malformed = post_json(router.clone(), "/api/bindings", r#"{"binding": {}}"#.into()).await;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let err = api_error(malformed).await;
+    assert_eq!(err.error, "malformed");
+    assert!(err.message.contains("missing field"), "{}", err.message);
+    let huge = post_json(router.clone(), "/api/bindings", "x".repeat(9000)).await;
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    ledger.record(1, &id, &[scored(&id, 1)], now).expect("record");
+    let board = get(router.clone(), "/api/leaderboard", &[]).await;
+    assert_eq!(board.status(), StatusCode::OK);
+    let board: Vec<tabswarm_protocol::api::LeaderboardEntry> =
+        serde_json::from_slice(&body(board).await).expect("json");
+    assert_eq!((board.len(), board[0].address.as_str(), board[0].rollouts), (1, address.as_str(), 2));
+    let record = get(router.clone(), &format!("/api/peer/{id}"), &[]).await;
+    let record: tabswarm_protocol::api::PeerRecord = serde_json::from_slice(&body(record).await).expect("json");
+    assert_eq!(record.address.as_deref(), Some(address.as_str()));
+    assert_eq!(record.rejections[0].kind, "peer_taken");
+    let unknown = get(router, "/api/peer/12D3KooWnobody", &[]).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api_error(unknown).await.error, "unknown_peer");
 }

@@ -198,6 +198,7 @@ impl Peer {
                 peer: self.name.clone(),
                 policy_version: self.steps,
                 completions: texts,
+                rewards: Vec::new(),
             };
             // Our own groups pass the same checks as anyone's (a completion is capped by the
             // generation length, so this only fails on a bug).

@@ -16,6 +16,7 @@ fn scored(seed: u64, completions: &[&str]) -> ScoredGroup {
         peer: "other".into(),
         policy_version: 0,
         completions: completions.iter().map(|c| c.to_string()).collect(),
+        rewards: Vec::new(),
     })
     .expect("valid group")
 }
@@ -66,6 +67,7 @@ fn a_peer_rescores_received_groups_and_drops_bad_ones() {
         peer: "them".into(),
         policy_version: 7,
         completions,
+        rewards: Vec::new(),
     };
     let mut future = good.id;
     future.suite = SUITE_VERSION + 1;
@@ -136,7 +138,13 @@ fn groups_per_step_splits_a_round_into_steps() {
     let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
     let informative = |seed| {
         let q = generate(Family::Compare, 1, seed).expect("q");
-        RolloutGroup { question: q.id, peer: "them".into(), policy_version: 0, completions: vec![q.answer, "x".into()] }
+        RolloutGroup {
+            question: q.id,
+            peer: "them".into(),
+            policy_version: 0,
+            completions: vec![q.answer, "x".into()],
+            rewards: Vec::new(),
+        }
     };
     let silent = RolloutGroup { completions: vec!["x".into(), "y".into()], ..informative(9) };
     let stats = block_on(peer.train_round(&[], vec![informative(1), silent, informative(2)])).expect("round");

@@ -513,6 +513,7 @@ mod tests {
             peer: "p".into(),
             policy_version: 0,
             completions: vec!["1".into(), "2".into()],
+            rewards: Vec::new(),
         };
         let mut inbox = Inbox::default();
         inbox.push((0..INBOX_LIMIT as u64 + 3).map(group));
