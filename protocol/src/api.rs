@@ -18,6 +18,10 @@ pub struct Bootstrap {
     pub topic: String,
     /// The relay's wire version ([`crate::wire::WIRE_VERSION`]).
     pub wire_version: u16,
+    /// Whether the relay passes on rollouts of peers not bound to a wallet (credited to nobody).
+    /// Off by default: then only bound peers should publish.
+    #[serde(default)]
+    pub accepts_unbound: bool,
 }
 
 /// Another relay and how to reach it.

@@ -43,8 +43,9 @@ pub enum Message {
     Announce(Announcement),
     /// A peer's key bound to a wallet (see [`crate::identity`]), published by that peer (or by the
     /// relay it was posted to) so every relay learns who its rollouts count for. Relays check it
-    /// with [`crate::identity::verify`].
-    Binding(Box<SignedBinding>),
+    /// with [`crate::identity::verify`]. `sent_at` (unix seconds) makes each re-announcement a new
+    /// message, so relays that joined later still hear it.
+    Binding { binding: Box<SignedBinding>, sent_at: u64 },
 }
 
 /// A peer's self-description, shown on relays' swarm pages.
@@ -92,6 +93,9 @@ impl WireError {
             WireError::GroupCount { .. } => "group_count",
             WireError::NotThePublisher { .. } => "not_the_publisher",
             WireError::BadGroup { reason: DropReason::UnknownQuestion { .. }, .. } => "unknown_question",
+            WireError::BadGroup {
+                reason: DropReason::RewardMismatch { .. } | DropReason::RewardCount { .. }, ..
+            } => "reward_mismatch",
             WireError::BadGroup { .. } => "bad_group",
             WireError::LabelTooLong { .. } => "label_too_long",
         }
@@ -99,13 +103,14 @@ impl WireError {
 }
 
 /// Every reason [`WireError::kind`] can give, for metrics that list zero counts too.
-pub const REFUSAL_KINDS: [&str; 8] = [
+pub const REFUSAL_KINDS: [&str; 9] = [
     "too_large",
     "malformed",
     "wrong_version",
     "group_count",
     "not_the_publisher",
     "unknown_question",
+    "reward_mismatch",
     "bad_group",
     "label_too_long",
 ];
@@ -195,7 +200,7 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
         }
         // Self-authenticating (wallet and peer-key signatures), so anyone may pass one on: a relay
         // publishes the bindings posted to it over HTTP.
-        Message::Binding(signed) => Ok(Verified::Binding(signed)),
+        Message::Binding { binding, .. } => Ok(Verified::Binding(binding)),
     }
 }
 

@@ -60,6 +60,10 @@ struct Cli {
     /// Length of a contribution round in seconds (the unit of the ledger's per-round records).
     #[arg(long, env = "TABSWARM_ROUND_SECS", default_value_t = tabswarm_relay::swarm::DEFAULT_ROUND_SECS)]
     round_secs: u64,
+    /// Pass on rollouts of peers not bound to a wallet, credited to nobody (default: reject them
+    /// and score their senders down).
+    #[arg(long, env = "TABSWARM_ACCEPT_UNBOUND")]
+    accept_unbound: bool,
 }
 
 #[tokio::main]
@@ -88,6 +92,7 @@ async fn main() -> ExitCode {
                 relay_domain: cli.relay_domain.unwrap_or_else(|| SocketAddr::new(cli.host, cli.port).to_string()),
             },
             round_secs: cli.round_secs,
+            accept_unbound: cli.accept_unbound,
         },
     };
     let relay = match Relay::bind(&config).await {

@@ -35,7 +35,7 @@ pub use identity::NodeIdentity;
 use stats::{RelayMetrics, Tally};
 
 use crate::error::StartError;
-use crate::ledger::{Bound, Ledger};
+use crate::ledger::{Bound, Ledger, Unattributed};
 
 /// Where and how the relay's libp2p node listens.
 #[derive(Debug, Clone)]
@@ -60,6 +60,9 @@ pub struct SwarmConfig {
     pub domain: BindingDomain,
     /// Length of a contribution round in seconds (rounds are `unix time / round_secs`).
     pub round_secs: u64,
+    /// Pass on rollouts of peers not bound to a wallet (credited to nobody) instead of rejecting
+    /// them. For private swarms and demos without wallets.
+    pub accept_unbound: bool,
 }
 
 impl SwarmConfig {
@@ -80,6 +83,7 @@ impl SwarmConfig {
                 relay_domain: "127.0.0.1".into(),
             },
             round_secs: DEFAULT_ROUND_SECS,
+            accept_unbound: false,
         }
     }
 }
@@ -177,6 +181,7 @@ pub struct EventLoop {
     ledger: Ledger,
     domain: BindingDomain,
     round_secs: u64,
+    accept_unbound: bool,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -322,6 +327,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
         ledger,
         domain: config.domain.clone(),
         round_secs: config.round_secs,
+        accept_unbound: config.accept_unbound,
     };
     Ok((handle, event_loop))
 }
@@ -393,7 +399,7 @@ impl EventLoop {
             }
             Command::Announce(binding) => {
                 let peer = binding.binding.peer_id.clone();
-                match wire::encode(&Message::Binding(binding)) {
+                match wire::encode(&Message::Binding { binding, sent_at: unix_now() }) {
                     Ok(bytes) => {
                         if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes) {
                             // No other node subscribed yet: the peer re-announces it itself.
@@ -432,6 +438,7 @@ impl EventLoop {
             relays,
             topic: gossip::ROLLOUT_TOPIC.into(),
             wire_version: WIRE_VERSION,
+            accepts_unbound: self.accept_unbound,
         }
     }
 
@@ -539,6 +546,18 @@ impl EventLoop {
                 }
                 match self.ledger.record(now / self.round_secs, &publisher, &groups, now) {
                     Ok(_) => {
+                        self.tally.accepted(groups.len() as u64);
+                        self.metrics.accepted.inc_by(groups.len() as u64);
+                        Accept
+                    }
+                    // Passed on by another relay, which knows the binding (it rejects unbound
+                    // publishers itself); this relay has not heard it yet (joined later; the
+                    // peer re-announces it every few minutes). Forward, but credit nobody.
+                    // Or the operator lets unbound peers share (credited to nobody).
+                    Err(Unattributed::Unbound(_) | Unattributed::Expired { .. })
+                        if self.accept_unbound || self.relays.contains_key(&via) =>
+                    {
+                        tracing::debug!(%publisher, %via, "rollouts of a peer whose binding this relay has not seen");
                         self.tally.accepted(groups.len() as u64);
                         self.metrics.accepted.inc_by(groups.len() as u64);
                         Accept

@@ -106,6 +106,8 @@ async fn one(args: &Args, peers: usize) {
         .arg(assets.path())
         .arg("--data-dir")
         .arg(data.path())
+        // The load is gossip, not identity: peers share unbound (credited to nobody).
+        .arg("--accept-unbound")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -134,7 +136,9 @@ async fn one(args: &Args, peers: usize) {
     let (ready_tx, mut ready_rx) = futures::channel::mpsc::channel::<()>(peers);
     let connect_started = Instant::now();
     for _ in 0..peers {
-        let node = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs.clone(), "bench").expect("node");
+        let node = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs.clone(), "bench")
+            .expect("node")
+            .share_unbound(true);
         let (handle, run) = node.spawn();
         tokio::spawn(run);
         ids.push(handle.peer_id.to_string());

@@ -12,8 +12,10 @@ use libp2p::{Multiaddr, PeerId, identity};
 use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, NodeHandle, native};
 use tabswarm_e2e::free_tcp_port;
 use tabswarm_protocol::api::{Bootstrap, SwarmStats};
+use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_protocol::rollout::RolloutGroup;
 use tabswarm_protocol::tasks::{Family, QuestionId};
+use tabswarm_relay::ledger::Ledger;
 use tabswarm_relay::swarm::{self, SwarmConfig, SwarmHandle};
 use tokio::sync::oneshot;
 
@@ -22,6 +24,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A relay's libp2p node running on the test's runtime; stops when dropped.
 struct TestRelay {
     handle: SwarmHandle,
+    ledger: Ledger,
     bootstrap: Bootstrap,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -29,13 +32,15 @@ struct TestRelay {
 
 impl TestRelay {
     async fn start(config: SwarmConfig) -> Self {
-        let (handle, event_loop) = swarm::start(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
+        let ledger = Ledger::in_memory().expect("ledger");
+        let (handle, event_loop) =
+            swarm::start(&config, ledger.clone()).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
         let bootstrap = event_loop.bootstrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(event_loop.run(async move {
             let _ = stopped.await;
         }));
-        Self { handle, bootstrap, stop: Some(stop), task }
+        Self { handle, ledger, bootstrap, stop: Some(stop), task }
     }
 
     async fn local(dir: &Path) -> Self {
@@ -95,9 +100,21 @@ impl Drop for TestPeer {
 }
 
 impl TestPeer {
+    /// A peer bound to a wallet of its own (as `tabswarm-peer run --wallet-key` binds).
     fn start(relays: Vec<Multiaddr>) -> Self {
-        let node = native::node(identity::Keypair::generate_ed25519(), relays, "cpu").expect("node");
-        let (handle, run) = node.spawn();
+        let key = identity::Keypair::generate_ed25519();
+        let wallet = test_wallet(&key.public().to_peer_id().to_string());
+        Self::start_as(key, Some(&wallet), relays)
+    }
+
+    fn start_as(key: identity::Keypair, wallet: Option<&k256::ecdsa::SigningKey>, relays: Vec<Multiaddr>) -> Self {
+        let binding = wallet.map(|w| native::bind_with_key(&test_domain(), w, &key, 3600).expect("binding"));
+        // A test peer without a wallet publishes anyway: a peer ignoring the relays' policy.
+        let node = native::node(key, relays, "cpu").expect("node").share_unbound(wallet.is_none());
+        let (mut handle, run) = node.spawn();
+        if let Some(binding) = binding {
+            handle.commands.try_send(NodeCommand::Bind(Box::new(binding))).expect("node running");
+        }
         Self { handle, task: tokio::spawn(run), received: Vec::new() }
     }
 
@@ -139,6 +156,17 @@ impl TestPeer {
         })
         .await;
     }
+}
+
+/// What `SwarmConfig::local` relays accept bindings for.
+fn test_domain() -> BindingDomain {
+    SwarmConfig::local(std::path::PathBuf::new()).domain
+}
+
+/// A wallet key derived from `seed` (tests only).
+fn test_wallet(seed: &str) -> k256::ecdsa::SigningKey {
+    use sha2::Digest as _;
+    k256::ecdsa::SigningKey::from_slice(&sha2::Sha256::digest(seed.as_bytes())).expect("key")
 }
 
 /// A valid group (any completions are valid; the verifier scores them) by `peer`.
@@ -365,7 +393,8 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
     tokio::spawn(with_base.serve(std::future::pending()));
     tokio::spawn(without.serve(std::future::pending()));
 
-    assert_eq!(native::fetch_bootstrap(&url_a).await.expect("bootstrap"), expected);
+    assert_eq!(native::fetch_bootstrap(&url_a).await.expect("bootstrap"), (expected, false));
+    assert_eq!(native::fetch_identity(&url_a).await.expect("identity"), test_domain());
     let (info, bytes) = native::fetch_base(&url_a).await.expect("fetch").expect("a base");
     assert_eq!(bytes, checkpoint);
     assert_eq!(info.bytes, checkpoint.len());
@@ -403,4 +432,54 @@ async fn a_peer_fails_over_to_the_next_relay_in_its_list() {
         "{states:?}"
     );
     relay.wait_for("the peer", |s| s.peers == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_bound_peers_are_credited_and_only_with_the_rewards_the_relay_computes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::local(dir.path()).await;
+    let mut bound = TestPeer::start(relay.addrs());
+    let mut unbound = TestPeer::start_as(identity::Keypair::generate_ed25519(), None, relay.addrs());
+    bound.connected().await;
+    unbound.connected().await;
+    let_meshes_form().await;
+    let (bound_id, unbound_id) = (bound.id(), unbound.id());
+    let wallet = alloy_primitives::Address::from_private_key(&test_wallet(&bound_id));
+
+    // Honest: no claim, and a claim that matches the verifier. Dishonest: an inflated claim.
+    let honest = group(&bound_id, 1);
+    let verified = tabswarm_protocol::rollout::score_group(honest.clone()).expect("valid").rewards();
+    let claimed = RolloutGroup { rewards: verified.clone(), ..group(&bound_id, 2) };
+    let inflated = RolloutGroup { rewards: vec![9.0; 2], ..group(&bound_id, 3) };
+    bound.publish(vec![honest]).await;
+    bound.publish(vec![claimed]).await;
+    bound.publish(vec![inflated]).await;
+    for seed in 10..13 {
+        unbound.publish(vec![group(&unbound_id, seed)]).await;
+    }
+    let stats = relay
+        .wait_for("the bound peer credited, the rest refused and the unbound peer graylisted", |s| {
+            s.rollouts_total >= 2
+                && s.rejected.get("reward_mismatch") >= Some(&1)
+                && s.rejected.get("unbound_peer") >= Some(&3)
+                && s.graylisted >= 1
+        })
+        .await;
+    assert_eq!(stats.rollouts_total, 2, "{stats:?}");
+
+    let board = relay.ledger.leaderboard().expect("leaderboard");
+    assert_eq!(board.len(), 1, "{board:?}");
+    assert_eq!(board[0].address, wallet.to_checksum(None));
+    assert_eq!((board[0].rollouts, board[0].peers), (4, 1));
+    let expected: f64 = verified.iter().map(|r| 2.0 * f64::from(*r)).sum();
+    assert!((board[0].reward - expected).abs() < 1e-6, "{} != {expected}", board[0].reward);
+
+    let record = relay.ledger.peer(&unbound_id).expect("query").expect("known");
+    assert_eq!(record.address, None);
+    assert_eq!(record.rollouts, 0);
+    assert_eq!(record.rejections[0].kind, "unbound_peer");
+    assert!(record.rejections[0].reason.contains("not bound to a wallet"), "{:?}", record.rejections[0]);
+    let record = relay.ledger.peer(&bound_id).expect("query").expect("known");
+    assert_eq!(record.rejections[0].kind, "reward_mismatch");
+    assert!(record.rejections[0].reason.contains("claims reward 9"), "{:?}", record.rejections[0]);
 }

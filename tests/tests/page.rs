@@ -56,7 +56,8 @@ async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: assets_dir(),
         base_checkpoint,
-        swarm: SwarmConfig::local(data.path().to_path_buf()),
+        // The tab has no wallet in these tests: the relay lets unbound peers share.
+        swarm: SwarmConfig { accept_unbound: true, ..SwarmConfig::local(data.path().to_path_buf()) },
     };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
@@ -353,7 +354,9 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     let (base_path, _) = make_base(dir.path());
     let relay = start_relay_serving(Some(base_path)).await;
     let addrs = relay.bootstrap.addrs.iter().map(|a| a.parse().expect("multiaddr"));
-    let node = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "cpu").expect("native node");
+    let node = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "cpu")
+        .expect("native node")
+        .share_unbound(relay.bootstrap.accepts_unbound);
     let (mut native_peer, run) = node.spawn();
     tokio::spawn(run);
     let native_id = native_peer.peer_id.to_string();

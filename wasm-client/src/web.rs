@@ -224,7 +224,9 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
     let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
     let addrs: Vec<libp2p::Multiaddr> = addrs.filter_map(|a| a.parse().ok()).collect();
     let node = match net::web::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "browser") {
-        Ok(node) => node,
+        // Until the wallet binding reaches the page, a tab shares only where the relay takes
+        // unbound peers' rollouts.
+        Ok(node) => node.share_unbound(bootstrap.accepts_unbound),
         Err(e) => {
             page.set_state(
                 "net",

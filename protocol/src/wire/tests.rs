@@ -125,6 +125,11 @@ fn bad_messages_are_refused_with_the_reason() {
     let err = refusal(&rollouts(vec![valid_group(Family::Add, 2, 5, vec!["1".into()])]));
     assert_eq!(err.kind(), "bad_group");
 
+    let inflated = RolloutGroup { rewards: vec![5.0; good.completions.len()], ..good.clone() };
+    let err = refusal(&rollouts(vec![inflated]));
+    assert_eq!(err.kind(), "reward_mismatch");
+    assert!(err.to_string().contains("claims reward 5, the verifier gives"), "{err}");
+
     let announce = |client: String, peer: &str| {
         encode(&Message::Announce(Announcement {
             peer: peer.into(),

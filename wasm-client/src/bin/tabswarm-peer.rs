@@ -71,6 +71,11 @@ mod native {
             families: Vec<Family>,
             #[arg(long, default_value_t = 1)]
             seed: u64,
+            /// A file holding the hex private key of the wallet to credit (one line, 0x optional;
+            /// keep it private, e.g. chmod 600). The peer key is bound to it by an EIP-712
+            /// signature. Without it the peer learns from the swarm but does not share.
+            #[arg(long, env = "TABSWARM_WALLET_KEY", value_name = "FILE")]
+            wallet_key: Option<PathBuf>,
         },
         /// Train the base checkpoint: supervised on generated questions until the mean greedy
         /// accuracy at the middle difficulty reaches --target (or --max-steps).
@@ -187,8 +192,8 @@ mod native {
 
     fn run(cli: Cli) -> Result<(), String> {
         match cli.command {
-            Command::Run { relays, base, rounds, backend, families, seed } => {
-                swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed })
+            Command::Run { relays, base, rounds, backend, families, seed, wallet_key } => {
+                swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key })
             }
             Command::Report { results: path, out } => {
                 let text =
@@ -336,6 +341,22 @@ mod native {
         backend: Backend,
         families: Vec<Family>,
         seed: u64,
+        wallet_key: Option<PathBuf>,
+    }
+
+    /// How long a native peer's binding lasts (it binds afresh every run).
+    const BINDING_VALIDITY_SECS: u64 = 7 * 24 * 3600;
+
+    /// Reads a wallet key file: 32 bytes as hex, `0x` optional, surrounding whitespace ignored.
+    fn read_wallet_key(path: &std::path::Path) -> Result<k256::ecdsa::SigningKey, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read --wallet-key {}: {e}", path.display()))?;
+        let hex = text.trim().trim_start_matches("0x");
+        let bytes: alloy_primitives::B256 = hex.parse().map_err(|_| {
+            format!("--wallet-key {}: expected 64 hex digits (a secp256k1 private key)", path.display())
+        })?;
+        k256::ecdsa::SigningKey::from_slice(bytes.as_slice())
+            .map_err(|_| format!("--wallet-key {}: not a valid secp256k1 private key", path.display()))
     }
 
     /// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
@@ -343,7 +364,7 @@ mod native {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
 
-        use futures::StreamExt;
+        use futures::{SinkExt, StreamExt};
         use tabswarm_client::net::{self, NodeCommand, NodeEvent, native as transport};
         use tabswarm_client::report::TrainBackend;
         use tabswarm_client::training::{RunPlan, TrainingRun};
@@ -353,23 +374,37 @@ mod native {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the network runtime: {e}"))?;
-        let (addrs, base) = runtime.block_on(async {
+        let wallet = match &args.wallet_key {
+            Some(path) => Some(read_wallet_key(path)?),
+            None => None,
+        };
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (addrs, base, accepts_unbound, binding) = runtime.block_on(async {
             let mut addrs = Vec::new();
             let mut base = None;
+            let mut accepts_unbound = false;
+            let mut binding = None;
             for relay in &args.relays {
                 if relay.starts_with('/') {
                     addrs.push(relay.parse().map_err(|e| format!("--relay {relay}: not a multiaddr: {e}"))?);
                     continue;
                 }
                 match transport::fetch_bootstrap(relay).await {
-                    Ok(list) => addrs.extend(list),
+                    Ok((list, accepts)) => {
+                        addrs.extend(list);
+                        accepts_unbound |= accepts;
+                    }
                     Err(e) => eprintln!("warning: {e}"),
+                }
+                if let (Some(wallet), None) = (&wallet, &binding) {
+                    let domain = transport::fetch_identity(relay).await?;
+                    binding = Some(transport::bind_with_key(&domain, wallet, &key, BINDING_VALIDITY_SECS)?);
                 }
                 if base.is_none() && args.base.is_none() {
                     base = transport::fetch_base(relay).await?;
                 }
             }
-            Ok::<_, String>((addrs, base))
+            Ok::<_, String>((addrs, base, accepts_unbound, binding))
         })?;
         let base_bytes = match (&args.base, base) {
             (Some(path), _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
@@ -383,11 +418,28 @@ mod native {
             Backend::Cpu => "cpu",
             Backend::Gpu => "gpu",
         };
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let node = runtime.block_on(async { transport::node(key, addrs, backend_label) })?;
-        let (handle, node_future) = node.spawn();
+        if wallet.is_some() && binding.is_none() {
+            return Err("--wallet-key needs a relay URL (http://…) to read what to sign from".into());
+        }
+        let node =
+            runtime.block_on(async { transport::node(key, addrs, backend_label) })?.share_unbound(accepts_unbound);
+        let (mut handle, node_future) = node.spawn();
         let peer_id = handle.peer_id.to_string();
         eprintln!("peer id {peer_id}");
+        match binding {
+            Some(binding) => {
+                eprintln!("bound to wallet {} until unix time {}", binding.address, binding.binding.expires_at);
+                runtime
+                    .block_on(handle.commands.send(NodeCommand::Bind(Box::new(binding))))
+                    .map_err(|_| "the network node stopped".to_owned())?;
+            }
+            None if accepts_unbound => {
+                eprintln!("no --wallet-key: sharing rollouts uncredited (the relay accepts that)")
+            }
+            None => eprintln!(
+                "no --wallet-key: learning from the swarm without sharing (relays take rollouts only from peers bound to a wallet)"
+            ),
+        }
         runtime.spawn(node_future);
 
         let inbox: Arc<Mutex<net::Inbox>> = Arc::default();

@@ -23,6 +23,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, ping};
 use serde::Serialize;
 use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, PerMinute, RELAY_AGENT_PREFIX, Role, peer_id_of};
+use tabswarm_protocol::identity::SignedBinding;
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
 use tabswarm_protocol::tasks::Family;
 use tabswarm_protocol::wire::{self, Announcement, Message, Verified};
@@ -34,6 +35,9 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often a connected peer re-announces itself (peers online are counted from these).
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
+/// How often a bound peer re-announces its binding (and on every new relay connection), so
+/// relays that joined since learn whom its rollouts count for.
+pub const BINDING_EVERY: Duration = Duration::from_secs(300);
 /// A peer not heard from for this long no longer counts as online.
 pub const ONLINE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -104,6 +108,11 @@ pub struct NetStats {
     pub rejected_total: u64,
     /// Groups that could not be published (no relay at the time).
     pub unsent_total: u64,
+    /// Whether the peer key is bound to a wallet. Unbound peers learn from the swarm but do not
+    /// publish: relays refuse (and score down) rollouts nobody is accountable for.
+    pub bound: bool,
+    /// Groups kept to this peer because it is not bound to a wallet.
+    pub unshared_total: u64,
 }
 
 impl NetStats {
@@ -118,7 +127,11 @@ impl NetStats {
             self.sent_total,
             self.received_total,
             if self.rejected_total > 0 { format!(", {} refused", self.rejected_total) } else { String::new() }
-        )
+        ) + &if self.unshared_total > 0 {
+            format!(" · {} kept unshared: no wallet bound", self.unshared_total)
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -172,6 +185,8 @@ pub enum NodeCommand {
     Publish(Vec<RolloutGroup>),
     /// Update what the announcements say.
     Describe { families: Vec<Family>, policy_version: u64 },
+    /// The peer key is now bound to a wallet: announce the binding and start publishing.
+    Bind(Box<SignedBinding>),
 }
 
 /// The channels to a running [`PeerNode`].
@@ -236,6 +251,9 @@ pub struct PeerNode {
     received: PerMinute,
     stats: NetStats,
     stats_dirty: bool,
+    binding: Option<Box<SignedBinding>>,
+    binding_announced: Option<Instant>,
+    share_unbound: bool,
 }
 
 impl std::fmt::Debug for PeerNode {
@@ -270,7 +288,17 @@ impl PeerNode {
             received: PerMinute::default(),
             stats: NetStats::default(),
             stats_dirty: true,
+            binding: None,
+            binding_announced: None,
+            share_unbound: false,
         }
+    }
+
+    /// Publish rollouts even while unbound: only where the relays say they accept them
+    /// ([`tabswarm_protocol::api::Bootstrap::accepts_unbound`]), which otherwise score us down.
+    pub fn share_unbound(mut self, yes: bool) -> Self {
+        self.share_unbound = yes;
+        self
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -307,6 +335,12 @@ impl PeerNode {
                         self.families = families;
                         self.policy_version = policy_version;
                     }
+                    Some(NodeCommand::Bind(binding)) => {
+                        self.binding = Some(binding);
+                        self.stats.bound = true;
+                        self.stats_dirty = true;
+                        self.announce_binding();
+                    }
                     None => break,
                 },
                 () = redial.fuse() => {
@@ -320,6 +354,9 @@ impl PeerNode {
                     if self.subscribed && last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
                         self.announce();
                         last_announce = Some(Instant::now());
+                    }
+                    if self.subscribed && self.binding_announced.is_some_and(|t| t.elapsed() >= BINDING_EVERY) {
+                        self.announce_binding();
                     }
                     if self.refresh_stats() {
                         out.push(NodeEvent::Stats(self.stats.clone()));
@@ -377,6 +414,8 @@ impl PeerNode {
             {
                 self.subscribed = true;
                 self.backoff = BACKOFF_MIN;
+                // First thing on every relay: who this peer's rollouts count for.
+                self.announce_binding();
                 let relay = self.current.as_ref().map(ToString::to_string).unwrap_or_default();
                 out.push(NodeEvent::State(ConnectionState::Connected { relay }));
             }
@@ -429,6 +468,8 @@ impl PeerNode {
                 self.heard.insert(source, Instant::now());
                 gossipsub::MessageAcceptance::Accept
             }
+            // Relays check and keep bindings; a leaf has no use for others'.
+            Ok(Verified::Binding(_)) => gossipsub::MessageAcceptance::Ignore,
             Ok(Verified::Rollouts(groups)) => {
                 if self.republications.seen_before(source, &groups) {
                     return gossipsub::MessageAcceptance::Ignore;
@@ -445,6 +486,11 @@ impl PeerNode {
 
     fn publish(&mut self, groups: Vec<RolloutGroup>) {
         let count = groups.len() as u64;
+        if self.binding.is_none() && !self.share_unbound {
+            self.stats.unshared_total += count;
+            self.stats_dirty = true;
+            return;
+        }
         let result = wire::encode(&Message::Rollouts { groups }).map_err(|e| e.to_string()).and_then(|bytes| {
             self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes).map_err(|e| e.to_string())
         });
@@ -459,6 +505,23 @@ impl PeerNode {
             }
         }
         self.stats_dirty = true;
+    }
+
+    /// Publishes the binding (when there is one and a relay to hear it).
+    fn announce_binding(&mut self) {
+        let Some(binding) = self.binding.clone() else { return };
+        if !self.subscribed {
+            return;
+        }
+        let sent_at = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let result =
+            wire::encode(&Message::Binding { binding, sent_at }).map_err(|e| e.to_string()).and_then(|bytes| {
+                self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes).map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(_) => self.binding_announced = Some(Instant::now()),
+            Err(e) => tracing::debug!("binding not announced yet: {e}"),
+        }
     }
 
     fn announce(&mut self) {
@@ -546,10 +609,18 @@ mod tests {
             received_total: 16,
             rejected_total: 2,
             unsent_total: 0,
+            bound: true,
+            unshared_total: 0,
         };
         assert_eq!(
             stats.describe(),
             "1 other peer online · rollout groups out 8/min, in 16/min (8 sent, 16 received, 2 refused)"
+        );
+        let unbound = NetStats { bound: false, unshared_total: 5, ..stats };
+        assert!(
+            unbound.describe().ends_with("2 refused) · 5 kept unshared: no wallet bound"),
+            "{}",
+            unbound.describe()
         );
     }
 }

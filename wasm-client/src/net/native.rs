@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use alloy_primitives::B256;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use sha2::Digest as _;
 use tabswarm_protocol::api::Bootstrap;
 use tabswarm_protocol::checkpoint::BaseInfo;
+use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, identity, noise, tcp, yamux};
@@ -67,15 +70,37 @@ async fn get(url: &str) -> Result<Option<Vec<u8>>, String> {
         .map_err(|_| format!("{url} did not answer within {HTTP_TIMEOUT:?}"))?
 }
 
-/// A relay's bootstrap list (`<relay>/api/bootstrap`), as the addresses to dial: the relay's own,
-/// then the other relays it knows.
-pub async fn fetch_bootstrap(relay_url: &str) -> Result<Vec<Multiaddr>, String> {
+/// A relay's bootstrap list (`<relay>/api/bootstrap`): the addresses to dial (the relay's own,
+/// then the other relays it knows) and whether it accepts unbound peers' rollouts.
+pub async fn fetch_bootstrap(relay_url: &str) -> Result<(Vec<Multiaddr>, bool), String> {
     let url = format!("{}/api/bootstrap", relay_url.trim_end_matches('/'));
     let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found (is this a Tabswarm relay?)"))?;
     let bootstrap: Bootstrap =
         serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not a bootstrap list: {e}"))?;
     let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
-    Ok(addrs.filter_map(|a| a.parse().ok()).collect())
+    Ok((addrs.filter_map(|a| a.parse().ok()).collect(), bootstrap.accepts_unbound))
+}
+
+/// What a binding for this relay must name (`<relay>/api/identity`).
+pub async fn fetch_identity(relay_url: &str) -> Result<BindingDomain, String> {
+    let url = format!("{}/api/identity", relay_url.trim_end_matches('/'));
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found (a relay older than bindings?)"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not a binding domain: {e}"))
+}
+
+/// Binds `peer` to the wallet `wallet` for the relay's domain, valid for `validity_secs`.
+pub fn bind_with_key(
+    domain: &BindingDomain,
+    wallet: &k256::ecdsa::SigningKey,
+    peer: &identity::Keypair,
+    validity_secs: u64,
+) -> Result<SignedBinding, String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let id = peer.public().to_peer_id().to_string();
+    // Unique per (peer key, moment): a fresh key per run, and a relay refuses a reused nonce anyway.
+    let nonce = sha2::Sha256::digest(format!("{id}:{:?}", std::time::SystemTime::now()).as_bytes());
+    let binding = domain.binding(&id, B256::from_slice(&nonce), now, validity_secs);
+    tabswarm_protocol::identity::sign_with_key(binding, domain, wallet, peer)
 }
 
 /// The relay's base checkpoint, checked against the hash it advertises; `None` when it serves none.
