@@ -9,6 +9,7 @@
 //! [`error`] what can go wrong.
 
 pub mod assets;
+pub mod chain;
 pub mod checkpoint;
 pub mod error;
 pub mod http;

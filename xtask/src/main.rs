@@ -169,12 +169,34 @@ fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskErr
     cmd.arg("--base-checkpoint").arg(&base);
     // The relay's libp2p key and WebRTC certificate, kept across runs (so is its swarm address).
     cmd.arg("--data-dir").arg(root.join("target/tabswarm/relay-data"));
+    // The page cannot bind a wallet yet (issue 6's browser half), so the local swarm lets unbound
+    // tabs share, credited to nobody; a public relay leaves this off.
+    cmd.arg("--accept-unbound");
     println!("xtask: starting the relay; open http://{host}:{port} once it says it is serving (Ctrl-C stops it)");
     Step::new("relay", &mut cmd).run()
 }
 
+/// Compiles `contracts/SwarmRegistry.sol` with the pinned solcjs and fails when the committed
+/// `contracts/out/` differs (installs solc from npm into `contracts/node_modules` if missing).
+fn check_contracts(root: &Path) -> Result<(), XtaskError> {
+    let dir = root.join("contracts");
+    if !dir.join("node_modules/solc").exists() {
+        Step::new(
+            "npm ci (contracts: solc)",
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir),
+        )
+        .run()?;
+    }
+    Step::new(
+        "contracts: committed artifacts match the source",
+        Command::new("node").args(["compile.mjs", "--check"]).current_dir(&dir),
+    )
+    .run()
+}
+
 fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     Step::new("cargo fmt --check", cargo(root).args(["fmt", "--all", "--check"])).run()?;
+    check_contracts(root)?;
     Step::new("clippy (native)", cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
         .run()?;
     tools::ensure_wasm_target()?;
