@@ -546,8 +546,7 @@ impl EventLoop {
                 }
                 match self.ledger.record(now / self.round_secs, &publisher, &groups, now) {
                     Ok(_) => {
-                        self.tally.accepted(groups.len() as u64);
-                        self.metrics.accepted.inc_by(groups.len() as u64);
+                        self.count_accepted(groups.len());
                         Accept
                     }
                     // Passed on by another relay, which knows the binding (it rejects unbound
@@ -558,8 +557,7 @@ impl EventLoop {
                         if self.accept_unbound || self.relays.contains_key(&via) =>
                     {
                         tracing::debug!(%publisher, %via, "rollouts of a peer whose binding this relay has not seen");
-                        self.tally.accepted(groups.len() as u64);
-                        self.metrics.accepted.inc_by(groups.len() as u64);
+                        self.count_accepted(groups.len());
                         Accept
                     }
                     Err(refusal) => {
@@ -582,11 +580,17 @@ impl EventLoop {
                     Err(refusal) => {
                         let about = signed.binding.peer_id.clone();
                         self.refuse(&about, via, refusal.kind(), &refusal.to_string(), now);
-                        if via == source { Reject } else { Ignore }
+                        fault
                     }
                 }
             }
         }
+    }
+
+    /// Counts accepted rollout groups (statistics and metrics).
+    fn count_accepted(&mut self, groups: usize) {
+        self.tally.accepted(groups as u64);
+        self.metrics.accepted.inc_by(groups as u64);
     }
 
     /// Counts a refusal and logs it in the ledger.

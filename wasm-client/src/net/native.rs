@@ -95,10 +95,11 @@ pub fn bind_with_key(
     peer: &identity::Keypair,
     validity_secs: u64,
 ) -> Result<SignedBinding, String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let id = peer.public().to_peer_id().to_string();
     // Unique per (peer key, moment): a fresh key per run, and a relay refuses a reused nonce anyway.
-    let nonce = sha2::Sha256::digest(format!("{id}:{:?}", std::time::SystemTime::now()).as_bytes());
+    let nonce = sha2::Sha256::digest(format!("{id}:{}", since_epoch.as_nanos()).as_bytes());
+    let now = since_epoch.as_secs();
     let binding = domain.binding(&id, B256::from_slice(&nonce), now, validity_secs);
     tabswarm_protocol::identity::sign_with_key(binding, domain, wallet, peer)
 }
