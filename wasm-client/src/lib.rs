@@ -14,6 +14,7 @@ pub mod model;
 pub mod net;
 pub mod report;
 pub mod training;
+pub mod wallet;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

@@ -1,6 +1,10 @@
 //! Browser glue: the page controller and the worker loop. Everything here is thin; the logic is in
 //! [`crate::check`], [`crate::training`] and [`crate::report`].
 
+mod identity;
+mod keystore;
+mod wallet;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -218,14 +222,18 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
         Ok(bootstrap) => bootstrap,
         Err(e) => {
             page.set_state("net", "offline", &format!("Not connected to the swarm: {e}. This tab learns on its own."));
+            page.set_state("binding", "offline", "Without the swarm there is nothing to bind or credit.");
             return;
         }
     };
+    // The tab's peer key: the one kept in this browser, so a binding signed earlier still holds.
+    let store = keystore::KeyStore::open(&window).await;
+    let (key, _new) = store.peer_key().await;
     let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
     let addrs: Vec<libp2p::Multiaddr> = addrs.filter_map(|a| a.parse().ok()).collect();
-    let node = match net::web::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "browser") {
-        // Until the wallet binding reaches the page, a tab shares only where the relay takes
-        // unbound peers' rollouts.
+    let node = match net::web::node(key.clone(), addrs, "browser") {
+        // Until the tab is bound to a wallet, it shares only where the relay takes unbound
+        // peers' rollouts.
         Ok(node) => node.share_unbound(bootstrap.accepts_unbound),
         Err(e) => {
             page.set_state(
@@ -244,6 +252,14 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
     *page.peer_id.borrow_mut() = Some(peer_id);
     *page.net.borrow_mut() = Some(handle.commands.clone());
     wasm_bindgen_futures::spawn_local(run);
+    identity::Identity::start(
+        Rc::clone(&page),
+        window.clone(),
+        store,
+        key,
+        handle.commands.clone(),
+        bootstrap.accepts_unbound,
+    );
     while let Some(event) = handle.events.next().await {
         match event {
             NodeEvent::State(state) => render_connection(&page, &state),
