@@ -99,13 +99,28 @@ pub struct PeerRecord {
     pub address: Option<String>,
     pub issued_at: Option<u64>,
     pub expires_at: Option<u64>,
-    /// The registry transaction that recorded the binding on chain, once submitted.
+    /// The registry transaction that recorded the binding on chain, once submitted
+    /// (`refused:<reason>` when the registry would not take it).
     pub chain_tx: Option<String>,
+    /// What the registry says now, read from the chain (only on a relay with `--rpc-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_chain: Option<Registration>,
     /// Verified reward over the rounds listed.
     pub reward: f64,
     pub rollouts: u64,
     pub rounds: Vec<RoundRecord>,
     pub rejections: Vec<RejectionRecord>,
+}
+
+/// A peer's registration as the `SwarmRegistry` contract reports it (`ownerOf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    /// The registry's address.
+    pub registry: String,
+    /// The wallet the peer is registered to; none when unregistered, expired or revoked.
+    pub owner: Option<String>,
+    pub expires_at: Option<u64>,
 }
 
 /// `POST /api/bindings` answer: the binding is stored (201) or was already (200).

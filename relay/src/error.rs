@@ -33,6 +33,9 @@ pub enum StartError {
     /// The ledger file cannot be opened or migrated.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The registry on chain is unusable as configured.
+    #[error("chain: {0}")]
+    Chain(String),
     /// The libp2p swarm could not be set up or could not listen.
     #[error("swarm: {0}")]
     Swarm(String),

@@ -47,6 +47,8 @@ pub struct AppState {
     pub ledger: Option<Ledger>,
     /// What bindings posted here must name.
     pub domain: BindingDomain,
+    /// The registry on chain, when the relay was given `--rpc-url` and `--registry`.
+    pub chain: Option<crate::chain::Chain>,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.

@@ -390,6 +390,7 @@ impl Ledger {
             issued_at,
             expires_at,
             chain_tx,
+            on_chain: None,
             reward,
             rollouts,
             rounds,

@@ -11,6 +11,7 @@
 pub mod assets;
 pub mod chain;
 pub mod checkpoint;
+pub mod devchain;
 pub mod error;
 pub mod http;
 pub mod ledger;
@@ -39,6 +40,9 @@ pub struct RelayConfig {
     pub base_checkpoint: Option<PathBuf>,
     /// The libp2p node.
     pub swarm: swarm::SwarmConfig,
+    /// The registry to submit bindings and round totals to (`--rpc-url`, `--registry`); the
+    /// swarm's binding domain must name its chain and address. None: the ledger alone.
+    pub chain: Option<chain::Chain>,
 }
 
 /// A relay whose socket is bound and whose assets are loaded, ready to [`Relay::serve`].
@@ -47,12 +51,25 @@ pub struct Relay {
     listener: TcpListener,
     state: AppState,
     event_loop: swarm::EventLoop,
+    round_secs: u64,
 }
 
 impl Relay {
     /// Loads the assets, then binds the listen address (so a missing build is reported before a
     /// port conflict, and nothing is left listening on failure).
     pub async fn bind(config: &RelayConfig) -> Result<Self, StartError> {
+        if let Some(chain) = &config.chain {
+            let domain = &config.swarm.domain;
+            if domain.chain_id != chain.chain_id() || domain.verifying_contract != chain.registry() {
+                return Err(StartError::Chain(format!(
+                    "bindings would name chain {} and contract {}, but the registry is {} on chain {}",
+                    domain.chain_id,
+                    domain.verifying_contract,
+                    chain.registry(),
+                    chain.chain_id()
+                )));
+            }
+        }
         let assets = AssetStore::load(&config.assets)?;
         let base_checkpoint = match &config.base_checkpoint {
             Some(path) => Some(std::sync::Arc::new(BaseCheckpoint::load(path)?)),
@@ -71,8 +88,9 @@ impl Relay {
             swarm: Some(handle),
             ledger: Some(ledger),
             domain: config.swarm.domain.clone(),
+            chain: config.chain.clone(),
         };
-        Ok(Self { listener, state, event_loop })
+        Ok(Self { listener, state, event_loop, round_secs: config.swarm.round_secs })
     }
 
     /// The ledger (bindings, contributions, refusals).
@@ -109,6 +127,12 @@ impl Relay {
         let swarm = tokio::spawn(self.event_loop.run(async move {
             let _ = swarm_stop_rx.await;
         }));
+        let submitter = match (&self.state.chain, &self.state.ledger) {
+            (Some(chain), Some(ledger)) => {
+                Some(tokio::spawn(chain.clone().run_submitter(ledger.clone(), self.round_secs, chain::SUBMIT_EVERY)))
+            }
+            _ => None,
+        };
         let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = swarm_stop_tx.send(());
@@ -123,6 +147,9 @@ impl Relay {
             }
         };
         swarm.abort();
+        if let Some(submitter) = submitter {
+            submitter.abort();
+        }
         result
     }
 }

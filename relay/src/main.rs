@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use alloy_primitives::Address;
 use clap::Parser;
 use tabswarm_protocol::identity::BindingDomain;
-use tabswarm_relay::swarm::SwarmConfig;
+use tabswarm_relay::chain::Chain;
+use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
@@ -54,9 +55,21 @@ struct Cli {
     /// binding made on another site is refused. Default: the --host:--port address.
     #[arg(long, env = "TABSWARM_RELAY_DOMAIN")]
     relay_domain: Option<String>,
-    /// The chain wallets sign bindings for (EIP-712 chain id).
-    #[arg(long, env = "TABSWARM_CHAIN_ID", default_value_t = tabswarm_relay::swarm::DEFAULT_CHAIN_ID)]
-    chain_id: u64,
+    /// The chain wallets sign bindings for (EIP-712 chain id). With --rpc-url it is the RPC's
+    /// chain, and naming another one is an error.
+    #[arg(long, env = "TABSWARM_CHAIN_ID")]
+    chain_id: Option<u64>,
+    /// JSON-RPC endpoint (http or https) of the chain with the SwarmRegistry: the relay submits
+    /// bindings and round totals there. Without it the relay keeps its ledger alone.
+    #[arg(long, env = "TABSWARM_RPC_URL", requires_all = ["registry", "chain_key_file"])]
+    rpc_url: Option<String>,
+    /// Address of the SwarmRegistry contract (contracts/SwarmRegistry.sol) on that chain.
+    #[arg(long, env = "TABSWARM_REGISTRY", requires = "rpc_url")]
+    registry: Option<Address>,
+    /// File holding the hex private key the relay sends its registry transactions from (the
+    /// registry's admin must allow its address with setRelay; it pays the gas).
+    #[arg(long, env = "TABSWARM_CHAIN_KEY_FILE", requires = "rpc_url")]
+    chain_key_file: Option<PathBuf>,
     /// Length of a contribution round in seconds (the unit of the ledger's per-round records).
     #[arg(long, env = "TABSWARM_ROUND_SECS", default_value_t = tabswarm_relay::swarm::DEFAULT_ROUND_SECS)]
     round_secs: u64,
@@ -66,6 +79,24 @@ struct Cli {
     accept_unbound: bool,
 }
 
+/// The registry client for --rpc-url / --registry / --chain-key-file, checked before anything
+/// listens: the endpoint answers, a contract is there, the chain is the one asked for.
+async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
+    let (Some(url), Some(registry), Some(key_file)) = (&cli.rpc_url, cli.registry, &cli.chain_key_file) else {
+        return Ok(None);
+    };
+    let key = std::fs::read_to_string(key_file)
+        .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
+    let chain = Chain::connect(url, registry, &key).await.map_err(|e| format!("--rpc-url {url}: {e}"))?;
+    if let Some(asked) = cli.chain_id
+        && asked != chain.chain_id()
+    {
+        return Err(format!("--chain-id {asked}, but {url} serves chain {}", chain.chain_id()));
+    }
+    tracing::info!(%registry, chain = chain.chain_id(), relay = %chain.sender(), "submitting to the registry");
+    Ok(Some(chain))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -73,6 +104,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let chain = match connect_chain(&cli).await {
+        Ok(chain) => chain,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = RelayConfig {
         listen: SocketAddr::new(cli.host, cli.port),
         assets: cli.assets,
@@ -86,14 +124,15 @@ async fn main() -> ExitCode {
             peers: cli.peers,
             max_peers: cli.max_peers,
             domain: BindingDomain {
-                chain_id: cli.chain_id,
-                verifying_contract: Address::ZERO,
+                chain_id: chain.as_ref().map_or(cli.chain_id.unwrap_or(DEFAULT_CHAIN_ID), Chain::chain_id),
+                verifying_contract: chain.as_ref().map_or(Address::ZERO, Chain::registry),
                 swarm_id: cli.swarm_id,
                 relay_domain: cli.relay_domain.unwrap_or_else(|| SocketAddr::new(cli.host, cli.port).to_string()),
             },
             round_secs: cli.round_secs,
             accept_unbound: cli.accept_unbound,
         },
+        chain,
     };
     let relay = match Relay::bind(&config).await {
         Ok(relay) => relay,

@@ -58,6 +58,7 @@ async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
         base_checkpoint,
         // The tab has no wallet in these tests: the relay lets unbound peers share.
         swarm: SwarmConfig { accept_unbound: true, ..SwarmConfig::local(data.path().to_path_buf()) },
+        chain: None,
     };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");

@@ -177,13 +177,17 @@ fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskErr
 }
 
 /// Compiles `contracts/SwarmRegistry.sol` with the pinned solcjs and fails when the committed
-/// `contracts/out/` differs (installs solc from npm into `contracts/node_modules` if missing).
+/// `contracts/out/` differs. Installs solc and anvil (the local chain the registry tests start)
+/// from npm into `contracts/node_modules` if missing; no install scripts run (anvil's binary
+/// comes in its platform package).
 fn check_contracts(root: &Path) -> Result<(), XtaskError> {
     let dir = root.join("contracts");
-    if !dir.join("node_modules/solc").exists() {
+    if !dir.join("node_modules/solc").exists()
+        || !dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil").exists()
+    {
         Step::new(
-            "npm ci (contracts: solc)",
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir),
+            "npm ci (contracts: solc, anvil)",
+            Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"]).current_dir(&dir),
         )
         .run()?;
     }

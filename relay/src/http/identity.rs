@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use tabswarm_protocol::api::{BindingAccepted, LeaderboardEntry, PeerRecord};
+use tabswarm_protocol::api::{BindingAccepted, LeaderboardEntry, PeerRecord, Registration};
 use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 
 use super::AppState;
@@ -90,7 +90,23 @@ pub async fn leaderboard(State(state): State<AppState>) -> Result<Json<Vec<Leade
 /// `GET /api/peer/<id>`: one peer's binding, contributions and refusals.
 pub async fn peer(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PeerRecord>, HttpError> {
     match ledger_of(&state)?.peer(&id).map_err(storage)? {
-        Some(record) => Ok(Json(record)),
+        Some(mut record) => {
+            if let Some(chain) = &state.chain {
+                // The chain's word, read now; a slow or failing node leaves it out (logged).
+                match tokio::time::timeout(crate::chain::RPC_TIMEOUT, chain.owner_of(&id)).await {
+                    Ok(Ok(owner)) => {
+                        record.on_chain = Some(Registration {
+                            registry: chain.registry().to_checksum(None),
+                            owner: owner.map(|(a, _)| a.to_checksum(None)),
+                            expires_at: owner.map(|(_, e)| e),
+                        })
+                    }
+                    Ok(Err(e)) => tracing::warn!(peer = %id, "cannot read the registry: {e}"),
+                    Err(_) => tracing::warn!(peer = %id, "the registry did not answer in time"),
+                }
+            }
+            Ok(Json(record))
+        }
         None => {
             Err(HttpError::api(StatusCode::NOT_FOUND, "unknown_peer", format!("this relay knows nothing of peer {id}")))
         }

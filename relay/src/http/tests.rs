@@ -34,6 +34,7 @@ fn state(dir: &Path) -> AppState {
         swarm: None,
         ledger: Some(crate::ledger::Ledger::in_memory().expect("ledger")),
         domain: crate::ledger::tests::domain(),
+        chain: None,
     }
 }
 
@@ -206,6 +207,7 @@ async fn a_port_in_use_is_one_clear_error() {
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
+        chain: None,
     };
     let err = Relay::bind(&config).await.expect_err("port taken");
     let message = err.to_string();
@@ -224,6 +226,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
+        chain: None,
     })
     .await
     .expect("bind");
