@@ -43,6 +43,7 @@ fn assets_dir() -> PathBuf {
 struct TestRelay {
     url: String,
     bootstrap: tabswarm_protocol::api::Bootstrap,
+    ledger: tabswarm_relay::ledger::Ledger,
     _data: tempfile::TempDir,
 }
 
@@ -51,20 +52,31 @@ async fn start_relay() -> TestRelay {
 }
 
 async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
+    // The tab has no wallet in these tests: the relay lets unbound peers share, uncredited.
+    start_relay_with(base_checkpoint, |swarm| swarm.accept_unbound = true, None).await
+}
+
+async fn start_relay_with(
+    base_checkpoint: Option<PathBuf>,
+    configure: impl FnOnce(&mut SwarmConfig),
+    chain: Option<tabswarm_relay::chain::Chain>,
+) -> TestRelay {
     let data = tempfile::tempdir().expect("relay data dir");
+    let mut swarm = SwarmConfig::local(data.path().to_path_buf());
+    configure(&mut swarm);
     let config = RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: assets_dir(),
         base_checkpoint,
-        // The tab has no wallet in these tests: the relay lets unbound peers share.
-        swarm: SwarmConfig { accept_unbound: true, ..SwarmConfig::local(data.path().to_path_buf()) },
-        chain: None,
+        swarm,
+        chain,
     };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
     let bootstrap = relay.bootstrap();
+    let ledger = relay.ledger().expect("the relay keeps a ledger").clone();
     tokio::spawn(relay.serve(std::future::pending()));
-    TestRelay { url: format!("http://{addr}"), bootstrap, _data: data }
+    TestRelay { url: format!("http://{addr}"), bootstrap, ledger, _data: data }
 }
 
 async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
@@ -402,6 +414,16 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     }
     let tab_id = attr_of(&client, "net", "data-peer-id").await;
     assert!(attr_of(&client, "net", "data-relay").await.contains("/webrtc-direct/"));
+    // No wallet in this browser: the page says so, and what contributing anonymously forgoes.
+    let (wallet_state, wallet_text) = settled(&client, "wallet", Duration::from_secs(10)).await;
+    assert_eq!(wallet_state, "none", "{wallet_text}");
+    assert!(
+        wallet_text.contains("contribute anonymously") && wallet_text.contains("nothing is credited"),
+        "{wallet_text}"
+    );
+    let (binding_state, binding_text) = settled(&client, "binding", Duration::from_secs(10)).await;
+    assert_eq!(binding_state, "unbound", "{binding_text}");
+    assert!(binding_text.contains("anonymously, credited to nobody"), "{binding_text}");
     // No WebGPU flag: the check runs on the CPU path, and so does learning.
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "cpu", "{text}");
@@ -437,4 +459,298 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     publisher.abort();
     client.close().await.expect("close browser");
     assert!(received_total > 0 && from_tab > 0);
+}
+
+/// chromedriver's Chrome DevTools bridge: runs `source` in every new document before the page's
+/// own scripts (how a wallet extension's content script arrives).
+#[derive(Debug)]
+struct InjectBeforePage {
+    source: String,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for InjectBeforePage {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": self.source },
+        });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// A test wallet extension: announces itself by EIP-6963 and answers EIP-1193 requests for one
+/// of anvil's unlocked accounts. Like a real extension, it does not call the chain from the page
+/// (whose CSP allows only the relay): requests wait in `window.__testWallet` until
+/// [`serve_test_wallet`] forwards them to anvil, whose node makes the real secp256k1 signatures
+/// (`eth_signTypedData_v4`). The test can also refuse the next call of a method (as a contributor
+/// clicking "Reject": code 4001), emit events and list the requests made.
+fn test_wallet_script(account: &str) -> String {
+    format!(
+        r#"(() => {{
+  const account = {account:?};
+  const listeners = {{}};
+  const waiting = {{}};
+  let seq = 0;
+  const state = window.__testWallet = {{ requests: [], reject: [], pending: [], connected: false }};
+  state.emit = (event, value) => (listeners[event] || []).forEach((f) => f(value));
+  state.take = () => {{ const taken = state.pending; state.pending = []; return taken; }};
+  state.settle = (id, result, error) => {{
+    const w = waiting[id]; delete waiting[id];
+    if (error) {{ const e = new Error(error.message); e.code = error.code; w.reject(e); }} else {{ w.resolve(result); }}
+  }};
+  const provider = {{
+    async request({{ method, params }}) {{
+      state.requests.push(method);
+      const refused = state.reject.indexOf(method);
+      if (refused >= 0) {{
+        state.reject.splice(refused, 1);
+        const e = new Error('User rejected the request.'); e.code = 4001; throw e;
+      }}
+      switch (method) {{
+        case 'eth_requestAccounts': state.connected = true; return [account];
+        case 'eth_accounts': return state.connected ? [account] : [];
+        case 'eth_chainId':
+        case 'eth_signTypedData_v4':
+          return new Promise((resolve, reject) => {{
+            const id = ++seq; waiting[id] = {{ resolve, reject }};
+            state.pending.push({{ id, method, params: params || [] }});
+          }});
+        default: {{ const e = new Error('unsupported: ' + method); e.code = 4200; throw e; }}
+      }}
+    }},
+    on(event, f) {{ (listeners[event] = listeners[event] || []).push(f); }},
+    removeListener(event, f) {{ listeners[event] = (listeners[event] || []).filter((g) => g !== f); }},
+  }};
+  const info = Object.freeze({{
+    uuid: '7d5b2b4e-1a53-4d4e-9d43-5f0c4b3c7a11',
+    name: 'Test Wallet',
+    icon: 'data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22 viewBox=%220 0 1 1%22/%3E',
+    rdns: 'org.tabswarm.testwallet',
+  }});
+  const announce = () => window.dispatchEvent(
+    new CustomEvent('eip6963:announceProvider', {{ detail: Object.freeze({{ info, provider }}) }}));
+  window.addEventListener('eip6963:requestProvider', announce);
+  announce();
+}})();"#
+    )
+}
+
+/// The test wallet's "extension background": forwards the page's pending wallet requests to the
+/// chain's JSON-RPC and hands back the answers (errors keep their code). Runs until aborted;
+/// a page that is reloading simply has nothing to take.
+async fn serve_test_wallet(client: Client, rpc_url: String) {
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, String>(HttpConnector::new());
+    loop {
+        let taken = client.execute("return window.__testWallet ? window.__testWallet.take() : []", vec![]).await;
+        for request in taken.ok().and_then(|t| t.as_array().cloned()).unwrap_or_default() {
+            let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": request["method"], "params": request["params"] });
+            let post = http::Request::post(rpc_url.as_str())
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .expect("request");
+            let answer = match http.request(post).await {
+                Ok(response) => {
+                    use http_body_util::BodyExt;
+                    let bytes = response.into_body().collect().await.expect("anvil answers").to_bytes();
+                    serde_json::from_slice::<serde_json::Value>(&bytes).expect("JSON-RPC answer")
+                }
+                Err(e) => serde_json::json!({ "error": { "code": 4900, "message": e.to_string() } }),
+            };
+            let settled = client
+                .execute(
+                    "window.__testWallet.settle(arguments[0], arguments[1], arguments[2])",
+                    vec![request["id"].clone(), answer["result"].clone(), answer["error"].clone()],
+                )
+                .await;
+            if let Err(e) = settled {
+                eprintln!("test wallet: cannot answer the page: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GETs a JSON document from the relay.
+async fn get_json(url: &str) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, String>(HttpConnector::new());
+    let response = client.get(url.parse().expect("uri")).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(response.status().is_success(), "GET {url}: HTTP {}", response.status());
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// Waits until `#id` has `data-state="state"`; its text.
+async fn wait_state(client: &Client, id: &str, state: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let el = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+        let now = el.attr("data-state").await.expect("attr").unwrap_or_default();
+        let text = el.text().await.expect("text");
+        if now == state {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "#{id} is {now:?}, not {state:?}, after {timeout:?}: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wallet_requests(client: &Client) -> Vec<String> {
+    let value = client.execute("return window.__testWallet.requests", vec![]).await.expect("requests");
+    serde_json::from_value(value).expect("strings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver, the built page and anvil: run `cargo xtask test`"]
+async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain() {
+    use tabswarm_relay::chain::Chain;
+    use tabswarm_relay::devchain::{Anvil, DEV_KEYS};
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    // A local chain with the registry; the relay submits to it, and takes no unbound rollouts.
+    let anvil = Anvil::start().unwrap_or_else(|e| panic!("{e}"));
+    let chain = Chain::deploy(&anvil.url, DEV_KEYS[0], "tabswarm").await.expect("deploy the registry");
+    let registry = chain.registry();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_with(
+        Some(base_path),
+        |swarm| {
+            swarm.domain.chain_id = chain.chain_id();
+            swarm.domain.verifying_contract = registry;
+        },
+        Some(chain.clone()),
+    )
+    .await;
+    assert!(!relay.bootstrap.accepts_unbound);
+    // anvil's second dev account is the contributor's wallet (the first one runs the registry).
+    let account = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+    let (_driver, client) =
+        start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
+    client.issue_cmd(InjectBeforePage { source: test_wallet_script(account) }).await.expect("inject the test wallet");
+    let wallet = tokio::spawn(serve_test_wallet(client.clone(), anvil.url.clone()));
+    client.goto(&format!("{}/?n=64&rounds=4", relay.url)).await.expect("load page");
+
+    // The wallet is listed by its EIP-6963 name and icon.
+    let text = wait_state(&client, "wallet", "found", Duration::from_secs(60)).await;
+    assert!(text.contains("Test Wallet is available"), "{text}");
+    let button =
+        client.find(Locator::Css("#wallets button[data-rdns='org.tabswarm.testwallet']")).await.expect("button");
+    assert_eq!(button.text().await.expect("text"), "Connect Test Wallet");
+    let icon = button.find(Locator::Css("img")).await.expect("icon").attr("src").await.expect("src");
+    assert!(icon.is_some_and(|src| src.starts_with("data:image/svg+xml")));
+    let tab_id = attr_of(&client, "tab-key", "data-peer-id").await;
+    assert_eq!(attr_of(&client, "tab-key", "data-persistent").await, "true");
+    wait_state(&client, "binding", "unbound", Duration::from_secs(30)).await;
+
+    // The contributor connects, then declines to sign: said plainly, nothing bound, retry offered.
+    client.execute("window.__testWallet.reject.push('eth_signTypedData_v4')", vec![]).await.expect("script");
+    button.click().await.expect("connect");
+    let text = wait_state(&client, "wallet", "rejected", Duration::from_secs(30)).await;
+    assert!(text.contains("you declined the request in Test Wallet"), "{text}");
+    assert_eq!(attr_of(&client, "wallet", "data-address").await, account);
+    assert_eq!(attr_of(&client, "wallet", "data-chain").await, "31337");
+    assert!(relay.ledger.peer(&tab_id).expect("ledger").is_none_or(|p| p.address.is_none()), "nothing bound yet");
+
+    // "Bind this tab": one signature, the relay verifies and stores it.
+    client.find(Locator::Id("bind")).await.expect("#bind").click().await.expect("bind");
+    let text = wait_state(&client, "binding", "bound", Duration::from_secs(30)).await;
+    assert!(text.contains(account), "{text}");
+    assert_eq!(attr_of(&client, "binding", "data-address").await, account);
+    let signs = wallet_requests(&client).await.iter().filter(|m| *m == "eth_signTypedData_v4").count();
+    assert_eq!(signs, 2, "one declined signature, one given");
+
+    // It learns; the relay credits its verified rollouts to the wallet.
+    wait_state(&client, "net", "connected", Duration::from_secs(60)).await;
+    let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
+    assert_eq!(state, "cpu", "{text}");
+    train_in_page(&client, "train-cpu", Duration::from_secs(300)).await;
+    // The leaderboard's reward is the relay's own verification of what the tab sent: the sum of
+    // the peer's per-round records (read until both agree: the last groups may still be in flight).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        let board = get_json(&format!("{}/api/leaderboard", relay.url)).await;
+        let record = get_json(&format!("{}/api/peer/{tab_id}", relay.url)).await;
+        let entry = board.as_array().expect("array").iter().find(|e| e["address"] == account).cloned();
+        let rounds = record["rounds"].as_array().cloned().unwrap_or_default();
+        let credited: f64 = rounds.iter().map(|r| r["reward"].as_f64().expect("reward")).sum();
+        let rollouts: u64 = rounds.iter().map(|r| r["rollouts"].as_u64().expect("rollouts")).sum();
+        if let Some(entry) = entry
+            && (entry["reward"].as_f64().expect("reward") - credited).abs() < 1e-9
+            && entry["rollouts"].as_u64() == Some(rollouts)
+        {
+            assert_eq!(record["address"], account);
+            break entry;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leaderboard never credited {account} as its records say: {board} / {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(entry["rollouts"].as_u64().expect("rollouts") >= 8, "{entry}");
+    assert_eq!(entry["peers"], 1);
+    client.execute("document.getElementById('wallet').scrollIntoView()", vec![]).await.expect("scroll");
+    save_screenshot(&client, "page-bound.png").await;
+
+    // The relay registers the binding on chain; the registry says whose peer this is.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owner = chain.owner_of(&tab_id).await.expect("read the registry");
+        if let Some((owner, _)) = owner {
+            assert_eq!(owner.to_checksum(None), account);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the binding never reached the registry");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let record = get_json(&format!("{}/api/peer/{tab_id}", relay.url)).await;
+    assert_eq!(record["onChain"]["owner"], account, "{record}");
+    assert_eq!(record["onChain"]["registry"], registry.to_checksum(None));
+
+    // The wallet switches account: the page says the tab stays bound to the first one.
+    let other = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+    client
+        .execute(&format!("window.__testWallet.emit('accountsChanged', [{:?}])", other.to_lowercase()), vec![])
+        .await
+        .expect("emit");
+    let text = wait_state(&client, "binding", "other-account", Duration::from_secs(10)).await;
+    assert!(text.contains("0x3C44…93BC") && text.contains("0x7099…79C8"), "{text}");
+
+    // A reload keeps the tab key and its binding: bound again with no wallet prompt at all.
+    client.refresh().await.expect("reload");
+    wait_state(&client, "binding", "bound", Duration::from_secs(60)).await;
+    assert_eq!(attr_of(&client, "tab-key", "data-peer-id").await, tab_id);
+    assert!(wallet_requests(&client).await.is_empty(), "the stored binding needed no wallet request");
+
+    // "New tab key" (confirmed): another peer id, unbound until the wallet signs for it. (The
+    // wallet's helper stops first: a WebDriver command while the dialog is open would dismiss it.)
+    wallet.abort();
+    client.find(Locator::Id("rotate-key")).await.expect("#rotate-key").click().await.expect("rotate");
+    client.accept_alert().await.expect("confirm the new key");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let id = client.find(Locator::Id("tab-key")).await.ok();
+        let id = match id {
+            Some(el) => el.attr("data-peer-id").await.ok().flatten().unwrap_or_default(),
+            None => String::new(),
+        };
+        if !id.is_empty() && id != tab_id {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tab key never changed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_state(&client, "binding", "unbound", Duration::from_secs(30)).await;
+    client.close().await.expect("close browser");
 }
