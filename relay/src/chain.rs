@@ -12,7 +12,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy_primitives::{Address, TxHash, U256};
-use tabswarm_protocol::identity::SignedBinding;
+use tabswarm_protocol::identity::{self, BindingDomain, SignedBinding};
 
 use crate::ledger::{Ledger, RoundTotal};
 
@@ -110,6 +110,8 @@ pub struct Submitted {
     pub rounds: usize,
     /// Items the registry refused for good (their reason is kept in the ledger).
     pub refused: usize,
+    /// Bindings made for another registry or chain than this relay's (kept off chain).
+    pub skipped: usize,
 }
 
 impl Chain {
@@ -212,10 +214,26 @@ impl Chain {
     /// totals of rounds that ended before `now`. A binding or round the registry refuses for
     /// good (already registered, taken, expired…) is marked with its reason and not retried;
     /// an RPC failure stops the pass (the next one retries).
-    pub async fn submit_pending(&self, ledger: &Ledger, round_secs: u64, now: u64) -> Result<Submitted, ChainError> {
+    pub async fn submit_pending(
+        &self,
+        ledger: &Ledger,
+        domain: &BindingDomain,
+        round_secs: u64,
+        now: u64,
+    ) -> Result<Submitted, ChainError> {
         let mut done = Submitted::default();
         let storage = |e: String| ChainError::Rpc { call: "ledger", reason: e };
         for signed in ledger.unsubmitted_bindings(now).map_err(storage)? {
+            // The registry trusts what an allowed relay submits, so only bindings made for this
+            // very registry go (a ledger kept across a change of --registry holds older ones).
+            if let Err(e) = identity::verify(&signed, domain, now) {
+                tracing::info!(peer = %signed.binding.peer_id, "not submitting a binding made for another domain: {e}");
+                ledger
+                    .mark_binding_submitted(&signed.binding.peer_id, &format!("skipped:{}", e.kind()))
+                    .map_err(storage)?;
+                done.skipped += 1;
+                continue;
+            }
             let mark = match self.register(&signed).await {
                 Ok(tx) => {
                     done.bindings += 1;
@@ -256,7 +274,7 @@ impl Chain {
 
     /// Submits pending items every `every` until the process ends; failures are logged and
     /// retried on the next pass.
-    pub async fn run_submitter(self, ledger: Ledger, round_secs: u64, every: Duration) {
+    pub async fn run_submitter(self, ledger: Ledger, domain: BindingDomain, round_secs: u64, every: Duration) {
         match self.is_authorised().await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -269,7 +287,7 @@ impl Chain {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            match self.submit_pending(&ledger, round_secs, crate::swarm::unix_now()).await {
+            match self.submit_pending(&ledger, &domain, round_secs, crate::swarm::unix_now()).await {
                 Ok(done) if done != Submitted::default() => tracing::info!(?done, "submitted to the registry"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("chain submission paused: {e}"),

@@ -128,9 +128,12 @@ impl Relay {
             let _ = swarm_stop_rx.await;
         }));
         let submitter = match (&self.state.chain, &self.state.ledger) {
-            (Some(chain), Some(ledger)) => {
-                Some(tokio::spawn(chain.clone().run_submitter(ledger.clone(), self.round_secs, chain::SUBMIT_EVERY)))
-            }
+            (Some(chain), Some(ledger)) => Some(tokio::spawn(chain.clone().run_submitter(
+                ledger.clone(),
+                self.state.domain.clone(),
+                self.round_secs,
+                chain::SUBMIT_EVERY,
+            ))),
             _ => None,
         };
         let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {

@@ -14,8 +14,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Serves the Tabswarm page and relays the swarm.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<RelayCommand>,
     /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
     #[arg(long, env = "TABSWARM_HOST", default_value = "127.0.0.1")]
     host: IpAddr,
@@ -79,6 +81,40 @@ struct Cli {
     accept_unbound: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum RelayCommand {
+    /// Deploy a SwarmRegistry (contracts/SwarmRegistry.sol) for a swarm and print its address.
+    /// The deploying key becomes its admin and first allowed relay.
+    DeployRegistry {
+        /// JSON-RPC endpoint (http or https) of the chain to deploy on.
+        #[arg(long, env = "TABSWARM_RPC_URL")]
+        rpc_url: String,
+        /// File holding the hex private key that deploys (and pays the gas).
+        #[arg(long, env = "TABSWARM_CHAIN_KEY_FILE")]
+        chain_key_file: PathBuf,
+        /// The swarm the registry serves (relays of the swarm run with the same --swarm-id).
+        #[arg(long, env = "TABSWARM_SWARM_ID", default_value = tabswarm_relay::swarm::DEFAULT_SWARM_ID)]
+        swarm_id: String,
+    },
+}
+
+/// `deploy-registry`: the address goes to stdout alone (scripts read it), the rest to stderr.
+async fn deploy_registry(rpc_url: &str, key_file: &std::path::Path, swarm_id: &str) -> Result<(), String> {
+    let key = std::fs::read_to_string(key_file)
+        .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
+    let chain = Chain::deploy(rpc_url, &key, swarm_id).await.map_err(|e| format!("--rpc-url {rpc_url}: {e}"))?;
+    eprintln!(
+        "SwarmRegistry for swarm {swarm_id:?} deployed on chain {}; admin and first relay {}. Serve with:\n  \
+         tabswarm-relay --swarm-id {swarm_id} --rpc-url {rpc_url} --registry {} --chain-key-file {}",
+        chain.chain_id(),
+        chain.sender(),
+        chain.registry(),
+        key_file.display()
+    );
+    println!("{}", chain.registry());
+    Ok(())
+}
+
 /// The registry client for --rpc-url / --registry / --chain-key-file, checked before anything
 /// listens: the endpoint answers, a contract is there, the chain is the one asked for.
 async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
@@ -104,6 +140,15 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(RelayCommand::DeployRegistry { rpc_url, chain_key_file, swarm_id }) = &cli.command {
+        return match deploy_registry(rpc_url, chain_key_file, swarm_id).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let chain = match connect_chain(&cli).await {
         Ok(chain) => chain,
         Err(e) => {

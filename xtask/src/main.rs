@@ -37,6 +37,10 @@ enum Cmd {
         /// Build the relay with optimisations (slower to build, what an operator deploys).
         #[arg(long)]
         release: bool,
+        /// Also run a local chain (anvil on 127.0.0.1:8545, chain 31337, from npm), deploy the
+        /// SwarmRegistry on it and have the relay register bindings and rounds there.
+        #[arg(long)]
+        chain: bool,
     },
     /// Build the page into web/dist.
     Build,
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = workspace_root();
     let result = match cli.command {
-        Cmd::Run { host, port, release } => run(&root, &host, port, release),
+        Cmd::Run { host, port, release, chain } => run(&root, &host, port, release, chain),
         Cmd::Build => build_page(&root).map(|_| ()),
         Cmd::Test { no_browser } => test(&root, no_browser),
         Cmd::Bench => {
@@ -157,40 +161,115 @@ fn base_checkpoint(root: &Path, release: bool) -> Result<PathBuf, XtaskError> {
     Ok(path)
 }
 
-fn run(root: &Path, host: &str, port: u16, release: bool) -> Result<(), XtaskError> {
+fn run(root: &Path, host: &str, port: u16, release: bool, with_chain: bool) -> Result<(), XtaskError> {
     let dist = build_page(root)?;
     let base = base_checkpoint(root, release)?;
-    let mut cmd = cargo(root);
-    cmd.args(["run", "-p", "tabswarm-relay"]);
-    if release {
-        cmd.arg("--release");
-    }
-    cmd.args(["--", "--host", host, "--port", &port.to_string(), "--assets"]).arg(&dist);
+    let relay = |extra: &[&str]| {
+        let mut cmd = cargo(root);
+        cmd.args(["run", "-p", "tabswarm-relay"]);
+        if release {
+            cmd.arg("--release");
+        }
+        cmd.arg("--").args(extra);
+        cmd
+    };
+    let chain = if with_chain { Some(LocalChain::start(root, &relay)?) } else { None };
+    let mut cmd = relay(&[]);
+    cmd.args(["--host", host, "--port", &port.to_string(), "--assets"]).arg(&dist);
     cmd.arg("--base-checkpoint").arg(&base);
-    // The relay's libp2p key and WebRTC certificate, kept across runs (so is its swarm address).
-    cmd.arg("--data-dir").arg(root.join("target/tabswarm/relay-data"));
-    // The page cannot bind a wallet yet (issue 6's browser half), so the local swarm lets unbound
-    // tabs share, credited to nobody; a public relay leaves this off.
+    // The relay's libp2p key, WebRTC certificate and ledger, kept across runs (so is its swarm
+    // address). A fresh local chain each run means a fresh registry: its own ledger, too.
+    let data = if chain.is_some() { "target/tabswarm/relay-data-chain" } else { "target/tabswarm/relay-data" };
+    cmd.arg("--data-dir").arg(root.join(data));
+    if let Some(chain) = &chain {
+        cmd.args(["--rpc-url", LocalChain::URL, "--registry", &chain.registry, "--chain-key-file"])
+            .arg(&chain.key_file);
+    }
+    // A local swarm lets tabs without a wallet share too, credited to nobody; a public relay
+    // leaves this off (unbound publishers are then refused and scored down).
     cmd.arg("--accept-unbound");
     println!("xtask: starting the relay; open http://{host}:{port} once it says it is serving (Ctrl-C stops it)");
     Step::new("relay", &mut cmd).run()
 }
 
+/// anvil for `cargo xtask run --chain`, stopped (by its PID) when the relay stops.
+struct LocalChain {
+    child: std::process::Child,
+    registry: String,
+    key_file: PathBuf,
+}
+
+impl LocalChain {
+    const URL: &'static str = "http://127.0.0.1:8545";
+    /// anvil's first development key (public knowledge, funded on the local chain only).
+    const DEV_KEY: &'static str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+    fn start(root: &Path, relay: &dyn Fn(&[&str]) -> Command) -> Result<Self, XtaskError> {
+        install_contract_tools(root)?;
+        let anvil = root.join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        if std::net::TcpStream::connect(("127.0.0.1", 8545)).is_ok() {
+            return Err(XtaskError::Missing(
+                "something already listens on 127.0.0.1:8545; stop it (or run without --chain)".into(),
+            ));
+        }
+        println!("xtask: starting a local chain (anvil, chain 31337) on {}", Self::URL);
+        let child = Command::new(&anvil)
+            .args(["--host", "127.0.0.1", "--port", "8545", "--chain-id", "31337"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|error| XtaskError::Spawn { program: anvil.display().to_string(), error })?;
+        let mut chain = Self { child, registry: String::new(), key_file: root.join("target/tabswarm/chain-dev-key") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", 8545)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(XtaskError::Missing("anvil did not start listening on 127.0.0.1:8545 within 20 s".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::fs::write(&chain.key_file, Self::DEV_KEY).map_err(|e| XtaskError::io(&chain.key_file, e))?;
+        let key_file = chain.key_file.to_string_lossy().into_owned();
+        let mut deploy = relay(&["deploy-registry", "--rpc-url", Self::URL, "--chain-key-file", &key_file]);
+        println!("\n==> deploy the SwarmRegistry on the local chain");
+        let output = deploy
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|error| XtaskError::Spawn { program: "cargo run -p tabswarm-relay".into(), error })?;
+        if !output.status.success() {
+            return Err(XtaskError::StepFailed { step: "deploy-registry".into(), status: output.status.to_string() });
+        }
+        chain.registry = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(chain)
+    }
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Installs the contract toolchain (solc, anvil) from npm into `contracts/node_modules` if
+/// missing; no install scripts run (anvil's binary comes in its platform package).
+fn install_contract_tools(root: &Path) -> Result<(), XtaskError> {
+    let dir = root.join("contracts");
+    if dir.join("node_modules/solc").exists()
+        && dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil").exists()
+    {
+        return Ok(());
+    }
+    Step::new(
+        "npm ci (contracts: solc, anvil)",
+        Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"]).current_dir(&dir),
+    )
+    .run()
+}
+
 /// Compiles `contracts/SwarmRegistry.sol` with the pinned solcjs and fails when the committed
-/// `contracts/out/` differs. Installs solc and anvil (the local chain the registry tests start)
-/// from npm into `contracts/node_modules` if missing; no install scripts run (anvil's binary
-/// comes in its platform package).
+/// `contracts/out/` differs (installing solc and anvil, which the registry tests start, first).
 fn check_contracts(root: &Path) -> Result<(), XtaskError> {
     let dir = root.join("contracts");
-    if !dir.join("node_modules/solc").exists()
-        || !dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil").exists()
-    {
-        Step::new(
-            "npm ci (contracts: solc, anvil)",
-            Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"]).current_dir(&dir),
-        )
-        .run()?;
-    }
+    install_contract_tools(root)?;
     Step::new(
         "contracts: committed artifacts match the source",
         Command::new("node").args(["compile.mjs", "--check"]).current_dir(&dir),

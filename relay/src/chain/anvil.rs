@@ -94,6 +94,10 @@ async fn the_relay_submits_pending_bindings_and_closed_rounds_once() {
     for (seed, peer, nonce) in [(1, &p1, 1), (2, &p2, 2), (3, &p3, 3)] {
         ledger.bind(&bind(&domain, seed, peer, nonce, now), &domain, now).expect("ledger binds");
     }
+    // p4's binding was verified under another registry (the relay ran with another --registry).
+    let p4 = Keypair::generate_ed25519();
+    let old = BindingDomain { verifying_contract: Address::repeat_byte(0x99), ..domain.clone() };
+    ledger.bind(&bind(&old, 4, &p4, 4, now), &old, now).expect("ledger binds");
     // p3's binding reached the chain another way (another relay submitted it).
     let p3_binding =
         ledger.unsubmitted_bindings(now).expect("read").into_iter().find(|b| b.binding.peer_id == peer_of(&p3));
@@ -105,8 +109,13 @@ async fn the_relay_submits_pending_bindings_and_closed_rounds_once() {
     ledger.record(closed, &peer_of(&p2), &[scored(&peer_of(&p2), 2)], now).expect("credited");
     ledger.record(open, &peer_of(&p1), &[scored(&peer_of(&p1), 3)], now).expect("credited");
 
-    let done = chain.submit_pending(&ledger, round_secs, now).await.expect("submit");
-    assert_eq!(done, Submitted { bindings: 2, rounds: 1, refused: 1 }, "p3's duplicate is refused, not retried");
+    let done = chain.submit_pending(&ledger, &domain, round_secs, now).await.expect("submit");
+    assert_eq!(
+        done,
+        Submitted { bindings: 2, rounds: 1, refused: 1, skipped: 1 },
+        "p3's duplicate is refused, not retried; p4's binding for the old registry is kept off chain"
+    );
+    assert_eq!(chain.owner_of(&peer_of(&p4)).await.expect("read"), None);
     for (peer, seed) in [(&p1, 1), (&p2, 2), (&p3, 3)] {
         assert_eq!(chain.owner_of(&peer_of(peer)).await.expect("read").map(|o| o.0), Some(address(seed)));
     }
@@ -114,7 +123,7 @@ async fn the_relay_submits_pending_bindings_and_closed_rounds_once() {
     assert_eq!(ledger.unsubmitted_rounds(open).expect("read"), Vec::<u64>::new());
     // The open round waits for its end; a second pass has nothing to do.
     assert_eq!(ledger.unsubmitted_rounds(open + 1).expect("read"), vec![open]);
-    assert_eq!(chain.submit_pending(&ledger, round_secs, now).await.expect("submit"), Submitted::default());
+    assert_eq!(chain.submit_pending(&ledger, &domain, round_secs, now).await.expect("submit"), Submitted::default());
 }
 
 #[tokio::test]
