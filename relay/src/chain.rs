@@ -184,6 +184,11 @@ impl Chain {
         .await
     }
 
+    /// `revokePeer(peerId)`: only the wallet the peer is registered to may (a lost or rotated key).
+    pub async fn revoke(&self, peer_id: &str) -> Result<TxHash, ChainError> {
+        self.send("revokePeer", self.registry.revokePeer(peer_id.to_owned())).await
+    }
+
     /// The wallet `peer_id` is registered to on chain now, and until when (`None`: unregistered,
     /// expired or revoked).
     pub async fn owner_of(&self, peer_id: &str) -> Result<Option<(Address, u64)>, ChainError> {

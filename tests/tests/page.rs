@@ -726,6 +726,15 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
         .expect("emit");
     let text = wait_state(&client, "binding", "other-account", Duration::from_secs(10)).await;
     assert!(text.contains("0x3C44…93BC") && text.contains("0x7099…79C8"), "{text}");
+    // …and switches chain: shown as it is.
+    client.execute("window.__testWallet.emit('chainChanged', '0x1')", vec![]).await.expect("emit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attr_of(&client, "wallet", "data-chain").await != "1" {
+        assert!(Instant::now() < deadline, "chainChanged was not shown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = client.find(Locator::Id("wallet")).await.expect("#wallet").text().await.expect("text");
+    assert!(text.contains("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC on Ethereum (chain 1)"), "{text}");
 
     // A reload keeps the tab key and its binding: bound again with no wallet prompt at all.
     client.refresh().await.expect("reload");

@@ -84,6 +84,33 @@ async fn bindings_are_registered_and_read_back_and_bad_ones_revert_with_their_re
 }
 
 #[tokio::test]
+async fn a_wallet_registers_its_own_binding_and_revokes_it() {
+    let (anvil, admin) = deployed().await;
+    let domain = domain_of(&admin);
+    let now = unix_now();
+    // A funded wallet of its own (anvil's third dev account), not an allowed relay.
+    let key = alloy_primitives::hex::decode(DEV_KEYS[2]).expect("hex");
+    let wallet_key = k256::ecdsa::SigningKey::from_slice(&key).expect("key");
+    let owner = Address::from_private_key(&wallet_key);
+    let wallet = Chain::connect(&anvil.url, admin.registry(), DEV_KEYS[2]).await.expect("connect");
+    assert!(!wallet.is_authorised().await.expect("read"));
+    let peer = Keypair::generate_ed25519();
+    let binding = domain.binding(&peer_of(&peer), B256::repeat_byte(1), now, 3600);
+    let signed = sign_with_key(binding, &domain, &wallet_key, &peer).expect("sign");
+    wallet.register(&signed).await.expect("the signer submits its own binding");
+    assert_eq!(admin.owner_of(&peer_of(&peer)).await.expect("read").map(|o| o.0), Some(owner));
+
+    // Only the owner revokes; then the peer id is free for another wallet.
+    let e = admin.revoke(&peer_of(&peer)).await.expect_err("not the owner");
+    assert_eq!(e.revert(), Some("NotOwner"), "{e}");
+    assert_eq!(admin.owner_of(&peer_of(&peer)).await.expect("read").map(|o| o.0), Some(owner));
+    wallet.revoke(&peer_of(&peer)).await.expect("the owner revokes");
+    assert_eq!(admin.owner_of(&peer_of(&peer)).await.expect("read"), None);
+    admin.register(&bind(&domain, 1, &peer, 2, now)).await.expect("free again");
+    assert_eq!(admin.owner_of(&peer_of(&peer)).await.expect("read").map(|o| o.0), Some(address(1)));
+}
+
+#[tokio::test]
 async fn the_relay_submits_pending_bindings_and_closed_rounds_once() {
     let (_anvil, chain) = deployed().await;
     let domain = domain_of(&chain);
