@@ -736,6 +736,25 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     let text = client.find(Locator::Id("wallet")).await.expect("#wallet").text().await.expect("text");
     assert!(text.contains("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC on Ethereum (chain 1)"), "{text}");
 
+    // A second tab of the same browser is another peer (its own stored key), not a clone of this one.
+    let first = client.window().await.expect("this tab");
+    let second = client.new_window(true).await.expect("a second tab").handle;
+    client.switch_to_window(second).await.expect("switch");
+    client.goto(&format!("{}/?n=64", relay.url)).await.expect("load page in the second tab");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let second_id = loop {
+        let id = attr_of(&client, "tab-key", "data-peer-id").await;
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the second tab never showed its key");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_ne!(second_id, tab_id);
+    assert_eq!(attr_of(&client, "tab-key", "data-persistent").await, "true");
+    client.close_window().await.expect("close the second tab");
+    client.switch_to_window(first).await.expect("back to the first tab");
+
     // A reload keeps the tab key and its binding: bound again with no wallet prompt at all.
     client.refresh().await.expect("reload");
     wait_state(&client, "binding", "bound", Duration::from_secs(60)).await;

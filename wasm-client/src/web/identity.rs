@@ -228,8 +228,16 @@ impl Identity {
         let result = self.connect(&wallet).await;
         let result = match result {
             Ok(account) => {
-                let already = self.bound.borrow().as_ref().is_some_and(|b| b.address == account);
-                if already { Ok(()) } else { self.bind(&wallet, account).await }
+                let bound_to = self.bound.borrow().as_ref().map(|b| b.address);
+                match bound_to {
+                    // Already bound to this account, or to another one (a peer id is bound to one
+                    // address at a time: the relay would refuse, so no pointless prompt).
+                    Some(_) => {
+                        self.accounts_changed(&wallet.info.name, Some(account));
+                        Ok(())
+                    }
+                    None => self.bind(&wallet, account).await,
+                }
             }
             Err(e) => Err(e),
         };
