@@ -57,7 +57,7 @@ pub fn record_round_call(round: u64, totals: &[RoundTotal]) -> SwarmRegistry::re
 /// Why a chain operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error("{0} is not an http(s) JSON-RPC URL")]
+    #[error("the RPC URL must be http(s)://…, not {0}")]
     BadUrl(String),
     #[error("the chain key is unusable: {0}")]
     BadKey(String),
@@ -119,8 +119,12 @@ impl Chain {
     /// (32 bytes, hex).
     pub async fn connect(url: &str, registry: Address, key: &str) -> Result<Self, ChainError> {
         let (provider, sender) = provider(url, key)?;
-        let unreachable =
-            |e: &dyn std::fmt::Display| ChainError::Unreachable { url: url.to_owned(), reason: e.to_string() };
+        let shown = redact_url(url);
+        // Transport errors quote the URL, key and all: only the redacted form goes on.
+        let unreachable = |e: &dyn std::fmt::Display| ChainError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string().replace(url.trim_end_matches('/'), &shown),
+        };
         let chain_id = tokio::time::timeout(RPC_TIMEOUT, provider.get_chain_id())
             .await
             .map_err(|_| unreachable(&format!("no answer within {RPC_TIMEOUT:?}")))?
@@ -129,7 +133,7 @@ impl Chain {
         if code.is_empty() {
             return Err(ChainError::NoContract { registry, chain: chain_id });
         }
-        Ok(Self { registry: SwarmRegistry::new(registry, provider), sender, chain_id, url: url.to_owned() })
+        Ok(Self { registry: SwarmRegistry::new(registry, provider), sender, chain_id, url: shown })
     }
 
     /// Deploys a registry for `swarm_id` with `key` as its admin (also its first relay).
@@ -154,6 +158,7 @@ impl Chain {
         self.sender
     }
 
+    /// The endpoint, with any path or query (where providers put API keys) hidden.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -315,9 +320,9 @@ fn provider(url: &str, key: &str) -> Result<(DynProvider, Address), ChainError> 
     let signer: PrivateKeySigner =
         key.trim().parse().map_err(|e| ChainError::BadKey(format!("not a secp256k1 private key in hex: {e}")))?;
     let sender = signer.address();
-    let parsed: reqwest::Url = url.parse().map_err(|_| ChainError::BadUrl(url.to_owned()))?;
+    let parsed: reqwest::Url = url.parse().map_err(|_| ChainError::BadUrl(redact_url(url)))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ChainError::BadUrl(url.to_owned()));
+        return Err(ChainError::BadUrl(redact_url(url)));
     }
     install_tls_provider();
     let provider = ProviderBuilder::new()
@@ -329,6 +334,16 @@ fn provider(url: &str, key: &str) -> Result<(DynProvider, Address), ChainError> 
         .connect_http(parsed)
         .erased();
     Ok((provider, sender))
+}
+
+/// `scheme://host[:port]` plus `/…` when the URL has a path or query: RPC providers put API keys
+/// there, and those must not reach logs, error messages or `/api` answers.
+pub fn redact_url(url: &str) -> String {
+    let Ok(parsed) = url.parse::<reqwest::Url>() else { return "an unparseable URL".into() };
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let hidden =
+        if (parsed.path().is_empty() || parsed.path() == "/") && parsed.query().is_none() { "" } else { "/…" };
+    format!("{}://{}{port}{hidden}", parsed.scheme(), parsed.host_str().unwrap_or_default())
 }
 
 /// reqwest is built without a default TLS provider (aws-lc needs a long C build): use ring, which
@@ -346,6 +361,15 @@ mod tests {
     use super::*;
 
     const SOURCE: &str = include_str!("../../contracts/SwarmRegistry.sol");
+
+    #[test]
+    fn rpc_urls_are_shown_without_their_keys() {
+        assert_eq!(redact_url("https://mainnet.infura.io/v3/0123456789abcdef"), "https://mainnet.infura.io/…");
+        assert_eq!(redact_url("https://rpc.example.org/?apikey=secret"), "https://rpc.example.org/…");
+        assert_eq!(redact_url("https://user:pass@rpc.example.org"), "https://rpc.example.org");
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(redact_url("not a url"), "an unparseable URL");
+    }
 
     #[test]
     fn the_contract_hashes_the_struct_the_wallet_signs() {

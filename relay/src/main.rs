@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use alloy_primitives::Address;
 use clap::Parser;
 use tabswarm_protocol::identity::BindingDomain;
-use tabswarm_relay::chain::Chain;
+use tabswarm_relay::chain::{Chain, redact_url};
 use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -102,12 +102,14 @@ enum RelayCommand {
 async fn deploy_registry(rpc_url: &str, key_file: &std::path::Path, swarm_id: &str) -> Result<(), String> {
     let key = std::fs::read_to_string(key_file)
         .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
-    let chain = Chain::deploy(rpc_url, &key, swarm_id).await.map_err(|e| format!("--rpc-url {rpc_url}: {e}"))?;
+    let chain =
+        Chain::deploy(rpc_url, &key, swarm_id).await.map_err(|e| format!("--rpc-url {}: {e}", redact_url(rpc_url)))?;
     eprintln!(
         "SwarmRegistry for swarm {swarm_id:?} deployed on chain {}; admin and first relay {}. Serve with:\n  \
-         tabswarm-relay --swarm-id {swarm_id} --rpc-url {rpc_url} --registry {} --chain-key-file {}",
+         tabswarm-relay --swarm-id {swarm_id} --rpc-url {} --registry {} --chain-key-file {}",
         chain.chain_id(),
         chain.sender(),
+        chain.url(),
         chain.registry(),
         key_file.display()
     );
@@ -123,11 +125,11 @@ async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
     };
     let key = std::fs::read_to_string(key_file)
         .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
-    let chain = Chain::connect(url, registry, &key).await.map_err(|e| format!("--rpc-url {url}: {e}"))?;
+    let chain = Chain::connect(url, registry, &key).await.map_err(|e| format!("--rpc-url {}: {e}", redact_url(url)))?;
     if let Some(asked) = cli.chain_id
         && asked != chain.chain_id()
     {
-        return Err(format!("--chain-id {asked}, but {url} serves chain {}", chain.chain_id()));
+        return Err(format!("--chain-id {asked}, but {} serves chain {}", chain.url(), chain.chain_id()));
     }
     tracing::info!(%registry, chain = chain.chain_id(), relay = %chain.sender(), "submitting to the registry");
     Ok(Some(chain))
