@@ -244,39 +244,15 @@ impl Chain {
                 done.skipped += 1;
                 continue;
             }
-            let mark = match self.register(&signed).await {
-                Ok(tx) => {
-                    done.bindings += 1;
-                    tx.to_string()
-                }
-                Err(e) => match e.revert() {
-                    Some(reason) => {
-                        tracing::warn!(peer = %signed.binding.peer_id, "registry refused the binding: {e}");
-                        done.refused += 1;
-                        format!("refused:{reason}")
-                    }
-                    None => return Err(e),
-                },
-            };
+            let what = format!("the binding of {}", signed.binding.peer_id);
+            let mark = ledger_mark(self.register(&signed).await, &what, &mut done.bindings, &mut done.refused)?;
             ledger.mark_binding_submitted(&signed.binding.peer_id, &mark).map_err(storage)?;
         }
-        let current = now / round_secs.max(1);
-        for round in ledger.unsubmitted_rounds(current).map_err(storage)? {
+        for round in ledger.unsubmitted_rounds(crate::ledger::round_of(now, round_secs)).map_err(storage)? {
             let totals = ledger.round_totals(round).map_err(storage)?;
-            let mark = match self.record_round(round, &totals).await {
-                Ok(tx) => {
-                    done.rounds += 1;
-                    tx.to_string()
-                }
-                Err(e) => match e.revert() {
-                    Some(reason) => {
-                        tracing::warn!(round, "registry refused the round: {e}");
-                        done.refused += 1;
-                        format!("refused:{reason}")
-                    }
-                    None => return Err(e),
-                },
-            };
+            let what = format!("round {round}");
+            let mark =
+                ledger_mark(self.record_round(round, &totals).await, &what, &mut done.rounds, &mut done.refused)?;
             ledger.mark_round_submitted(round, &mark, now).map_err(storage)?;
         }
         Ok(done)
@@ -312,6 +288,29 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the relay submits pending bindings and closed rounds.
 pub const SUBMIT_EVERY: Duration = Duration::from_secs(10);
+
+/// What the ledger keeps for one submission: its transaction, or `refused:<CustomError>` when
+/// the registry said no for good (then it is not retried); counted in `submitted` or `refused`.
+/// An RPC failure ends the pass instead (the next one retries).
+fn ledger_mark(
+    result: Result<TxHash, ChainError>,
+    what: &str,
+    submitted: &mut usize,
+    refused: &mut usize,
+) -> Result<String, ChainError> {
+    match result {
+        Ok(tx) => {
+            *submitted += 1;
+            Ok(tx.to_string())
+        }
+        Err(e) => {
+            let Some(reason) = e.revert() else { return Err(e) };
+            tracing::warn!("the registry refused {what}: {e}");
+            *refused += 1;
+            Ok(format!("refused:{reason}"))
+        }
+    }
+}
 
 /// A signing JSON-RPC provider for `url` and the address `key` sends from. Nonces are asked of
 /// the node for every transaction: a cached counter would skip one after each call the node

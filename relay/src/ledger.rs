@@ -19,6 +19,12 @@ use tabswarm_protocol::rollout::ScoredGroup;
 
 /// File name of the ledger inside the relay's data folder.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
+
+/// The contribution round `now` falls in: rounds are `unix time / round_secs` (`--round-secs`,
+/// at least 1, checked when the swarm starts).
+pub fn round_of(now: u64, round_secs: u64) -> u64 {
+    now / round_secs.max(1)
+}
 /// Rejections kept (the oldest are pruned beyond this, so a flood cannot fill the disk).
 pub const MAX_REJECTIONS: i64 = 100_000;
 /// Rows a leaderboard answers at most.

@@ -98,10 +98,14 @@ enum RelayCommand {
     },
 }
 
+/// The hex private key in `--chain-key-file`.
+fn read_chain_key(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read the chain key file {}: {e}", path.display()))
+}
+
 /// `deploy-registry`: the address goes to stdout alone (scripts read it), the rest to stderr.
 async fn deploy_registry(rpc_url: &str, key_file: &std::path::Path, swarm_id: &str) -> Result<(), String> {
-    let key = std::fs::read_to_string(key_file)
-        .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
+    let key = read_chain_key(key_file)?;
     let chain =
         Chain::deploy(rpc_url, &key, swarm_id).await.map_err(|e| format!("--rpc-url {}: {e}", redact_url(rpc_url)))?;
     eprintln!(
@@ -123,8 +127,7 @@ async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
     let (Some(url), Some(registry), Some(key_file)) = (&cli.rpc_url, cli.registry, &cli.chain_key_file) else {
         return Ok(None);
     };
-    let key = std::fs::read_to_string(key_file)
-        .map_err(|e| format!("cannot read the chain key file {}: {e}", key_file.display()))?;
+    let key = read_chain_key(key_file)?;
     let chain = Chain::connect(url, registry, &key).await.map_err(|e| format!("--rpc-url {}: {e}", redact_url(url)))?;
     if let Some(asked) = cli.chain_id
         && asked != chain.chain_id()

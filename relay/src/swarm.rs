@@ -544,7 +544,7 @@ impl EventLoop {
                     self.metrics.duplicates.inc();
                     return Ignore;
                 }
-                match self.ledger.record(now / self.round_secs, &publisher, &groups, now) {
+                match self.ledger.record(crate::ledger::round_of(now, self.round_secs), &publisher, &groups, now) {
                     Ok(_) => {
                         self.count_accepted(groups.len());
                         Accept
