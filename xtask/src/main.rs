@@ -2,7 +2,8 @@
 //!
 //! - `run`   build the page and serve it with the relay (http://127.0.0.1:8080 by default)
 //! - `build` build the page into `web/dist` (wasm32 `wasm-release` profile + wasm-bindgen + static files)
-//! - `test`  fmt, clippy (native and wasm32), native tests, wasm tests in Chromium, end-to-end tests
+//! - `test`  fmt, docs (README, links, `cargo doc`), contracts, clippy (native and wasm32), native
+//!   tests, wasm tests in Chromium, end-to-end tests
 //! - `bench` the kernel benchmarks
 //!
 //! It installs what it can (the wasm32 target, the exact `wasm-bindgen` CLI) and says plainly what it
@@ -13,6 +14,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod docs;
 mod tools;
 
 use tools::{Step, XtaskError};
@@ -44,7 +46,7 @@ enum Cmd {
     },
     /// Build the page into web/dist.
     Build,
-    /// Run every check and test: fmt, clippy, native tests, browser tests, end-to-end tests.
+    /// Run every check and test: fmt, docs, contracts, clippy, native tests, browser tests, end-to-end tests.
     Test {
         /// Skip the tests that need Chromium (wasm-bindgen tests and end-to-end tests).
         #[arg(long)]
@@ -277,8 +279,38 @@ fn check_contracts(root: &Path) -> Result<(), XtaskError> {
     .run()
 }
 
+/// The README gives the two commands; every relative link in README.md and docs/*.md resolves.
+fn check_docs(root: &Path) -> Result<(), XtaskError> {
+    println!("\n==> docs: README commands and relative links in README.md, docs/*.md");
+    let problems = docs::check(root).map_err(|e| XtaskError::io(root, e))?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("  {problem}");
+    }
+    Err(XtaskError::StepFailed { step: "docs".into(), status: format!("{} problem(s) above", problems.len()) })
+}
+
+/// `cargo doc` without warnings (broken intra-doc links above all), natively for the workspace
+/// and for wasm32 for the crates whose browser-only items exist there.
+fn check_rustdoc(root: &Path) -> Result<(), XtaskError> {
+    let doc = |extra: &[&str]| {
+        let mut cmd = cargo(root);
+        cmd.args(["doc", "--no-deps"]).args(extra).env("RUSTDOCFLAGS", "-D warnings");
+        cmd
+    };
+    Step::new("docs: cargo doc (native)", &mut doc(&["--workspace"])).run()?;
+    Step::new(
+        "docs: cargo doc (wasm32)",
+        &mut doc(&["-p", "tabswarm-client", "-p", "tabswarm-net", "-p", "tabswarm-kernels", "--target", WASM_TARGET]),
+    )
+    .run()
+}
+
 fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     Step::new("cargo fmt --check", cargo(root).args(["fmt", "--all", "--check"])).run()?;
+    check_docs(root)?;
     check_contracts(root)?;
     Step::new("clippy (native)", cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
         .run()?;
@@ -301,6 +333,7 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
         ]),
     )
     .run()?;
+    check_rustdoc(root)?;
     Step::new("native tests", cargo(root).args(["test", "--workspace"])).run()?;
     if no_browser {
         println!("xtask: --no-browser given: skipped the wasm tests in Chromium and the end-to-end tests");
