@@ -25,21 +25,44 @@ fn wgsl_files(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn every_wgsl_file_is_registered_and_identical() {
+fn every_wgsl_file_is_part_of_a_registered_shader_as_it_is_on_disk() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     wgsl_files(&src, &mut files);
     assert!(!files.is_empty(), "no .wgsl files found under {}", src.display());
+    let read = |rel: &str| std::fs::read_to_string(src.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     for file in &files {
         let rel = file.strip_prefix(&src).expect("under src").to_string_lossy().replace('\\', "/");
-        let registered = shaders::ALL
-            .iter()
-            .find(|s| s.path == rel)
-            .unwrap_or_else(|| panic!("{rel} is not listed in shaders::ALL"));
-        let on_disk = std::fs::read_to_string(file).expect("read wgsl");
-        assert_eq!(registered.source, on_disk, "{rel}: compiled-in source differs from the file");
+        assert!(
+            shaders::ALL.iter().any(|s| s.parts.contains(&rel.as_str())),
+            "{rel} is part of no shader in shaders::ALL"
+        );
     }
-    assert_eq!(files.len(), shaders::ALL.len(), "shaders::ALL lists a file that does not exist");
+    for shader in shaders::ALL {
+        assert_eq!(shader.parts.first(), Some(&shader.path), "{}: its own file comes first", shader.path);
+        let on_disk: String = shader.parts.iter().map(|part| read(part)).collect();
+        assert_eq!(shader.source, on_disk, "{}: compiled-in source differs from its files", shader.path);
+    }
+    let kernels: std::collections::BTreeSet<&str> = shaders::ALL.iter().map(|s| s.path).collect();
+    assert_eq!(kernels.len(), shaders::ALL.len(), "a kernel is listed twice");
+}
+
+#[test]
+fn shared_parts_are_written_once() {
+    // The sampling generator and the log-prob bindings live in their common files only.
+    for shader in shaders::ALL {
+        for part in shader.parts.iter().skip(1) {
+            let own = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(shader.path))
+                .expect("read");
+            for line in std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(part))
+                .expect("read")
+                .lines()
+                .filter(|l| l.starts_with("fn ") || l.starts_with("const ") || l.starts_with("@group"))
+            {
+                assert!(!own.contains(line), "{}: `{line}` is also in {part}", shader.path);
+            }
+        }
+    }
 }
 
 #[test]

@@ -27,19 +27,19 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 pub use rng::{counter_uniform, counter_uniforms, pcg_hash};
 
-/// `token_logprob.wgsl`: the fused forward pass.
-pub const TOKEN_LOGPROB_SHADER: &str = include_str!("token_logprob.wgsl");
-/// `token_logprob_rows.wgsl`: the forward pass for short rows, one thread per row.
-pub const TOKEN_LOGPROB_ROWS_SHADER: &str = include_str!("token_logprob_rows.wgsl");
+/// `token_logprob.wgsl` (+ `token_logprob_common.wgsl`): the fused forward pass.
+pub const TOKEN_LOGPROB_SHADER: &str = crate::shaders::TOKEN_LOGPROB.source;
+/// `token_logprob_rows.wgsl` (+ `token_logprob_common.wgsl`): the forward pass for short rows, one
+/// thread per row.
+pub const TOKEN_LOGPROB_ROWS_SHADER: &str = crate::shaders::TOKEN_LOGPROB_ROWS.source;
 /// `token_logprob_backward.wgsl`: its gradient.
-pub const TOKEN_LOGPROB_BACKWARD_SHADER: &str = include_str!("token_logprob_backward.wgsl");
-/// `sample.wgsl`: temperature + top-k + categorical draw.
-pub const SAMPLE_SHADER: &str = include_str!("sample.wgsl");
-/// `sample_rows.wgsl`: the same draw for short rows, one thread per row.
-pub const SAMPLE_ROWS_SHADER: &str = include_str!("sample_rows.wgsl");
-
+pub const TOKEN_LOGPROB_BACKWARD_SHADER: &str = crate::shaders::TOKEN_LOGPROB_BACKWARD.source;
+/// `sample.wgsl` (+ `sample_common.wgsl`): temperature + top-k + categorical draw.
+pub const SAMPLE_SHADER: &str = crate::shaders::SAMPLE.source;
+/// `sample_rows.wgsl` (+ `sample_common.wgsl`): the same draw for short rows, one thread per row.
+pub const SAMPLE_ROWS_SHADER: &str = crate::shaders::SAMPLE_ROWS.source;
 /// `decode_attention.wgsl`: one new token's attention over its KV cache.
-pub const DECODE_ATTENTION_SHADER: &str = include_str!("decode_attention.wgsl");
+pub const DECODE_ATTENTION_SHADER: &str = crate::shaders::DECODE_ATTENTION.source;
 /// The longest cache and the widest head [`decode_attention`] fuses (its workgroup arrays).
 pub const DECODE_ATTENTION_MAX_LEN: usize = 2048;
 pub const DECODE_ATTENTION_MAX_HEAD_DIM: usize = 256;

@@ -32,27 +32,7 @@ var<workgroup> red_u: array<u32, WG>;
 var<workgroup> shared_params: array<u32, 4>;
 var<workgroup> shared_count: u32;
 
-// PCG hash (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020).
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-// Uniform in [0, 1) with 24 random bits; the twin of `counter_uniform` in Rust.
-fn counter_uniform(seed_lo: u32, seed_hi: u32, row: u32, step: u32) -> f32 {
-    let h = pcg(step + pcg(row + pcg(seed_hi + pcg(seed_lo))));
-    return f32(h >> 8u) * (1.0 / 16777216.0);
-}
-
-// Maps a float to a u32 whose unsigned order is the float's order.
-fn order_key(x: f32) -> u32 {
-    let bits = bitcast<u32>(x);
-    if ((bits & 0x80000000u) != 0u) {
-        return ~bits;
-    }
-    return bits | 0x80000000u;
-}
+// pcg, counter_uniform and order_key: sample_common.wgsl, appended to this file when it is compiled.
 
 @compute @workgroup_size(256)
 fn main(

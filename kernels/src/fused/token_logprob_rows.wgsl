@@ -4,22 +4,10 @@
 // NaN for a target outside [0, vocab). With a vocabulary this small a whole workgroup per row would
 // leave most threads idle and pay eight barrier rounds for ~100 values.
 
-// Every binding is read_write although most are only read: burn's allocator sub-allocates one wgpu
-// buffer for many tensors, and WebGPU forbids one buffer bound both read-only and writable in a dispatch.
-@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> targets: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
-// info[0] = rows, info[1] = vocab.
-@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+// Bindings, LOWEST, NAN_BITS and write_row: token_logprob_common.wgsl, appended to this file when
+// it is compiled.
 
 const WG: u32 = 64u;
-// The lowest finite f32, written exactly: Tint (Chromium's WebGPU) refuses the usual -3.4028235e38
-// as "cannot be represented as 'f32'", naga rounds it; the shader then never compiles in the browser.
-const LOWEST: f32 = -0x1.fffffep+127f;
-// A quiet NaN, read at run time: `bitcast<f32>(0x7fc00000u)` is a constant expression and Tint
-// refuses a NaN constant.
-var<private> NAN_BITS: u32 = 0x7fc00000u;
 
 @compute @workgroup_size(64)
 fn main(
@@ -42,12 +30,5 @@ fn main(
     for (var v = 0u; v < vocab; v = v + 1u) {
         s = s + exp(logits[base + v] - m);
     }
-    let log_sum_exp = m + log(s);
-    lse[row] = log_sum_exp;
-    let t = targets[row];
-    if (t >= 0 && u32(t) < vocab) {
-        out[row] = logits[base + u32(t)] - log_sum_exp;
-    } else {
-        out[row] = bitcast<f32>(NAN_BITS);
-    }
+    write_row(row, base, vocab, m + log(s));
 }

@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 use crate::gpu::{GpuContext, KernelError};
 
 /// The WGSL source of the kernel.
-pub const SHADER: &str = include_str!("matmul.wgsl");
+pub const SHADER: &str = crate::shaders::MATMUL.source;
 /// Rows and columns of C computed by one workgroup (must match `TILE_M`/`TILE_N` in the shader).
 pub const TILE: usize = 64;
 
