@@ -1,6 +1,7 @@
 //! A local development chain: anvil (npm `@foundry-rs/anvil`, installed into
-//! `contracts/node_modules` by `npm ci --prefix contracts`) on loopback, for the tests and for
-//! trying the registry locally. Stopped (by its own PID) when dropped.
+//! `contracts/node_modules` by `npm ci --prefix contracts`) on loopback, for the relay's and the
+//! end-to-end tests (a free port each) and for `cargo xtask run --chain` (127.0.0.1:8545, where a
+//! wallet can be pointed). Stopped (by its own PID) when dropped. Needs nothing but std.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -37,11 +38,21 @@ pub fn anvil_path() -> PathBuf {
 impl Anvil {
     /// Starts anvil on a free loopback port and waits until it accepts connections.
     pub fn start() -> Result<Self, String> {
-        let path = anvil_path();
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port for anvil: {e}"))?
             .port();
+        Self::start_on(port)
+    }
+
+    /// Starts anvil on `127.0.0.1:port` and waits until it accepts connections; refuses a port
+    /// something already listens on (that would be another chain, not this one).
+    pub fn start_on(port: u16) -> Result<Self, String> {
+        let path = anvil_path();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Err(format!("something already listens on {addr}; stop it first"));
+        }
         let child = Command::new(&path)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", &CHAIN_ID.to_string()])
             .stdout(Stdio::null())
@@ -55,7 +66,6 @@ impl Anvil {
             })?;
         let mut anvil = Self { child, url: format!("http://127.0.0.1:{port}"), port };
         let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = anvil.child.try_wait() {
                 return Err(format!("anvil exited at start ({status})"));
@@ -73,5 +83,18 @@ impl Drop for Anvil {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_with_its_address() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let err = Anvil::start_on(port).expect_err("in use");
+        assert_eq!(err, format!("something already listens on 127.0.0.1:{port}; stop it first"));
     }
 }

@@ -6,19 +6,17 @@
 //! - `GET /api/checkpoint/{sha256}`: the same bytes under their hash, cacheable forever.
 //!
 //! The relay checks the framing and the hash at start-up (`tabswarm_protocol::checkpoint::verify`)
-//! and refuses to start on a damaged file; it does not interpret the parameters.
+//! and refuses to start on a damaged file; it does not interpret the parameters. The routes are in
+//! `http::checkpoint`; this module knows nothing of the router.
 
 use std::path::{Path, PathBuf};
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tabswarm_protocol::checkpoint::verify;
 
-use crate::error::{HttpError, StartError};
-use crate::http::AppState;
+use crate::error::StartError;
 
 /// A verified checkpoint held in memory.
 #[derive(Debug, Clone)]
@@ -53,7 +51,9 @@ impl BaseCheckpoint {
         &self.info
     }
 
-    fn respond(&self, headers: &HeaderMap, immutable: bool) -> Response {
+    /// The bytes as a response (`304` when `If-None-Match` names them); `immutable` for the URL
+    /// named by the hash, which never changes.
+    pub(crate) fn respond(&self, headers: &HeaderMap, immutable: bool) -> Response {
         let etag = format!("\"{}\"", self.info.sha256);
         let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
         let matches = headers
@@ -79,30 +79,6 @@ impl BaseCheckpoint {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         response
     }
-}
-
-fn configured(state: &AppState) -> Result<&BaseCheckpoint, HttpError> {
-    state.base_checkpoint.as_deref().ok_or(HttpError::NoBaseCheckpoint)
-}
-
-pub(crate) async fn base_info(State(state): State<AppState>) -> Result<Json<BaseInfo>, HttpError> {
-    Ok(Json(configured(&state)?.info().clone()))
-}
-
-pub(crate) async fn base_bytes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
-    Ok(configured(&state)?.respond(&headers, false))
-}
-
-pub(crate) async fn by_hash(
-    State(state): State<AppState>,
-    UrlPath(sha256): UrlPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, HttpError> {
-    let base = configured(&state)?;
-    if sha256 != base.info.sha256 {
-        return Err(HttpError::NotFound(format!("/api/checkpoint/{sha256} (this relay serves {})", base.info.url)));
-    }
-    Ok(base.respond(&headers, true))
 }
 
 #[cfg(test)]

@@ -17,12 +17,13 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::assets::AssetStore;
-use crate::checkpoint::{self, BaseCheckpoint};
+use crate::checkpoint::BaseCheckpoint;
 use crate::error::HttpError;
 use crate::ledger::Ledger;
 use crate::swarm::SwarmHandle;
 use tabswarm_protocol::identity::BindingDomain;
 
+mod checkpoint;
 pub mod identity;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts

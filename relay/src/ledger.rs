@@ -213,8 +213,9 @@ impl Ledger {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The schema version the file is at.
-    pub fn schema_version(&self) -> i64 {
+    /// The schema version the file is at (what the migration tests check).
+    #[cfg(test)]
+    pub(crate) fn schema_version(&self) -> i64 {
         self.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or(-1)
     }
 
@@ -467,8 +468,9 @@ impl Ledger {
             .map_err(storage)
     }
 
-    /// How many rows each table holds (tests, the operator's `/api/ledger`).
-    pub fn counts(&self) -> Result<LedgerCounts, String> {
+    /// How many rows each table holds (what the tests check after a refusal or a crash).
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> Result<LedgerCounts, String> {
         let conn = self.lock();
         let count = |table: &str| -> Result<u64, String> {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).map_err(storage)
@@ -482,8 +484,9 @@ impl Ledger {
 }
 
 /// Row counts of the ledger's tables.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LedgerCounts {
+pub(crate) struct LedgerCounts {
     pub bindings: u64,
     pub contributions: u64,
     pub rejections: u64,

@@ -4,14 +4,14 @@
 //! `/healthz`, and runs the swarm's libp2p node in the same process ([`swarm`]: WebRTC for tabs,
 //! TCP between relays and for native peers, gossipsub in validation mode), with `/api/bootstrap`,
 //! `/api/swarm` and `/metrics` over HTTP. [`ledger`] keeps who is bound to which wallet and what each
-//! contributed (`POST /api/bindings`, `/api/leaderboard`, `/api/peer/<id>`).
-//! `main.rs` holds configuration and wiring, [`http`] the router, [`assets`] the static files,
-//! [`error`] what can go wrong.
+//! contributed (`POST /api/bindings`, `/api/leaderboard`, `/api/peer/<id>`), and [`chain`] records
+//! bindings and round totals in the `SwarmRegistry` contract when given an RPC endpoint.
+//! `main.rs` holds configuration and wiring, [`http`] the router and handlers, [`assets`] the static
+//! files, [`checkpoint`] the base model, [`error`] what can go wrong.
 
 pub mod assets;
 pub mod chain;
 pub mod checkpoint;
-pub mod devchain;
 pub mod error;
 pub mod http;
 pub mod ledger;

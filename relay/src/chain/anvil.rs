@@ -7,9 +7,9 @@ use libp2p::identity::Keypair;
 use tabswarm_protocol::identity::{BindingDomain, sign_with_key};
 
 use super::*;
-use crate::devchain::{Anvil, CHAIN_ID, DEV_KEYS};
 use crate::ledger::tests::{scored, wallet};
 use crate::swarm::unix_now;
+use tabswarm_devchain::{Anvil, CHAIN_ID, DEV_KEYS};
 
 const SWARM: &str = "tabswarm-test";
 
@@ -164,7 +164,7 @@ async fn a_wrong_endpoint_or_registry_is_named_at_start() {
     let e = Chain::connect("ws://127.0.0.1:1", nowhere, DEV_KEYS[0]).await.expect_err("not http");
     assert!(matches!(e, ChainError::BadUrl(_)), "{e}");
     drop(anvil);
-    let closed = format!("http://127.0.0.1:{}", crate::devchain::Anvil::start().map(|a| a.port).expect("port"));
+    let closed = format!("http://127.0.0.1:{}", Anvil::start().map(|a| a.port).expect("port"));
     let e = Chain::connect(&closed, nowhere, DEV_KEYS[0]).await.expect_err("nothing listens");
     assert!(matches!(e, ChainError::Unreachable { .. }), "{e}");
 }

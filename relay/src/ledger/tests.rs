@@ -108,7 +108,9 @@ fn an_invalid_binding_is_refused_with_its_reason_and_not_stored() {
     let signed = sign_with_key(binding, &other_chain, &wallet(1), &peer).expect("sign");
     let err = ledger.bind(&signed, &domain(), NOW).expect_err("wrong chain");
     assert_eq!(err, BindRefusal::Invalid(BindingError::WrongChain { got: 1, expected: 31337 }));
-    assert_eq!(ledger.counts().expect("counts").bindings, 0);
+    let counts = ledger.counts().expect("counts");
+    assert_eq!(counts.bindings, 0);
+    assert_eq!(counts.contributions, 0);
     // Its nonce is not burnt either: the same wallet can still use it on the right chain.
     let good = bind_as(&wallet(1), &peer, 0, NOW);
     assert!(ledger.bind(&good, &domain(), NOW).is_ok());

@@ -1,0 +1,35 @@
+//! `GET /api/checkpoint/base.json`, `/api/checkpoint/base` and `/api/checkpoint/{sha256}`: the
+//! swarm's base checkpoint ([`crate::checkpoint`]) over HTTP.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::AppState;
+use crate::checkpoint::{BaseCheckpoint, BaseInfo};
+use crate::error::HttpError;
+
+fn configured(state: &AppState) -> Result<&BaseCheckpoint, HttpError> {
+    state.base_checkpoint.as_deref().ok_or(HttpError::NoBaseCheckpoint)
+}
+
+pub(crate) async fn base_info(State(state): State<AppState>) -> Result<Json<BaseInfo>, HttpError> {
+    Ok(Json(configured(&state)?.info().clone()))
+}
+
+pub(crate) async fn base_bytes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    Ok(configured(&state)?.respond(&headers, false))
+}
+
+pub(crate) async fn by_hash(
+    State(state): State<AppState>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let base = configured(&state)?;
+    if sha256 != base.info().sha256 {
+        return Err(HttpError::NotFound(format!("/api/checkpoint/{sha256} (this relay serves {})", base.info().url)));
+    }
+    Ok(base.respond(&headers, true))
+}
