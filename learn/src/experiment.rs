@@ -1,5 +1,6 @@
-//! The SAPO experiment harness: N simulated peers in one process exchanging rollout groups through
-//! an in-memory bus, each running the very [`Peer`] round a tab runs. Every peer starts from the
+//! The SAPO sharing experiment: N simulated peers in one process exchanging rollout groups through
+//! an in-memory bus (not the swarm: no network, no relay), each running the very [`Peer`] round a
+//! tab runs. Every peer starts from the
 //! same base model; configurations differ only in how many of the groups trained on per round are
 //! the peer's own (I) and how many come from the swarm (J), at equal compute: every peer samples
 //! the same number of questions and trains on at most I + J groups per round in every configuration.
@@ -8,25 +9,36 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use tabswarm_protocol::rollout::RolloutGroup;
+use tabswarm_model::{Model, ModelError};
+use tabswarm_protocol::rollout::{DropCounts, RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY};
 
-use super::{Peer, RlConfig, evaluate};
-use crate::model::{Model, ModelError};
+use crate::{Peer, RlConfig, evaluate};
 
-/// Delivers every group published in a round to every peer (each ignores its own).
+pub mod summary;
+
+/// Delivers every group published in a round to every peer (each ignores its own). Groups go in
+/// as text and are checked and scored as the wire's receivers do (`score_group`), once for all
+/// subscribers, since every subscriber would compute the same.
 #[derive(Debug, Default)]
 pub struct MemoryBus {
-    round: Vec<RolloutGroup>,
+    round: Vec<ScoredGroup>,
+    /// Published groups that failed the checks, by reason.
+    pub drops: DropCounts,
 }
 
 impl MemoryBus {
     pub fn publish(&mut self, groups: impl IntoIterator<Item = RolloutGroup>) {
-        self.round.extend(groups);
+        for group in groups {
+            match score_group(group) {
+                Ok(scored) => self.round.push(scored),
+                Err(reason) => self.drops.count(&reason),
+            }
+        }
     }
 
-    /// What a subscriber receives this round: copies, as text, like the wire.
-    pub fn deliver(&self) -> Vec<RolloutGroup> {
+    /// What a subscriber receives this round.
+    pub fn deliver(&self) -> Vec<ScoredGroup> {
         self.round.clone()
     }
 
@@ -63,7 +75,7 @@ pub struct ArmResult {
     /// External groups trained on per peer per round, on average (the rest of J had no signal).
     pub external_used: f32,
     pub local_used: f32,
-    /// Received groups dropped (all peers).
+    /// Published groups refused by the checks, plus received groups no peer could tokenize.
     pub dropped: u64,
 }
 
@@ -117,6 +129,6 @@ pub async fn run_arm(
         final_accuracy,
         external_used: used_external as f32 / peer_rounds,
         local_used: used_local as f32 / peer_rounds,
-        dropped: peers.iter().map(|p| p.drops.total() + p.untrainable).sum(),
+        dropped: bus.drops.total() + peers.iter().map(|p| p.untrainable).sum::<u64>(),
     })
 }

@@ -1,14 +1,18 @@
-//! Reinforcement learning on the task suite, the way every peer of the swarm runs it (SAPO):
-//! each round a [`Peer`] asks itself questions, samples a group of completions per question,
-//! scores them with the shared verifier, shares the groups as text, and takes one GRPO step on
-//! `local` of its own groups plus `external` groups received from others — re-scored here, never
-//! trusted.
+//! How a Tabswarm peer learns, the way every peer of the swarm runs it (SAPO): each round a
+//! [`Peer`] asks itself questions, samples a group of completions per question, scores them with the
+//! shared verifier, shares the groups as text, and takes GRPO steps on `local` of its own groups
+//! plus `external` groups received from others. Received groups arrive as [`ScoredGroup`]s: the
+//! receiver's node already regenerated their questions and re-scored them (`wire::decode`), so
+//! nothing a sender claims is trusted and nothing is scored twice.
 //!
-//! The same [`Peer`] runs in a tab's worker, in the native peer and in the experiment harness
-//! ([`swarm`]); only where shared groups go differs.
+//! The same [`Peer`] runs in a tab's worker and in the native peer ([`run::TrainingRun`], with its
+//! own [`run::RunProgress`]) and in the in-memory sharing experiment ([`experiment`]); only where
+//! shared groups go differs. [`pretrain`] makes the swarm's base checkpoint. Built on
+//! `tabswarm-model`; knows nothing of the network or the page.
 
+pub mod experiment;
 pub mod pretrain;
-pub mod swarm;
+pub mod run;
 
 use std::collections::BTreeMap;
 
@@ -17,11 +21,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tabswarm_protocol::rollout::{DropCounts, RolloutGroup, ScoredGroup, score_group};
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, MIN_DIFFICULTY, Question, generate, verify};
 
-use crate::model::tokenizer::EOS;
-use crate::model::{
+use tabswarm_model::tokenizer::EOS;
+use tabswarm_model::{
     GrpoBatch, GrpoConfig, Model, ModelError, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate as sample,
     group_advantages,
 };
@@ -122,8 +126,9 @@ pub struct RoundStats {
     pub trained_local: usize,
     pub trained_external: usize,
     pub loss: Option<f32>,
-    /// External groups received this round and dropped (cumulative counts are on the peer).
-    pub dropped: u64,
+    /// External groups received this round whose text the tokenizer cannot encode (so no step
+    /// could use them).
+    pub untrainable: u64,
 }
 
 /// One learner: a policy, its optimiser, and the round loop.
@@ -137,8 +142,6 @@ pub struct Peer {
     rng: ChaCha8Rng,
     round: u64,
     steps: u64,
-    /// Received groups dropped, by reason, since the start.
-    pub drops: DropCounts,
     /// Received groups whose text the tokenizer cannot encode (so no step can use them).
     pub untrainable: u64,
 }
@@ -157,7 +160,6 @@ impl Peer {
             rng: ChaCha8Rng::seed_from_u64(seed),
             round: 0,
             steps: 0,
-            drops: DropCounts::default(),
             untrainable: 0,
         })
     }
@@ -207,25 +209,17 @@ impl Peer {
         Ok(groups)
     }
 
-    /// Re-scores `received` (groups from others, as text), picks I own and J external groups, and
-    /// trains on those with a reward spread: one GRPO step, or one per `groups_per_step` groups.
-    /// Returns what the round did.
+    /// Picks I own and J external groups (`received`: others' groups as the receiver's node
+    /// verified and scored them; this peer's own, echoed back, are skipped) and trains on those
+    /// with a reward spread: one GRPO step, or one per `groups_per_step` groups. Returns what the
+    /// round did.
     pub async fn train_round(
         &mut self,
         own: &[ScoredGroup],
-        received: Vec<RolloutGroup>,
+        received: Vec<ScoredGroup>,
     ) -> Result<RoundStats, ModelError> {
-        let dropped_before = self.drops.total() + self.untrainable;
-        let mut external = Vec::with_capacity(received.len());
-        for group in received {
-            if group.peer == self.name {
-                continue;
-            }
-            match score_group(group) {
-                Ok(scored) => external.push(scored),
-                Err(reason) => self.drops.count(&reason),
-            }
-        }
+        let untrainable_before = self.untrainable;
+        let external: Vec<ScoredGroup> = received.into_iter().filter(|g| g.group.peer != self.name).collect();
         let local = select(own, self.config.local, self.config.selection, &mut self.rng);
         let external = select(&external, self.config.external, self.config.selection, &mut self.rng);
 
@@ -276,7 +270,7 @@ impl Peer {
             trained_local,
             trained_external,
             loss,
-            dropped: self.drops.total() + self.untrainable - dropped_before,
+            untrainable: self.untrainable - untrainable_before,
         };
         self.round += 1;
         Ok(stats)

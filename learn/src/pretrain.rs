@@ -11,10 +11,10 @@ use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use tabswarm_model::{Model, ModelConfig, ModelError, TokenBatch, Tokenizer, TrainConfig, Trainer};
 use tabswarm_protocol::tasks::{Family, MAX_DIFFICULTY, MID_DIFFICULTY, MIN_DIFFICULTY, generate};
 
-use super::{EVAL_SEED_BASE, evaluate};
-use crate::model::{Model, ModelConfig, ModelError, TokenBatch, Tokenizer, TrainConfig, Trainer};
+use crate::{EVAL_SEED_BASE, evaluate};
 
 /// How the base checkpoint is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

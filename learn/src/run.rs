@@ -1,6 +1,8 @@
-//! The run the worker drives: reinforcement learning on the task suite (the same [`Peer`] round the
-//! swarm runs), from the relay's base checkpoint when it serves one. The clock is injected so the
-//! same code runs in the worker (`performance.now`) and in native tests.
+//! A training run: reinforcement learning on the task suite (the same [`Peer`] round the swarm
+//! runs) for a number of rounds, from the relay's base checkpoint when it serves one, with the
+//! progress it reports after every round ([`RunProgress`]). A tab's worker and the native peer both
+//! drive one. The clock is injected so the same code runs in the worker (`performance.now`) and
+//! natively.
 //!
 //! A tab on its own trains on its own rollout groups (I = 8, J = 0); connected to the swarm it
 //! trains on four of its own and four of others' each round (I = 4, J = 4, the SAPO split), and
@@ -10,23 +12,83 @@ use std::collections::{BTreeMap, VecDeque};
 
 use burn::module::Module;
 use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use tabswarm_model::checkpoint;
+use tabswarm_model::{Model, ModelConfig, ModelError, ModelSize};
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
 use tabswarm_protocol::tasks::Family;
 
-use crate::learn::{Peer, RlConfig, RoundStats};
-use crate::model::checkpoint;
-use crate::model::{Model, ModelConfig, ModelError, Tokenizer};
-use crate::report::{FamilyAccuracy, ModelSize, TrainBackend, TrainProgress};
+use crate::{Peer, RlConfig, RoundStats};
 
-/// Rounds the per-family accuracy on the page is averaged over.
+/// Rounds the per-family accuracy is averaged over.
 pub const ACCURACY_WINDOW: usize = 10;
 
-/// The model config for a size.
-pub fn model_config(size: ModelSize) -> ModelConfig {
-    let base = ModelConfig::new(Tokenizer::new().vocab_size());
-    match size {
-        ModelSize::Default => base,
-        ModelSize::Tiny => base.with_d_model(32).with_n_layers(2).with_n_heads(4).with_d_ff(64).with_max_seq_len(24),
+/// Which burn backend a run trains on. The caller makes the matching [`Device`]; the run reports
+/// this, so what a peer says it trains on is what it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// burn's wgpu backend on the browser's WebGPU.
+    WebGpu,
+    /// burn's wgpu backend on a native adapter (Vulkan, Metal, DX12).
+    Wgpu,
+    /// burn's pure-Rust CPU backend (`flex`), natively or compiled to wasm.
+    Cpu,
+}
+
+impl Backend {
+    /// What to call it in a log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebGpu => "WebGPU",
+            Self::Wgpu => "wgpu (native GPU)",
+            Self::Cpu => "CPU",
+        }
     }
+}
+
+/// How one family went over the last few rounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyAccuracy {
+    pub family: Family,
+    /// Completions the verifier found correct…
+    pub correct: u32,
+    /// …out of this many sampled.
+    pub asked: u32,
+}
+
+impl FamilyAccuracy {
+    pub fn fraction(&self) -> f32 {
+        if self.asked == 0 { 0.0 } else { self.correct as f32 / self.asked as f32 }
+    }
+}
+
+/// Progress of a run, after every round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunProgress {
+    pub backend: Backend,
+    pub parameters: usize,
+    pub round: u32,
+    pub rounds: u32,
+    /// Mean verified reward of this round's completions.
+    pub reward: f32,
+    /// Mean reward of the first round, for "it learns" at a glance.
+    pub first_reward: f32,
+    /// Per family, over the last [`ACCURACY_WINDOW`] rounds.
+    pub accuracy: Vec<FamilyAccuracy>,
+    /// GRPO loss of this round's step (none when no group had a reward spread).
+    pub loss: Option<f32>,
+    /// GRPO steps taken: the version stamped on this peer's rollouts and checkpoint.
+    pub policy_version: u64,
+    pub rounds_per_second: f64,
+    pub completions_per_second: f64,
+    /// Rollout groups from other peers handed to the run so far, and how many of them it trained on.
+    #[serde(default)]
+    pub received: u64,
+    #[serde(default)]
+    pub external_trained: u64,
+    /// Whether this is the last report of the run.
+    pub done: bool,
 }
 
 /// How a tab learns on its own: every family, eight questions a round, all its own.
@@ -59,8 +121,8 @@ impl RunPlan {
 /// What one round produced: the progress to show and this peer's groups to publish.
 #[derive(Debug, Clone)]
 pub struct RoundOutput {
-    pub progress: TrainProgress,
-    pub share: Vec<tabswarm_protocol::rollout::RolloutGroup>,
+    pub progress: RunProgress,
+    pub share: Vec<RolloutGroup>,
 }
 
 /// A policy learning in rounds, with the numbers the page shows.
@@ -68,7 +130,7 @@ pub struct RoundOutput {
 pub struct TrainingRun {
     peer: Peer,
     config: ModelConfig,
-    backend: TrainBackend,
+    backend: Backend,
     parameters: usize,
     rounds: u32,
     round: u32,
@@ -86,7 +148,7 @@ impl TrainingRun {
         model: Model,
         config: ModelConfig,
         device: &Device,
-        backend: TrainBackend,
+        backend: Backend,
         plan: RunPlan,
     ) -> Result<Self, ModelError> {
         let parameters = model.num_params();
@@ -116,20 +178,15 @@ impl TrainingRun {
 
     /// From a checkpoint (the relay's base): refused with the reason if damaged or not for this
     /// build's tokenizer.
-    pub fn from_checkpoint(
-        bytes: &[u8],
-        device: &Device,
-        backend: TrainBackend,
-        plan: RunPlan,
-    ) -> Result<Self, ModelError> {
+    pub fn from_checkpoint(bytes: &[u8], device: &Device, backend: Backend, plan: RunPlan) -> Result<Self, ModelError> {
         let (model, header) = checkpoint::load(bytes, None, device)?;
         Self::new(model, header.config, device, backend, plan)
     }
 
     /// From a freshly initialised model of `size` (when no base checkpoint is served).
-    pub fn fresh(device: &Device, backend: TrainBackend, size: ModelSize, plan: RunPlan) -> Result<Self, ModelError> {
+    pub fn fresh(device: &Device, backend: Backend, size: ModelSize, plan: RunPlan) -> Result<Self, ModelError> {
         device.seed(plan.seed);
-        let config = model_config(size);
+        let config = size.config();
         let model = config.init(device)?;
         Self::new(model, config, device, backend, plan)
     }
@@ -143,12 +200,18 @@ impl TrainingRun {
         self.round >= self.rounds
     }
 
+    /// The backend it trains on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// One round (generate, verify, GRPO step on its own groups and on `received`, the groups
-    /// other peers published since the last round); `now_ms` is a monotonic clock in milliseconds.
+    /// other peers published since the last round, as the node verified them); `now_ms` is a
+    /// monotonic clock in milliseconds.
     pub async fn step(
         &mut self,
         now_ms: &dyn Fn() -> f64,
-        received: Vec<tabswarm_protocol::rollout::RolloutGroup>,
+        received: Vec<ScoredGroup>,
     ) -> Result<RoundOutput, ModelError> {
         if self.round == 0 {
             self.started_ms = now_ms();
@@ -174,7 +237,7 @@ impl TrainingRun {
             }
         }
         let seconds = ((now_ms() - self.started_ms) / 1e3).max(1e-9);
-        let progress = TrainProgress {
+        let progress = RunProgress {
             backend: self.backend,
             parameters: self.parameters,
             round: self.round,
@@ -195,10 +258,7 @@ impl TrainingRun {
         };
         Ok(RoundOutput {
             progress,
-            share: own
-                .into_iter()
-                .map(|g| tabswarm_protocol::rollout::RolloutGroup { rewards: g.rewards(), ..g.group })
-                .collect(),
+            share: own.into_iter().map(|g| RolloutGroup { rewards: g.rewards(), ..g.group }).collect(),
         })
     }
 }
@@ -212,8 +272,7 @@ mod tests {
     #[test]
     fn a_tiny_run_reports_rounds_rewards_and_accuracy_per_family() {
         let device = Device::flex();
-        let mut run =
-            TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(3, 1)).expect("run");
+        let mut run = TrainingRun::fresh(&device, Backend::Cpu, ModelSize::Tiny, RunPlan::solo(3, 1)).expect("run");
         let origin = Instant::now();
         let now = move || origin.elapsed().as_secs_f64() * 1e3;
         let mut last = None;
@@ -227,28 +286,25 @@ mod tests {
         assert_eq!(last.accuracy.len(), 8);
         assert!(last.accuracy.iter().all(|a| a.asked == 24 && a.correct <= a.asked), "{:?}", last.accuracy);
         assert!(last.rounds_per_second > 0.0 && last.completions_per_second > last.rounds_per_second);
-        assert!(last.describe().contains("round 3/3"), "{}", last.describe());
-
-        // What the page offers for download: a checkpoint that loads back, named after its content,
-        // stamped with the policy version (GRPO steps taken).
+        // A checkpoint that loads back, stamped with the policy version (GRPO steps taken); the
+        // name the page gives it is tested with the page's messages.
         let bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
-        let saved = crate::report::SavedModel::describe(&bytes).expect("describe");
-        assert_eq!((saved.step, saved.bytes), (last.policy_version, bytes.len()));
-        assert!(saved.file_name.starts_with("tabswarm-d32-l2-step"), "{}", saved.file_name);
-        let again =
-            TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, RunPlan::solo(1, 2)).expect("reload");
+        let (header, _) = checkpoint::read_header(&bytes).expect("header");
+        assert_eq!(header.step, last.policy_version);
+        assert_eq!((header.config.d_model, header.config.n_layers), (32, 2));
+        let again = TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, RunPlan::solo(1, 2)).expect("reload");
         assert_eq!(again.parameters, run.parameters);
     }
 
     #[test]
     fn a_damaged_base_is_refused_with_the_reason() {
         let device = Device::flex();
-        let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("run");
+        let run = TrainingRun::fresh(&device, Backend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("run");
         let mut bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         let err =
-            TrainingRun::from_checkpoint(&bytes, &device, TrainBackend::Cpu, RunPlan::solo(1, 1)).expect_err("corrupt");
+            TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, RunPlan::solo(1, 1)).expect_err("corrupt");
         assert!(err.to_string().starts_with("checkpoint is corrupt"), "{err}");
     }
 }

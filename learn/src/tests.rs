@@ -2,13 +2,12 @@ use burn::tensor::Device;
 use pollster::block_on;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup, score_group};
+use tabswarm_model::ModelSize;
+use tabswarm_protocol::rollout::{DropCounts, DropReason, RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, QuestionId, SUITE_VERSION, generate};
 
-use super::swarm::{Arm, run_arm};
+use super::experiment::{Arm, MemoryBus, run_arm};
 use super::*;
-use crate::report::ModelSize;
-use crate::training::model_config;
 
 fn scored(seed: u64, completions: &[&str]) -> ScoredGroup {
     score_group(RolloutGroup {
@@ -51,11 +50,24 @@ fn tiny_rl(local: usize, external: usize) -> RlConfig {
     }
 }
 
+/// What a receiver's node makes of groups off the wire: the ones that pass the checks, scored,
+/// and the refusals counted by reason (`wire::decode` does the same per message).
+fn receive(groups: Vec<RolloutGroup>) -> (Vec<ScoredGroup>, DropCounts) {
+    let (mut passed, mut drops) = (Vec::new(), DropCounts::default());
+    for group in groups {
+        match score_group(group) {
+            Ok(scored) => passed.push(scored),
+            Err(reason) => drops.count(&reason),
+        }
+    }
+    (passed, drops)
+}
+
 #[test]
-fn a_peer_rescores_received_groups_and_drops_bad_ones() {
+fn a_peer_trains_on_verified_received_groups_and_skips_what_it_cannot_use() {
     let device = Device::flex();
     device.seed(5);
-    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
     let mut peer = Peer::new("me", model, tiny_rl(2, 2), &device, 9).expect("peer");
     let own = block_on(peer.generate_round()).expect("round");
     assert_eq!(own.len(), 2);
@@ -81,11 +93,15 @@ fn a_peer_rescores_received_groups_and_drops_bad_ones() {
         // Our own groups coming back are ignored.
         RolloutGroup { peer: "me".into(), ..group(good.id, vec!["<".into(), ">".into()]) },
     ];
+    let (received, drops) = receive(received);
+    assert_eq!(drops.unknown_question, 1);
+    assert_eq!(drops.too_long, 1);
+    // Checked once, before the peer: what reaches it carries the receiver's own rewards.
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[0].rewards(), vec![tabswarm_protocol::tasks::MAX_REWARD, 0.0]);
     let stats = block_on(peer.train_round(&own, received)).expect("train");
-    assert_eq!(peer.drops.unknown_question, 1);
-    assert_eq!(peer.drops.too_long, 1);
     assert_eq!(peer.untrainable, 1);
-    assert_eq!(stats.dropped, 3);
+    assert_eq!(stats.untrainable, 1);
     assert_eq!(stats.trained_external, 1, "{stats:?}");
     assert_eq!(peer.policy_version(), 1);
     assert!(stats.loss.is_some());
@@ -96,7 +112,7 @@ fn a_peer_rescores_received_groups_and_drops_bad_ones() {
 #[test]
 fn bad_rl_settings_are_refused() {
     let device = Device::flex();
-    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
     for (config, message) in [
         (RlConfig { families: vec![], ..tiny_rl(2, 2) }, "at least one task family"),
         (RlConfig { group_size: 1, ..tiny_rl(2, 2) }, "group size 1 is outside 2..=32"),
@@ -114,7 +130,7 @@ fn bad_rl_settings_are_refused() {
 fn the_harness_runs_a_tiny_experiment() {
     let device = Device::flex();
     device.seed(2);
-    let base = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let base = ModelSize::Tiny.config().init(&device).expect("model");
     let arm = |local, external| Arm { peers: 2, rounds: 3, seed: 1, rl: tiny_rl(local, external), eval_per_family: 2 };
     let alone = block_on(run_arm(&base, &arm(2, 0), &device, &mut |_, _| {})).expect("alone");
     let shared = block_on(run_arm(&base, &arm(1, 1), &device, &mut |_, _| {})).expect("shared");
@@ -133,7 +149,7 @@ fn the_harness_runs_a_tiny_experiment() {
 fn groups_per_step_splits_a_round_into_steps() {
     let device = Device::flex();
     device.seed(6);
-    let model = model_config(ModelSize::Tiny).init(&device).expect("model");
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
     let config = RlConfig { groups_per_step: 1, ..tiny_rl(0, 3) };
     let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
     let informative = |seed| {
@@ -147,8 +163,32 @@ fn groups_per_step_splits_a_round_into_steps() {
         }
     };
     let silent = RolloutGroup { completions: vec!["x".into(), "y".into()], ..informative(9) };
-    let stats = block_on(peer.train_round(&[], vec![informative(1), silent, informative(2)])).expect("round");
+    let (received, _) = receive(vec![informative(1), silent, informative(2)]);
+    let stats = block_on(peer.train_round(&[], received)).expect("round");
     // Two groups with a reward spread, one per step; the silent one is not trained on.
     assert_eq!((stats.trained_local, stats.trained_external), (0, 2));
     assert_eq!(peer.policy_version(), 2);
+}
+
+#[test]
+fn the_bus_scores_what_is_published_once_and_counts_refusals() {
+    let good = generate(Family::Compare, 1, 3).expect("q");
+    let mut future = good.id;
+    future.suite = SUITE_VERSION + 1;
+    let group = |question: QuestionId| RolloutGroup {
+        question,
+        peer: "p".into(),
+        policy_version: 0,
+        completions: vec![good.answer.clone(), "x".into()],
+        rewards: Vec::new(),
+    };
+    let mut bus = MemoryBus::default();
+    bus.publish([group(good.id), group(future), RolloutGroup { rewards: vec![0.0, 0.0], ..group(good.id) }]);
+    let delivered = bus.deliver();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].rewards(), vec![tabswarm_protocol::tasks::MAX_REWARD, 0.0]);
+    assert_eq!((bus.drops.unknown_question, bus.drops.reward_mismatch), (1, 1));
+    assert!(matches!(score_group(group(future)), Err(DropReason::UnknownQuestion { .. })));
+    bus.next_round();
+    assert!(bus.deliver().is_empty());
 }

@@ -7,12 +7,10 @@ use std::sync::Mutex;
 
 use burn::tensor::Device;
 use pollster::block_on;
-use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
-use tabswarm_client::learn::swarm::{Arm, run_arm};
-use tabswarm_client::learn::{RlConfig, Selection};
-use tabswarm_client::model::checkpoint;
-use tabswarm_client::report::ModelSize;
-use tabswarm_client::training::model_config;
+use tabswarm_learn::experiment::{Arm, run_arm};
+use tabswarm_learn::pretrain::{PretrainConfig, pretrain};
+use tabswarm_learn::{RlConfig, Selection};
+use tabswarm_model::{ModelSize, checkpoint};
 use tabswarm_protocol::tasks::Family;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -33,9 +31,9 @@ fn pretraining_is_deterministic_from_its_seed() {
     let run = |seed| {
         let config = PretrainConfig { seed, ..config.clone() };
         let (model, report) =
-            block_on(pretrain(&model_config(ModelSize::Tiny), &config, &device, &mut |_, _, _| {})).expect("pretrain");
+            block_on(pretrain(&ModelSize::Tiny.config(), &config, &device, &mut |_, _, _| {})).expect("pretrain");
         assert_eq!((report.steps, report.history.len(), report.reached_target), (4, 2, false));
-        checkpoint::save(&model, &model_config(ModelSize::Tiny), report.steps).expect("save")
+        checkpoint::save(&model, &ModelSize::Tiny.config(), report.steps).expect("save")
     };
     let first = run(11);
     assert!(first == run(11), "same seed, different checkpoint bytes");
@@ -47,7 +45,7 @@ fn pretraining_is_deterministic_from_its_seed() {
 fn pretraining_refuses_an_empty_setup() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let config = PretrainConfig { families: vec![], ..PretrainConfig::default() };
-    let err = block_on(pretrain(&model_config(ModelSize::Tiny), &config, &Device::flex(), &mut |_, _, _| {}))
+    let err = block_on(pretrain(&ModelSize::Tiny.config(), &config, &Device::flex(), &mut |_, _, _| {}))
         .expect_err("no families");
     assert!(err.to_string().contains("at least one family"), "{err}");
 }
@@ -65,7 +63,7 @@ fn a_short_rl_run_beats_its_warm_start() {
         max_steps: 1000,
         ..PretrainConfig::default()
     };
-    let model_config = model_config(ModelSize::Tiny);
+    let model_config = ModelSize::Tiny.config();
     let (base, report) = block_on(pretrain(&model_config, &config, &device, &mut |_, _, _| {})).expect("pretrain");
     assert!(report.reached_target, "{report:?}");
     let arm = Arm {

@@ -2,7 +2,7 @@
 //! (d_model 192, 6 heads, d_ff 768) at generation shapes (batch 8, one new token, a KV cache of
 //! `prefix` positions), timed group by group on wgpu with plain burn ops, as the model runs them.
 //!
-//! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-client --bench decode_profile` prints a Markdown table.
+//! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-model --bench decode_profile` prints a Markdown table.
 //! This is the profile that chose the third fused kernel (see docs/benchmarks.md).
 
 use std::time::{Duration, Instant};

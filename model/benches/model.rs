@@ -1,7 +1,7 @@
 //! Model benchmarks: generation cost per token against prefix length (with and without the KV
 //! cache) and training-step time, on the CPU backend (`flex`) and on wgpu.
 //!
-//! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-client --bench model` prints Markdown tables for
+//! `WGPU_BACKEND=vulkan cargo bench -p tabswarm-model --bench model` prints Markdown tables for
 //! docs/benchmarks.md. `TABSWARM_BENCH_BACKENDS=flex` limits the backends (`flex,wgpu` default);
 //! `TABSWARM_BENCH_UNCACHED=0` skips the runs without the KV cache (minutes per row on a software
 //! adapter, where each new token recomputes the whole prefix).
@@ -11,10 +11,8 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use pollster::block_on;
-use tabswarm_client::model::tokenizer::BOS;
-use tabswarm_client::model::{ModelConfig, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate};
-use tabswarm_client::report::ModelSize;
-use tabswarm_client::training::model_config;
+use tabswarm_model::tokenizer::BOS;
+use tabswarm_model::{ModelConfig, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate};
 
 const NEW_TOKENS: usize = 32;
 const BATCH: usize = 8;
@@ -22,7 +20,7 @@ const PREFIXES: [usize; 5] = [16, 32, 64, 128, 256];
 
 /// The batch the training-step figures in docs/benchmarks.md were measured on: 16 seeded
 /// `a+b=` → `a+b` sequences with one- and two-digit operands (161 tokens for seed 1).
-fn addition_batch(seed: u64) -> Result<tabswarm_client::model::TokenBatch, tabswarm_client::model::ModelError> {
+fn addition_batch(seed: u64) -> Result<tabswarm_model::TokenBatch, tabswarm_model::ModelError> {
     use rand::{Rng, SeedableRng};
     let tokenizer = Tokenizer::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -33,7 +31,7 @@ fn addition_batch(seed: u64) -> Result<tabswarm_client::model::TokenBatch, tabsw
         sequences.push(seq);
         prompt_lens.push(prompt_len);
     }
-    tabswarm_client::model::TokenBatch::supervised(sequences, &prompt_lens)
+    tabswarm_model::TokenBatch::supervised(sequences, &prompt_lens)
 }
 
 fn devices() -> Vec<(&'static str, Device)> {
@@ -114,7 +112,7 @@ fn main() {
             }
         }
 
-        let train_model = model_config(ModelSize::Default).init(&device).expect("config");
+        let train_model = ModelSize::Default.config().init(&device).expect("config");
         let batch = addition_batch(1).expect("batch");
         let tokens: usize = batch.sequences.iter().map(Vec::len).sum();
         let mut trainer = Trainer::new(train_model, TrainConfig::default(), &device);

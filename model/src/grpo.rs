@@ -5,8 +5,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::train::{TokenBatch, token_log_probs};
-use super::{Model, ModelError};
+use crate::batch::{TokenBatch, token_log_probs};
+use crate::{Model, ModelError};
 
 /// GRPO's knobs. The defaults are DAPO's / GenRL's.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,9 +1,13 @@
-//! The policy model and everything it does: tokenize, generate rollouts, train, checkpoint.
+//! The policy model every Tabswarm peer trains, and everything it does: tokenize, generate
+//! rollouts, compute per-token log-probabilities, take supervised and GRPO steps, and save or load
+//! checkpoints (framed by `tabswarm_protocol::checkpoint`, so a relay can verify them). It knows
+//! nothing of rounds, peers or the network (`tabswarm-learn` and `tabswarm-net` do).
 //!
 //! Written once against burn's device-generic API, so the same code runs on WebGPU in a tab, on
 //! Vulkan/Metal/DX12 natively, and on the pure-Rust CPU backend (`flex`) where there is no GPU.
 //! Every readback is `into_data_async`, so nothing here blocks a browser worker.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod generate;
 pub mod grpo;
@@ -13,12 +17,13 @@ pub mod transformer;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+pub use batch::TokenBatch;
 pub use checkpoint::{CheckpointError, CheckpointHeader};
 pub use generate::{SamplingConfig, generate};
 pub use grpo::{GrpoBatch, GrpoConfig, group_advantages};
 pub use tokenizer::{TOKENIZER_VERSION, TokenizeError, Tokenizer};
-pub use train::{StepStats, TokenBatch, TrainConfig, Trainer};
-pub use transformer::{KvCache, Model, ModelConfig};
+pub use train::{StepStats, TrainConfig, Trainer};
+pub use transformer::{KvCache, Model, ModelConfig, ModelSize};
 
 /// Everything that can go wrong using the model. Each message names what was wrong.
 #[derive(Debug, thiserror::Error)]

@@ -5,12 +5,12 @@ use burn::module::Module;
 use burn::tensor::Device;
 use pollster::block_on;
 
+use super::batch::{batch_loss, token_log_probs};
 use super::tokenizer::{BOS, EOS};
-use super::train::{batch_loss, token_log_probs};
 use super::*;
 
 fn tiny_config() -> ModelConfig {
-    crate::training::model_config(crate::report::ModelSize::Tiny)
+    ModelSize::Tiny.config()
 }
 
 fn cpu() -> Device {

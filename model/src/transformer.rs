@@ -7,7 +7,29 @@ use burn::nn::{Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Lin
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use tabswarm_kernels::fused;
 
-use super::ModelError;
+use crate::ModelError;
+use crate::tokenizer::Tokenizer;
+
+/// The sizes a peer can train: the product default, or a tiny one for slow machines and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSize {
+    /// [`ModelConfig`]'s defaults: about 1.8M parameters.
+    Default,
+    /// d_model 32, 2 layers, context 24: about 24k parameters.
+    Tiny,
+}
+
+impl ModelSize {
+    /// The config of this size for the task tokenizer.
+    pub fn config(self) -> ModelConfig {
+        let base = ModelConfig::new(Tokenizer::new().vocab_size());
+        match self {
+            Self::Default => base,
+            Self::Tiny => base.with_d_model(32).with_n_layers(2).with_n_heads(4).with_d_ff(64).with_max_seq_len(24),
+        }
+    }
+}
 
 /// Shape of the policy. The defaults give about 1.8M parameters with the task tokenizer.
 #[derive(Config, Debug, PartialEq, Eq)]

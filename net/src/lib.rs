@@ -1,8 +1,10 @@
 //! A peer's connection to the swarm: one libp2p node that keeps a relay connected, publishes this
 //! peer's rollouts and hands over the verified rollouts of everyone else.
 //!
-//! The same [`PeerNode`] runs in the tab's worker (WebRTC to a relay, [`web`]) and in the native
-//! `tabswarm-peer` (TCP, [`native`]); only the transport differs. It connects to one relay at a
+//! The same [`PeerNode`] runs on the tab's page (WebRTC to a relay, `web`, built for wasm32 only:
+//! browsers offer `RTCPeerConnection` to pages, not to workers) and in the native `tabswarm-peer`
+//! (TCP, `native`, which also reads the relay's HTTP API and binds a peer key with a wallet key
+//! file); only the transport differs. It connects to one relay at a
 //! time from a list (the relay's `/api/bootstrap`): when the connection drops or a dial fails it
 //! waits (1 s, doubling to 30 s, reset once connected) and tries the next relay in the list.
 //! Every received message goes through [`wire::decode`] before anything else sees it, and the
@@ -38,6 +40,9 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
 /// How often a bound peer re-announces its binding (and on every new relay connection), so
 /// relays that joined since learn whom its rollouts count for.
 pub const BINDING_EVERY: Duration = Duration::from_secs(300);
+/// How long a binding a peer makes lasts (a tab's wallet prompt, a native peer's run): a week of
+/// sessions for one signature. Relays accept up to 30 days.
+pub const BINDING_VALIDITY_SECS: u64 = 7 * 24 * 3600;
 /// A peer not heard from for this long no longer counts as online.
 pub const ONLINE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -204,18 +209,18 @@ pub const INBOX_LIMIT: usize = 256;
 /// `tabswarm-peer`'s), bounded by [`INBOX_LIMIT`]: a learner slower than the swarm keeps the newest.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    groups: std::collections::VecDeque<RolloutGroup>,
+    groups: std::collections::VecDeque<ScoredGroup>,
 }
 
 impl Inbox {
-    pub fn push(&mut self, groups: impl IntoIterator<Item = RolloutGroup>) {
+    pub fn push(&mut self, groups: impl IntoIterator<Item = ScoredGroup>) {
         self.groups.extend(groups);
         let excess = self.groups.len().saturating_sub(INBOX_LIMIT);
         self.groups.drain(..excess);
     }
 
     /// Everything waiting, oldest first.
-    pub fn take(&mut self) -> Vec<RolloutGroup> {
+    pub fn take(&mut self) -> Vec<ScoredGroup> {
         self.groups.drain(..).collect()
     }
 }
@@ -571,18 +576,21 @@ mod tests {
 
     #[test]
     fn the_inbox_keeps_the_newest_groups() {
-        let group = |seed: u64| RolloutGroup {
-            question: tabswarm_protocol::tasks::QuestionId::new(Family::Add, 1, seed),
-            peer: "p".into(),
-            policy_version: 0,
-            completions: vec!["1".into(), "2".into()],
-            rewards: Vec::new(),
+        let group = |seed: u64| {
+            tabswarm_protocol::rollout::score_group(RolloutGroup {
+                question: tabswarm_protocol::tasks::QuestionId::new(Family::Add, 1, seed),
+                peer: "p".into(),
+                policy_version: 0,
+                completions: vec!["1".into(), "2".into()],
+                rewards: Vec::new(),
+            })
+            .expect("a valid group")
         };
         let mut inbox = Inbox::default();
         inbox.push((0..INBOX_LIMIT as u64 + 3).map(group));
         let taken = inbox.take();
         assert_eq!(taken.len(), INBOX_LIMIT);
-        assert_eq!(taken[0].question.seed, 3);
+        assert_eq!(taken[0].group.question.seed, 3);
         assert!(inbox.take().is_empty());
     }
 

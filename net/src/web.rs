@@ -1,4 +1,5 @@
-//! The browser transport: WebRTC (webrtc-direct) to a relay, from the worker that trains.
+//! The browser transport: WebRTC (webrtc-direct) to a relay, from the page (browsers offer
+//! `RTCPeerConnection` to pages, not to workers).
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, identity};

@@ -3,511 +3,510 @@
 //! - `run`         join the swarm through a relay and learn with everyone (SAPO over gossip)
 //! - `pretrain`    make the swarm's base checkpoint (the warm start), deterministic from a seed
 //! - `experiment`  the SAPO experiment: simulated peers sharing rollouts in memory (docs/learning.md)
+//! - `report`      redraw an experiment's table and plot from its JSON
+//!
+//! The learning is `tabswarm-learn`'s, the network `tabswarm-net`'s; this crate is the command line.
 
-#[cfg(target_arch = "wasm32")]
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-#[cfg(not(target_arch = "wasm32"))]
-fn main() -> std::process::ExitCode {
-    native::main()
+use burn::tensor::Device;
+use clap::{Parser, Subcommand, ValueEnum};
+use tabswarm_learn::experiment::{Arm, ArmResult, run_arm, summary};
+use tabswarm_learn::pretrain::{PretrainConfig, pretrain};
+use tabswarm_learn::run::Backend;
+use tabswarm_learn::{RlConfig, Selection};
+use tabswarm_model::{ModelSize, checkpoint};
+use tabswarm_protocol::tasks::Family;
+
+#[derive(Debug, Parser)]
+#[command(name = "tabswarm-peer", version, about = "Tabswarm's client, natively: warm start and experiments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-mod native {
-    use std::path::PathBuf;
-    use std::process::ExitCode;
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The pure-Rust CPU backend (burn flex).
+    Cpu,
+    /// The default wgpu adapter (Vulkan, Metal, DX12).
+    Gpu,
+}
 
-    use burn::tensor::Device;
-    use clap::{Parser, Subcommand, ValueEnum};
-    use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
-    use tabswarm_client::learn::swarm::{Arm, ArmResult, run_arm};
-    use tabswarm_client::learn::{RlConfig, Selection};
-    use tabswarm_client::learn_report;
-    use tabswarm_client::model::checkpoint;
-    use tabswarm_client::report::ModelSize;
-    use tabswarm_client::training::model_config;
-    use tabswarm_protocol::tasks::Family;
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Size {
+    Tiny,
+    Default,
+}
 
-    #[derive(Debug, Parser)]
-    #[command(name = "tabswarm-peer", version, about = "Tabswarm's client, natively: warm start and experiments")]
-    struct Cli {
-        #[command(subcommand)]
-        command: Command,
-    }
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Join the swarm through a relay and learn: each round answers questions, publishes its
+    /// rollouts and trains on four of its own groups and four verified groups from others.
+    Run {
+        /// A relay: its URL (http://host:port — the bootstrap list and base checkpoint are read
+        /// from it) or a multiaddr ending in /p2p/<id>. Repeat to give fallbacks.
+        #[arg(long = "relay", required = true, value_name = "URL|MULTIADDR")]
+        relays: Vec<String>,
+        /// Start from this checkpoint instead of the relay's base.
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Rounds to run (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        rounds: u32,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Comma-separated task families (default: all).
+        #[arg(long, value_delimiter = ',')]
+        families: Vec<Family>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A file holding the hex private key of the wallet to credit (one line, 0x optional;
+        /// keep it private, e.g. chmod 600). The peer key is bound to it by an EIP-712
+        /// signature. Without it the peer learns from the swarm but does not share.
+        #[arg(long, env = "TABSWARM_WALLET_KEY", value_name = "FILE")]
+        wallet_key: Option<PathBuf>,
+    },
+    /// Train the base checkpoint: supervised on generated questions until the mean greedy
+    /// accuracy at the middle difficulty reaches --target (or --max-steps).
+    Pretrain {
+        /// Where to write the checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "tiny")]
+        size: Size,
+        #[arg(long, default_value_t = 0.3)]
+        target: f32,
+        #[arg(long, default_value_t = 4000)]
+        max_steps: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Comma-separated task families (default: all).
+        #[arg(long, value_delimiter = ',')]
+        families: Vec<Family>,
+    },
+    /// Run the SAPO experiment from a base checkpoint and write its results as JSON, a Markdown
+    /// table and an SVG plot.
+    Experiment {
+        /// The base checkpoint every peer starts from (from `pretrain`).
+        #[arg(long)]
+        base: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        peers: usize,
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Comma-separated seeds; each configuration runs once per seed.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Local/external splits, e.g. 8/0,4/4.
+        #[arg(long, value_delimiter = ',', default_value = "8/0,6/2,4/4,2/6")]
+        splits: Vec<String>,
+        /// Questions are drawn at levels 1..=this.
+        #[arg(long, default_value_t = tabswarm_protocol::tasks::MID_DIFFICULTY)]
+        max_difficulty: u8,
+        /// Completions per question.
+        #[arg(long, default_value_t = 8)]
+        group_size: usize,
+        #[arg(long, default_value_t = 3e-4)]
+        learning_rate: f64,
+        /// How the I and J groups are picked.
+        #[arg(long, value_enum, default_value = "prefer-signal")]
+        selection: SelectionArg,
+        /// Groups per GRPO step (0: one step per round on everything selected).
+        #[arg(long, default_value_t = 0)]
+        groups_per_step: usize,
+        /// Configurations run side by side (one CPU core each).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Output prefix: writes <out>.json, <out>.md and <out>.svg.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Comma-separated task families (default: all).
+        #[arg(long, value_delimiter = ',')]
+        families: Vec<Family>,
+    },
+    /// Rewrite the table and plot of an earlier `experiment` from its JSON.
+    Report {
+        /// The `.json` an experiment wrote.
+        #[arg(long)]
+        results: PathBuf,
+        /// Output prefix: writes <out>.md and <out>.svg.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
 
-    #[derive(Debug, Clone, Copy, ValueEnum)]
-    enum Backend {
-        /// The pure-Rust CPU backend (burn flex).
-        Cpu,
-        /// The default wgpu adapter (Vulkan, Metal, DX12).
-        Gpu,
-    }
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SelectionArg {
+    Uniform,
+    PreferSignal,
+}
 
-    #[derive(Debug, Clone, Copy, ValueEnum)]
-    enum Size {
-        Tiny,
-        Default,
-    }
-
-    #[derive(Debug, Subcommand)]
-    enum Command {
-        /// Join the swarm through a relay and learn: each round answers questions, publishes its
-        /// rollouts and trains on four of its own groups and four verified groups from others.
-        Run {
-            /// A relay: its URL (http://host:port — the bootstrap list and base checkpoint are read
-            /// from it) or a multiaddr ending in /p2p/<id>. Repeat to give fallbacks.
-            #[arg(long = "relay", required = true, value_name = "URL|MULTIADDR")]
-            relays: Vec<String>,
-            /// Start from this checkpoint instead of the relay's base.
-            #[arg(long)]
-            base: Option<PathBuf>,
-            /// Rounds to run (0: until Ctrl-C).
-            #[arg(long, default_value_t = 0)]
-            rounds: u32,
-            #[arg(long, value_enum, default_value = "cpu")]
-            backend: Backend,
-            /// Comma-separated task families (default: all).
-            #[arg(long, value_delimiter = ',')]
-            families: Vec<Family>,
-            #[arg(long, default_value_t = 1)]
-            seed: u64,
-            /// A file holding the hex private key of the wallet to credit (one line, 0x optional;
-            /// keep it private, e.g. chmod 600). The peer key is bound to it by an EIP-712
-            /// signature. Without it the peer learns from the swarm but does not share.
-            #[arg(long, env = "TABSWARM_WALLET_KEY", value_name = "FILE")]
-            wallet_key: Option<PathBuf>,
-        },
-        /// Train the base checkpoint: supervised on generated questions until the mean greedy
-        /// accuracy at the middle difficulty reaches --target (or --max-steps).
-        Pretrain {
-            /// Where to write the checkpoint.
-            #[arg(long)]
-            out: PathBuf,
-            #[arg(long, default_value_t = 1)]
-            seed: u64,
-            #[arg(long, value_enum, default_value = "tiny")]
-            size: Size,
-            #[arg(long, default_value_t = 0.3)]
-            target: f32,
-            #[arg(long, default_value_t = 4000)]
-            max_steps: u64,
-            #[arg(long, value_enum, default_value = "cpu")]
-            backend: Backend,
-            /// Comma-separated task families (default: all).
-            #[arg(long, value_delimiter = ',')]
-            families: Vec<Family>,
-        },
-        /// Run the SAPO experiment from a base checkpoint and write its results as JSON, a Markdown
-        /// table and an SVG plot.
-        Experiment {
-            /// The base checkpoint every peer starts from (from `pretrain`).
-            #[arg(long)]
-            base: PathBuf,
-            #[arg(long, default_value_t = 8)]
-            peers: usize,
-            #[arg(long, default_value_t = 100)]
-            rounds: u64,
-            /// Comma-separated seeds; each configuration runs once per seed.
-            #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
-            seeds: Vec<u64>,
-            /// Local/external splits, e.g. 8/0,4/4.
-            #[arg(long, value_delimiter = ',', default_value = "8/0,6/2,4/4,2/6")]
-            splits: Vec<String>,
-            /// Questions are drawn at levels 1..=this.
-            #[arg(long, default_value_t = tabswarm_protocol::tasks::MID_DIFFICULTY)]
-            max_difficulty: u8,
-            /// Completions per question.
-            #[arg(long, default_value_t = 8)]
-            group_size: usize,
-            #[arg(long, default_value_t = 3e-4)]
-            learning_rate: f64,
-            /// How the I and J groups are picked.
-            #[arg(long, value_enum, default_value = "prefer-signal")]
-            selection: SelectionArg,
-            /// Groups per GRPO step (0: one step per round on everything selected).
-            #[arg(long, default_value_t = 0)]
-            groups_per_step: usize,
-            /// Configurations run side by side (one CPU core each).
-            #[arg(long, default_value_t = 2)]
-            threads: usize,
-            /// Output prefix: writes <out>.json, <out>.md and <out>.svg.
-            #[arg(long)]
-            out: PathBuf,
-            #[arg(long, value_enum, default_value = "cpu")]
-            backend: Backend,
-            /// Comma-separated task families (default: all).
-            #[arg(long, value_delimiter = ',')]
-            families: Vec<Family>,
-        },
-        /// Rewrite the table and plot of an earlier `experiment` from its JSON.
-        Report {
-            /// The `.json` an experiment wrote.
-            #[arg(long)]
-            results: PathBuf,
-            /// Output prefix: writes <out>.md and <out>.svg.
-            #[arg(long)]
-            out: PathBuf,
-        },
-    }
-
-    #[derive(Debug, Clone, Copy, ValueEnum)]
-    enum SelectionArg {
-        Uniform,
-        PreferSignal,
-    }
-
-    fn device(backend: Backend) -> Device {
-        match backend {
-            Backend::Cpu => Device::flex(),
-            Backend::Gpu => Device::wgpu(Default::default()),
+impl BackendArg {
+    /// The burn device to train on, and the backend the run reports.
+    fn device(self) -> (Device, Backend) {
+        match self {
+            Self::Cpu => (Device::flex(), Backend::Cpu),
+            Self::Gpu => (Device::wgpu(Default::default()), Backend::Wgpu),
         }
     }
+}
 
-    pub fn main() -> ExitCode {
-        match run(Cli::parse()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tabswarm-peer: {e}");
-                ExitCode::FAILURE
-            }
+fn device(backend: BackendArg) -> Device {
+    backend.device().0
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tabswarm-peer: {e}");
+            ExitCode::FAILURE
         }
     }
+}
 
-    fn parse_split(split: &str) -> Result<(usize, usize), String> {
-        let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("split {split:?} is not I/J (e.g. 4/4)"));
-        let (i, j) = split.split_once('/').ok_or_else(|| format!("split {split:?} is not I/J (e.g. 4/4)"))?;
-        Ok((parse(i)?, parse(j)?))
-    }
+fn parse_split(split: &str) -> Result<(usize, usize), String> {
+    let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("split {split:?} is not I/J (e.g. 4/4)"));
+    let (i, j) = split.split_once('/').ok_or_else(|| format!("split {split:?} is not I/J (e.g. 4/4)"))?;
+    Ok((parse(i)?, parse(j)?))
+}
 
-    fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Path) -> Result<String, String> {
-        let write = |ext: &str, text: &str| {
-            let path = out.with_extension(ext);
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-        };
-        let table = learn_report::markdown(results, families);
-        write("md", &table)?;
-        write("svg", &learn_report::svg(results))?;
-        Ok(table)
-    }
+fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Path) -> Result<String, String> {
+    let write = |ext: &str, text: &str| {
+        let path = out.with_extension(ext);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let table = summary::markdown(results, families);
+    write("md", &table)?;
+    write("svg", &summary::svg(results))?;
+    Ok(table)
+}
 
-    fn run(cli: Cli) -> Result<(), String> {
-        match cli.command {
-            Command::Run { relays, base, rounds, backend, families, seed, wallet_key } => {
-                swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key })
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run { relays, base, rounds, backend, families, seed, wallet_key } => {
+            swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key })
+        }
+        Command::Report { results: path, out } => {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let results: Vec<ArmResult> = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not the JSON of an experiment: {e}", path.display()))?;
+            let mut families: Vec<Family> = results.iter().flat_map(|r| r.final_accuracy.keys().copied()).collect();
+            families.sort();
+            families.dedup();
+            println!("{}", write_report(&results, &families, &out)?);
+            Ok(())
+        }
+        Command::Pretrain { out, seed, size, target, max_steps, backend, families } => {
+            let size = match size {
+                Size::Tiny => ModelSize::Tiny,
+                Size::Default => ModelSize::Default,
+            };
+            let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
+            let config =
+                PretrainConfig { seed, target_accuracy: target, max_steps, families, ..PretrainConfig::default() };
+            let device = device(backend);
+            let model_config = size.config();
+            let started = std::time::Instant::now();
+            let (model, report) =
+                pollster::block_on(pretrain(&model_config, &config, &device, &mut |step, loss, acc| {
+                    let mean = acc.values().sum::<f32>() / acc.len().max(1) as f32;
+                    let families: Vec<String> = acc.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect();
+                    eprintln!(
+                        "step {step:>5}  loss {loss:.3}  mid-level accuracy {:.1}%  ({})  {:.0} s",
+                        mean * 100.0,
+                        families.join(", "),
+                        started.elapsed().as_secs_f64()
+                    );
+                }))
+                .map_err(|e| e.to_string())?;
+            let bytes = checkpoint::save(&model, &model_config, report.steps).map_err(|e| e.to_string())?;
+            std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let (header, _) = checkpoint::read_header(&bytes).map_err(|e| e.to_string())?;
+            if !report.reached_target {
+                eprintln!("note: stopped at --max-steps {max_steps} below the target of {:.0}%", target * 100.0);
             }
-            Command::Report { results: path, out } => {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let results: Vec<ArmResult> = serde_json::from_str(&text)
-                    .map_err(|e| format!("{} is not the JSON of an experiment: {e}", path.display()))?;
-                let mut families: Vec<Family> = results.iter().flat_map(|r| r.final_accuracy.keys().copied()).collect();
-                families.sort();
-                families.dedup();
-                println!("{}", write_report(&results, &families, &out)?);
-                Ok(())
-            }
-            Command::Pretrain { out, seed, size, target, max_steps, backend, families } => {
-                let size = match size {
-                    Size::Tiny => ModelSize::Tiny,
-                    Size::Default => ModelSize::Default,
-                };
-                let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
-                let config =
-                    PretrainConfig { seed, target_accuracy: target, max_steps, families, ..PretrainConfig::default() };
-                let device = device(backend);
-                let model_config = model_config(size);
-                let started = std::time::Instant::now();
-                let (model, report) =
-                    pollster::block_on(pretrain(&model_config, &config, &device, &mut |step, loss, acc| {
-                        let mean = acc.values().sum::<f32>() / acc.len().max(1) as f32;
-                        let families: Vec<String> = acc.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect();
-                        eprintln!(
-                            "step {step:>5}  loss {loss:.3}  mid-level accuracy {:.1}%  ({})  {:.0} s",
-                            mean * 100.0,
-                            families.join(", "),
-                            started.elapsed().as_secs_f64()
-                        );
-                    }))
-                    .map_err(|e| e.to_string())?;
-                let bytes = checkpoint::save(&model, &model_config, report.steps).map_err(|e| e.to_string())?;
-                std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-                let (header, _) = checkpoint::read_header(&bytes).map_err(|e| e.to_string())?;
-                if !report.reached_target {
-                    eprintln!("note: stopped at --max-steps {max_steps} below the target of {:.0}%", target * 100.0);
+            println!(
+                "wrote {} ({} bytes, {} steps, mid-level accuracy {:.1}%, sha256 {})",
+                out.display(),
+                bytes.len(),
+                report.steps,
+                report.mean_accuracy * 100.0,
+                header.payload_sha256
+            );
+            Ok(())
+        }
+        Command::Experiment {
+            base,
+            peers,
+            rounds,
+            seeds,
+            splits,
+            max_difficulty,
+            group_size,
+            learning_rate,
+            selection,
+            groups_per_step,
+            threads,
+            out,
+            backend,
+            families,
+        } => {
+            let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
+            let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
+            let splits = splits.iter().map(|s| parse_split(s)).collect::<Result<Vec<_>, _>>()?;
+            let selection = match selection {
+                SelectionArg::Uniform => Selection::Uniform,
+                SelectionArg::PreferSignal => Selection::PreferSignal,
+            };
+            let mut arms = Vec::new();
+            for &seed in &seeds {
+                for &(local, external) in &splits {
+                    let rl = RlConfig {
+                        families: families.clone(),
+                        questions_per_round: splits.iter().map(|(i, j)| i + j).max().unwrap_or(8),
+                        group_size,
+                        max_difficulty,
+                        local,
+                        external,
+                        learning_rate,
+                        selection,
+                        groups_per_step,
+                        ..RlConfig::default()
+                    };
+                    arms.push(Arm { peers, rounds, seed, rl, eval_per_family: 32 });
                 }
-                println!(
-                    "wrote {} ({} bytes, {} steps, mid-level accuracy {:.1}%, sha256 {})",
-                    out.display(),
-                    bytes.len(),
-                    report.steps,
-                    report.mean_accuracy * 100.0,
-                    header.payload_sha256
-                );
-                Ok(())
             }
-            Command::Experiment {
-                base,
-                peers,
-                rounds,
-                seeds,
-                splits,
-                max_difficulty,
-                group_size,
-                learning_rate,
-                selection,
-                groups_per_step,
-                threads,
-                out,
-                backend,
-                families,
-            } => {
-                let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
-                let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
-                let splits = splits.iter().map(|s| parse_split(s)).collect::<Result<Vec<_>, _>>()?;
-                let selection = match selection {
-                    SelectionArg::Uniform => Selection::Uniform,
-                    SelectionArg::PreferSignal => Selection::PreferSignal,
-                };
-                let mut arms = Vec::new();
-                for &seed in &seeds {
-                    for &(local, external) in &splits {
-                        let rl = RlConfig {
-                            families: families.clone(),
-                            questions_per_round: splits.iter().map(|(i, j)| i + j).max().unwrap_or(8),
-                            group_size,
-                            max_difficulty,
-                            local,
-                            external,
-                            learning_rate,
-                            selection,
-                            groups_per_step,
-                            ..RlConfig::default()
-                        };
-                        arms.push(Arm { peers, rounds, seed, rl, eval_per_family: 32 });
+            let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
+            let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+            let path = out.with_extension("json");
+            std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("{}", write_report(&results, &families, &out)?);
+            Ok(())
+        }
+    }
+}
+
+fn run_parallel(base: &[u8], arms: Vec<Arm>, threads: usize, backend: BackendArg) -> Result<Vec<ArmResult>, String> {
+    let queue = std::sync::Mutex::new(arms.into_iter().enumerate().collect::<Vec<_>>());
+    let results = std::sync::Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                    let Some((index, arm)) = next else { break };
+                    let device = device(backend);
+                    let outcome =
+                        checkpoint::load(base, None, &device).map_err(|e| e.to_string()).and_then(|(model, _)| {
+                            let label = format!("{}/{} seed {}", arm.rl.local, arm.rl.external, arm.seed);
+                            pollster::block_on(run_arm(&model, &arm, &device, &mut |round, reward| {
+                                if (round + 1) % 10 == 0 {
+                                    eprintln!(
+                                        "{label}: round {:>4}  mean reward {reward:.3}  ({:.0} s)",
+                                        round + 1,
+                                        started.elapsed().as_secs_f64()
+                                    );
+                                }
+                            }))
+                            .map_err(|e| format!("{label}: {e}"))
+                        });
+                    if let Ok(mut r) = results.lock() {
+                        r.push((index, outcome));
                     }
                 }
-                let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
-                let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-                let path = out.with_extension("json");
-                std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                println!("{}", write_report(&results, &families, &out)?);
-                Ok(())
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| "a worker thread panicked".to_string())?;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[derive(Debug)]
+struct SwarmRun {
+    relays: Vec<String>,
+    base: Option<PathBuf>,
+    rounds: u32,
+    backend: BackendArg,
+    families: Vec<Family>,
+    seed: u64,
+    wallet_key: Option<PathBuf>,
+}
+
+/// Reads a wallet key file: 32 bytes as hex, `0x` optional, surrounding whitespace ignored.
+fn read_wallet_key(path: &std::path::Path) -> Result<k256::ecdsa::SigningKey, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read --wallet-key {}: {e}", path.display()))?;
+    let hex = text.trim().trim_start_matches("0x");
+    let bytes: alloy_primitives::B256 = hex
+        .parse()
+        .map_err(|_| format!("--wallet-key {}: expected 64 hex digits (a secp256k1 private key)", path.display()))?;
+    k256::ecdsa::SigningKey::from_slice(bytes.as_slice())
+        .map_err(|_| format!("--wallet-key {}: not a valid secp256k1 private key", path.display()))
+}
+
+/// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
+fn swarm_peer(args: SwarmRun) -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use futures::{SinkExt, StreamExt};
+    use tabswarm_learn::run::{RunPlan, TrainingRun};
+    use tabswarm_net::{BINDING_VALIDITY_SECS, Inbox, NetStats, NodeCommand, NodeEvent, describe_connection, native};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+    if let Some(bad) =
+        args.relays.iter().find(|r| !(r.starts_with('/') || r.starts_with("http://") || r.starts_with("https://")))
+    {
+        return Err(format!(
+            "--relay {bad}: expected a relay URL (http://host:port) or a multiaddr ending in /p2p/<peer id>"
+        ));
+    }
+    let wallet = match &args.wallet_key {
+        Some(path) => Some(read_wallet_key(path)?),
+        None => None,
+    };
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (addrs, base, accepts_unbound, binding) = runtime.block_on(async {
+        let mut addrs = Vec::new();
+        let mut base = None;
+        let mut accepts_unbound = false;
+        let mut binding = None;
+        for relay in &args.relays {
+            if relay.starts_with('/') {
+                addrs.push(relay.parse().map_err(|e| format!("--relay {relay}: not a multiaddr: {e}"))?);
+                continue;
+            }
+            match native::fetch_bootstrap(relay).await {
+                Ok((list, accepts)) => {
+                    addrs.extend(list);
+                    accepts_unbound |= accepts;
+                }
+                Err(e) => eprintln!("warning: {e}"),
+            }
+            if let (Some(wallet), None) = (&wallet, &binding) {
+                let domain = native::fetch_identity(relay).await?;
+                binding = Some(native::bind_with_key(&domain, wallet, &key, BINDING_VALIDITY_SECS)?);
+            }
+            if base.is_none() && args.base.is_none() {
+                base = native::fetch_base(relay).await?;
             }
         }
+        Ok::<_, String>((addrs, base, accepts_unbound, binding))
+    })?;
+    let base_bytes = match (&args.base, base) {
+        (Some(path), _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+        (None, Some((info, bytes))) => {
+            eprintln!("base checkpoint from the relay: step {}, sha256 {} (verified)", info.step, info.sha256);
+            Some(bytes)
+        }
+        (None, None) => None,
+    };
+    let backend_label = match args.backend {
+        BackendArg::Cpu => "cpu",
+        BackendArg::Gpu => "gpu",
+    };
+    if wallet.is_some() && binding.is_none() {
+        return Err("--wallet-key needs a relay URL (http://…) to read what to sign from".into());
     }
+    let node = runtime.block_on(async { native::node(key, addrs, backend_label) })?.share_unbound(accepts_unbound);
+    let (mut handle, node_future) = node.spawn();
+    let peer_id = handle.peer_id.to_string();
+    eprintln!("peer id {peer_id}");
+    match binding {
+        Some(binding) => {
+            eprintln!("bound to wallet {} until unix time {}", binding.address, binding.binding.expires_at);
+            runtime
+                .block_on(handle.commands.send(NodeCommand::Bind(Box::new(binding))))
+                .map_err(|_| "the network node stopped".to_owned())?;
+        }
+        None if accepts_unbound => {
+            eprintln!("no --wallet-key: sharing rollouts uncredited (the relay accepts that)")
+        }
+        None => eprintln!(
+            "no --wallet-key: learning from the swarm without sharing (relays take rollouts only from peers bound to a wallet)"
+        ),
+    }
+    runtime.spawn(node_future);
 
-    fn run_parallel(base: &[u8], arms: Vec<Arm>, threads: usize, backend: Backend) -> Result<Vec<ArmResult>, String> {
-        let queue = std::sync::Mutex::new(arms.into_iter().enumerate().collect::<Vec<_>>());
-        let results = std::sync::Mutex::new(Vec::new());
-        let started = std::time::Instant::now();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                        let Some((index, arm)) = next else { break };
-                        let device = device(backend);
-                        let outcome =
-                            checkpoint::load(base, None, &device).map_err(|e| e.to_string()).and_then(|(model, _)| {
-                                let label = format!("{}/{} seed {}", arm.rl.local, arm.rl.external, arm.seed);
-                                pollster::block_on(run_arm(&model, &arm, &device, &mut |round, reward| {
-                                    if (round + 1) % 10 == 0 {
-                                        eprintln!(
-                                            "{label}: round {:>4}  mean reward {reward:.3}  ({:.0} s)",
-                                            round + 1,
-                                            started.elapsed().as_secs_f64()
-                                        );
-                                    }
-                                }))
-                                .map_err(|e| format!("{label}: {e}"))
-                            });
-                        if let Ok(mut r) = results.lock() {
-                            r.push((index, outcome));
+    let inbox: Arc<Mutex<Inbox>> = Arc::default();
+    let stats: Arc<Mutex<NetStats>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut events = handle.events;
+    {
+        let (inbox, stats) = (Arc::clone(&inbox), Arc::clone(&stats));
+        runtime.spawn(async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    NodeEvent::State(state) => eprintln!("{}", describe_connection(&state).1),
+                    NodeEvent::Stats(now) => {
+                        if let Ok(mut s) = stats.lock() {
+                            *s = now;
                         }
                     }
-                });
+                    NodeEvent::Rollouts { groups, .. } => {
+                        if let Ok(mut q) = inbox.lock() {
+                            q.push(groups);
+                        }
+                    }
+                }
             }
         });
-        let mut results = results.into_inner().map_err(|_| "a worker thread panicked".to_string())?;
-        results.sort_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, r)| r).collect()
+        let stop = Arc::clone(&stop);
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("stopping after this round (Ctrl-C again to quit at once)");
+                stop.store(true, Ordering::SeqCst);
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            }
+        });
     }
 
-    #[derive(Debug)]
-    struct SwarmRun {
-        relays: Vec<String>,
-        base: Option<PathBuf>,
-        rounds: u32,
-        backend: Backend,
-        families: Vec<Family>,
-        seed: u64,
-        wallet_key: Option<PathBuf>,
+    let (device, backend) = args.backend.device();
+    let rounds = if args.rounds == 0 { u32::MAX } else { args.rounds };
+    let families = if args.families.is_empty() { Family::ALL.to_vec() } else { args.families.clone() };
+    let plan = RunPlan { rounds, seed: args.seed, peer: Some(peer_id), families: families.clone() };
+    let mut run = match &base_bytes {
+        Some(bytes) => TrainingRun::from_checkpoint(bytes, &device, backend, plan),
+        None => {
+            eprintln!("no base checkpoint: learning from a fresh tiny model");
+            TrainingRun::fresh(&device, backend, ModelSize::Tiny, plan)
+        }
     }
-
-    /// How long a native peer's binding lasts (it binds afresh every run).
-    const BINDING_VALIDITY_SECS: u64 = 7 * 24 * 3600;
-
-    /// Reads a wallet key file: 32 bytes as hex, `0x` optional, surrounding whitespace ignored.
-    fn read_wallet_key(path: &std::path::Path) -> Result<k256::ecdsa::SigningKey, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read --wallet-key {}: {e}", path.display()))?;
-        let hex = text.trim().trim_start_matches("0x");
-        let bytes: alloy_primitives::B256 = hex.parse().map_err(|_| {
-            format!("--wallet-key {}: expected 64 hex digits (a secp256k1 private key)", path.display())
-        })?;
-        k256::ecdsa::SigningKey::from_slice(bytes.as_slice())
-            .map_err(|_| format!("--wallet-key {}: not a valid secp256k1 private key", path.display()))
+    .map_err(|e| e.to_string())?;
+    eprintln!("training on {}", run.backend().label());
+    let mut commands = handle.commands;
+    let started = std::time::Instant::now();
+    let now = move || started.elapsed().as_secs_f64() * 1e3;
+    while !run.is_done() && !stop.load(Ordering::SeqCst) {
+        let received = inbox.lock().map(|mut q| q.take()).unwrap_or_default();
+        let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;
+        let _ = commands.try_send(NodeCommand::Publish(round.share));
+        let _ = commands.try_send(NodeCommand::Describe {
+            families: families.clone(),
+            policy_version: round.progress.policy_version,
+        });
+        let net = stats.lock().map(|s| s.describe()).unwrap_or_default();
+        let p = &round.progress;
+        println!(
+            "round {:>5}  reward {:.3}  trained on {} of {} groups from others  |  {net}",
+            p.round, p.reward, p.external_trained, p.received
+        );
     }
-
-    /// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
-    fn swarm_peer(args: SwarmRun) -> Result<(), String> {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{Arc, Mutex};
-
-        use futures::{SinkExt, StreamExt};
-        use tabswarm_client::net::{self, NodeCommand, NodeEvent, native as transport};
-        use tabswarm_client::report::TrainBackend;
-        use tabswarm_client::training::{RunPlan, TrainingRun};
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the network runtime: {e}"))?;
-        let wallet = match &args.wallet_key {
-            Some(path) => Some(read_wallet_key(path)?),
-            None => None,
-        };
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let (addrs, base, accepts_unbound, binding) = runtime.block_on(async {
-            let mut addrs = Vec::new();
-            let mut base = None;
-            let mut accepts_unbound = false;
-            let mut binding = None;
-            for relay in &args.relays {
-                if relay.starts_with('/') {
-                    addrs.push(relay.parse().map_err(|e| format!("--relay {relay}: not a multiaddr: {e}"))?);
-                    continue;
-                }
-                match transport::fetch_bootstrap(relay).await {
-                    Ok((list, accepts)) => {
-                        addrs.extend(list);
-                        accepts_unbound |= accepts;
-                    }
-                    Err(e) => eprintln!("warning: {e}"),
-                }
-                if let (Some(wallet), None) = (&wallet, &binding) {
-                    let domain = transport::fetch_identity(relay).await?;
-                    binding = Some(transport::bind_with_key(&domain, wallet, &key, BINDING_VALIDITY_SECS)?);
-                }
-                if base.is_none() && args.base.is_none() {
-                    base = transport::fetch_base(relay).await?;
-                }
-            }
-            Ok::<_, String>((addrs, base, accepts_unbound, binding))
-        })?;
-        let base_bytes = match (&args.base, base) {
-            (Some(path), _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
-            (None, Some((info, bytes))) => {
-                eprintln!("base checkpoint from the relay: step {}, sha256 {} (verified)", info.step, info.sha256);
-                Some(bytes)
-            }
-            (None, None) => None,
-        };
-        let backend_label = match args.backend {
-            Backend::Cpu => "cpu",
-            Backend::Gpu => "gpu",
-        };
-        if wallet.is_some() && binding.is_none() {
-            return Err("--wallet-key needs a relay URL (http://…) to read what to sign from".into());
-        }
-        let node =
-            runtime.block_on(async { transport::node(key, addrs, backend_label) })?.share_unbound(accepts_unbound);
-        let (mut handle, node_future) = node.spawn();
-        let peer_id = handle.peer_id.to_string();
-        eprintln!("peer id {peer_id}");
-        match binding {
-            Some(binding) => {
-                eprintln!("bound to wallet {} until unix time {}", binding.address, binding.binding.expires_at);
-                runtime
-                    .block_on(handle.commands.send(NodeCommand::Bind(Box::new(binding))))
-                    .map_err(|_| "the network node stopped".to_owned())?;
-            }
-            None if accepts_unbound => {
-                eprintln!("no --wallet-key: sharing rollouts uncredited (the relay accepts that)")
-            }
-            None => eprintln!(
-                "no --wallet-key: learning from the swarm without sharing (relays take rollouts only from peers bound to a wallet)"
-            ),
-        }
-        runtime.spawn(node_future);
-
-        let inbox: Arc<Mutex<net::Inbox>> = Arc::default();
-        let stats: Arc<Mutex<net::NetStats>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut events = handle.events;
-        {
-            let (inbox, stats) = (Arc::clone(&inbox), Arc::clone(&stats));
-            runtime.spawn(async move {
-                while let Some(event) = events.next().await {
-                    match event {
-                        NodeEvent::State(state) => eprintln!("{}", net::describe_connection(&state).1),
-                        NodeEvent::Stats(now) => {
-                            if let Ok(mut s) = stats.lock() {
-                                *s = now;
-                            }
-                        }
-                        NodeEvent::Rollouts { groups, .. } => {
-                            if let Ok(mut q) = inbox.lock() {
-                                q.push(groups.into_iter().map(|g| g.group));
-                            }
-                        }
-                    }
-                }
-            });
-            let stop = Arc::clone(&stop);
-            runtime.spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("stopping after this round (Ctrl-C again to quit at once)");
-                    stop.store(true, Ordering::SeqCst);
-                    let _ = tokio::signal::ctrl_c().await;
-                    std::process::exit(130);
-                }
-            });
-        }
-
-        let device = device(args.backend);
-        let rounds = if args.rounds == 0 { u32::MAX } else { args.rounds };
-        let families = if args.families.is_empty() { Family::ALL.to_vec() } else { args.families.clone() };
-        let plan = RunPlan { rounds, seed: args.seed, peer: Some(peer_id), families: families.clone() };
-        let mut run = match &base_bytes {
-            Some(bytes) => TrainingRun::from_checkpoint(bytes, &device, TrainBackend::Cpu, plan),
-            None => {
-                eprintln!("no base checkpoint: learning from a fresh tiny model");
-                TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, plan)
-            }
-        }
-        .map_err(|e| e.to_string())?;
-        let mut commands = handle.commands;
-        let started = std::time::Instant::now();
-        let now = move || started.elapsed().as_secs_f64() * 1e3;
-        while !run.is_done() && !stop.load(Ordering::SeqCst) {
-            let received = inbox.lock().map(|mut q| q.take()).unwrap_or_default();
-            let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;
-            let _ = commands.try_send(NodeCommand::Publish(round.share));
-            let _ = commands.try_send(NodeCommand::Describe {
-                families: families.clone(),
-                policy_version: round.progress.policy_version,
-            });
-            let net = stats.lock().map(|s| s.describe()).unwrap_or_default();
-            let p = &round.progress;
-            println!(
-                "round {:>5}  reward {:.3}  trained on {} of {} groups from others  |  {net}",
-                p.round, p.reward, p.external_trained, p.received
-            );
-        }
-        drop(commands);
-        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-        Ok(())
-    }
+    drop(commands);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
 }

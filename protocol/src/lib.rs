@@ -1,9 +1,11 @@
 //! What the browser client, native peers and relays must agree on, byte for byte.
 //!
-//! This crate owns the shared vocabulary of the swarm: protocol versions and the JSON bodies both
-//! sides read. Wire messages (rollout batches), task definitions and the identity schema join it as
-//! their issues land. It holds data types and pure functions only: no I/O, no async, no GPU, so it
-//! builds everywhere the client and the relay do.
+//! This crate owns the shared vocabulary of the swarm: the protocol version and `/healthz` body,
+//! the endpoints' JSON ([`api`]), checkpoint framing ([`checkpoint`]), the verifiable task suite
+//! ([`tasks`]), rollout groups and the receiver's checks ([`rollout`]), the gossip wire format
+//! ([`wire`]) and gossipsub settings (`gossip`, feature `gossip`), and the EIP-712 peer binding
+//! ([`identity`]). It holds data types and pure functions only: no I/O, no async, no GPU, so it
+//! builds everywhere the client and the relay do, and depends on no other crate of the workspace.
 
 pub mod api;
 pub mod checkpoint;

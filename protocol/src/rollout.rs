@@ -74,8 +74,10 @@ pub enum DropReason {
     RewardCount { claimed: usize, completions: usize },
 }
 
-/// A group that passed the checks, with the rewards the receiver computed itself.
-#[derive(Debug, Clone, PartialEq)]
+/// A group that passed the checks, with the rewards the receiver computed itself. Serialisable so
+/// the page can hand the worker what its node verified instead of the raw text (never sent over
+/// the wire: a receiver always scores for itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredGroup {
     pub group: RolloutGroup,
     pub question: Question,

@@ -1,4 +1,4 @@
-//! Relay load benchmark: N native peers (the real `tabswarm_client::net` node, over TCP) on one
+//! Relay load benchmark: N native peers (the real `tabswarm_net` node, over TCP) on one
 //! relay process; the peers publish valid rollout groups at a fixed total rate and every peer
 //! records when each arrives. Reports, per N: publisher → relay → subscriber latency p50/p99,
 //! deliveries per second achieved against those expected, and the relay process's CPU and RSS
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, native};
+use tabswarm_net::{ConnectionState, NodeCommand, NodeEvent, native};
 use tabswarm_protocol::api::Bootstrap;
 use tabswarm_protocol::rollout::RolloutGroup;
 use tabswarm_protocol::tasks::{Family, QuestionId};

@@ -1,5 +1,5 @@
 //! The swarm's network in one process: real relays (their libp2p node, as `tabswarm-relay` runs
-//! it) and real native peers (`tabswarm_client::net`, as `tabswarm-peer` runs it) over TCP on
+//! it) and real native peers (`tabswarm_net`, as `tabswarm-peer` runs it) over TCP on
 //! loopback. No browser, no page: these run in the plain `cargo test`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, identity};
-use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, NodeHandle, native};
 use tabswarm_e2e::free_tcp_port;
+use tabswarm_net::{ConnectionState, NodeCommand, NodeEvent, NodeHandle, native};
 use tabswarm_protocol::api::{Bootstrap, SwarmStats};
 use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_protocol::rollout::RolloutGroup;
@@ -302,7 +302,7 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
         .with_tokio()
         .with_tcp(Default::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
         .expect("tcp")
-        .with_behaviour(|key| tabswarm_client::net::PeerBehaviour::new(key, "spammer/0".into()))
+        .with_behaviour(|key| tabswarm_net::PeerBehaviour::new(key, "spammer/0".into()))
         .expect("behaviour")
         .build();
     spammer.dial(relay.tcp_addr()).expect("dial");
@@ -310,9 +310,9 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
     // Drive the spammer until the relay has told it about its subscription.
     tokio::time::timeout(WAIT, async {
         loop {
-            if let SwarmEvent::Behaviour(tabswarm_client::net::PeerBehaviourEvent::Gossipsub(
-                gossipsub::Event::Subscribed { .. },
-            )) = spammer.select_next_some().await
+            if let SwarmEvent::Behaviour(tabswarm_net::PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                ..
+            })) = spammer.select_next_some().await
             {
                 break;
             }
@@ -323,7 +323,7 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
     let_meshes_form().await;
 
     let spam = |i: u32| format!("{{\"v\":1,\"type\":\"rollouts\",\"groups\":[],\"n\":{i}}}").into_bytes();
-    let drive = |spammer: &mut libp2p::Swarm<tabswarm_client::net::PeerBehaviour>, i: u32| {
+    let drive = |spammer: &mut libp2p::Swarm<tabswarm_net::PeerBehaviour>, i: u32| {
         // Publishing only queues; the swarm must be polled to send.
         let _ = spammer.behaviour_mut().gossipsub.publish(topic.clone(), spam(i));
     };
@@ -365,14 +365,14 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_relay_url() {
-    use tabswarm_client::report::{ModelSize, TrainBackend};
-    use tabswarm_client::training::{RunPlan, TrainingRun};
+    use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
+    use tabswarm_model::ModelSize;
     use tabswarm_relay::{Relay, RelayConfig};
 
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<!doctype html>").expect("index");
     let device = burn::tensor::Device::flex();
-    let run = TrainingRun::fresh(&device, TrainBackend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("model");
+    let run = TrainingRun::fresh(&device, Backend::Cpu, ModelSize::Tiny, RunPlan::solo(1, 1)).expect("model");
     let checkpoint = run.checkpoint().await.expect("checkpoint");
     let base_path = dir.path().join("base.tswm");
     std::fs::write(&base_path, &checkpoint).expect("write base");

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use tabswarm_client::ui::{data, id};
 use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS, free_tcp_port};
 use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig};
@@ -115,11 +116,11 @@ async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
 async fn settled_status(client: &Client, timeout: Duration) -> (String, String, String) {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = client.find(Locator::Id("status")).await.expect("#status exists");
-        let state = status.attr("data-state").await.expect("attr").unwrap_or_default();
+        let status = client.find(Locator::Id(id::STATUS)).await.expect("#status exists");
+        let state = status.attr(data::STATE).await.expect("attr").unwrap_or_default();
         let text = status.text().await.expect("status text");
         if state != "pending" {
-            let adapter = client.find(Locator::Id("adapter")).await.expect("#adapter").text().await.expect("text");
+            let adapter = client.find(Locator::Id(id::ADAPTER)).await.expect("#adapter").text().await.expect("text");
             return (state, text, adapter);
         }
         assert!(Instant::now() < deadline, "page still pending after {timeout:?}: {text}");
@@ -132,7 +133,7 @@ async fn settled(client: &Client, id: &str, timeout: Duration) -> (String, Strin
     let deadline = Instant::now() + timeout;
     loop {
         let el = client.find(Locator::Id(id)).await.expect("element");
-        let state = el.attr("data-state").await.expect("attr").unwrap_or_default();
+        let state = el.attr(data::STATE).await.expect("attr").unwrap_or_default();
         if state != "pending" {
             return (state, el.text().await.expect("text"));
         }
@@ -143,8 +144,8 @@ async fn settled(client: &Client, id: &str, timeout: Duration) -> (String, Strin
 
 /// What `#backend` says: (the chosen backend, the sentence explaining it).
 async fn backend_choice(client: &Client) -> (String, String) {
-    let el = client.find(Locator::Id("backend")).await.expect("#backend");
-    (el.attr("data-state").await.expect("attr").unwrap_or_default(), el.text().await.expect("text"))
+    let el = client.find(Locator::Id(id::BACKEND)).await.expect("#backend");
+    (el.attr(data::STATE).await.expect("attr").unwrap_or_default(), el.text().await.expect("text"))
 }
 
 fn artifacts_dir() -> PathBuf {
@@ -174,7 +175,7 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
     save_screenshot(&client, "page-webgpu.png").await;
     let (backend, why) = backend_choice(&client).await;
-    let (fused_state, fused) = settled(&client, "fused", Duration::from_secs(300)).await;
+    let (fused_state, fused) = settled(&client, id::FUSED, Duration::from_secs(300)).await;
     save_text("page-webgpu.txt", &format!("{text}\n{adapter}\n{why}\n{fused}\n"));
     client.close().await.expect("close browser");
     // Headless Chromium's WebGPU is SwiftShader, a software renderer: the page must prefer the CPU.
@@ -216,7 +217,7 @@ async fn a_bad_size_is_explained_and_the_default_used() {
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
     client.goto(&format!("{base}/?n=banana")).await.expect("load page");
     let (state, text, _) = settled_status(&client, Duration::from_secs(180)).await;
-    let note = client.find(Locator::Id("note")).await.expect("#note").text().await.expect("text");
+    let note = client.find(Locator::Id(id::NOTE)).await.expect("#note").text().await.expect("text");
     client.close().await.expect("close browser");
     assert_eq!(note, "?n=banana is not a size from 1 to 2048; using 512.");
     assert_eq!(state, "ok", "{text}");
@@ -224,17 +225,17 @@ async fn a_bad_size_is_explained_and_the_default_used() {
 
 /// Clicks "Save the model" and waits for the download link: (link text, href, bytes).
 async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, String, usize) {
-    let before = client.find(Locator::Id("train-download")).await.expect("link").attr("href").await.expect("attr");
-    client.find(Locator::Id("train-save")).await.expect("save button").click().await.expect("click");
+    let before = client.find(Locator::Id(id::TRAIN_DOWNLOAD)).await.expect("link").attr("href").await.expect("attr");
+    client.find(Locator::Id(id::TRAIN_SAVE)).await.expect("save button").click().await.expect("click");
     let deadline = Instant::now() + timeout;
     loop {
-        let link = client.find(Locator::Id("train-download")).await.expect("#train-download");
+        let link = client.find(Locator::Id(id::TRAIN_DOWNLOAD)).await.expect("#train-download");
         let href = link.attr("href").await.expect("attr");
         if href.is_some() && href != before {
-            let bytes = link.attr("data-bytes").await.expect("attr").and_then(|b| b.parse().ok()).unwrap_or(0);
+            let bytes = link.attr(data::BYTES).await.expect("attr").and_then(|b| b.parse().ok()).unwrap_or(0);
             return (link.text().await.expect("text"), href.unwrap_or_default(), bytes);
         }
-        let status = client.find(Locator::Id("train-save-status")).await.expect("status").text().await.expect("text");
+        let status = client.find(Locator::Id(id::TRAIN_SAVE_STATUS)).await.expect("status").text().await.expect("text");
         assert!(Instant::now() < deadline, "no download link after {timeout:?}; the page says: {status}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -242,10 +243,10 @@ async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, Stri
 
 /// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one.
 fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
-    use tabswarm_client::learn::pretrain::{PretrainConfig, pretrain};
-    use tabswarm_client::model::checkpoint;
+    use tabswarm_learn::pretrain::{PretrainConfig, pretrain};
+    use tabswarm_model::checkpoint;
     let config = PretrainConfig { max_steps: 150, eval_every: 50, eval_per_family: 4, ..PretrainConfig::default() };
-    let model_config = tabswarm_client::training::model_config(tabswarm_client::report::ModelSize::Tiny);
+    let model_config = tabswarm_model::ModelSize::Tiny.config();
     let device = burn::tensor::Device::flex();
     let (model, report) =
         pollster::block_on(pretrain(&model_config, &config, &device, &mut |_, _, _| {})).expect("pretrain");
@@ -270,16 +271,16 @@ async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> Lear
     client.find(Locator::Id(button)).await.expect("train button").click().await.expect("click");
     let deadline = Instant::now() + timeout;
     loop {
-        let status = client.find(Locator::Id("train-status")).await.expect("#train-status");
-        let state = status.attr("data-state").await.expect("attr").unwrap_or_default();
+        let status = client.find(Locator::Id(id::TRAIN_STATUS)).await.expect("#train-status");
+        let state = status.attr(data::STATE).await.expect("attr").unwrap_or_default();
         let text = status.text().await.expect("text");
         match state.as_str() {
             "done" => {
                 let attr = async |name: &str| status.attr(name).await.expect("attr").unwrap_or_default();
                 return Learned {
-                    round: attr("data-round").await,
-                    reward: attr("data-reward").await,
-                    policy_version: attr("data-policy-version").await,
+                    round: attr(data::ROUND).await,
+                    reward: attr(data::REWARD).await,
+                    policy_version: attr(data::POLICY_VERSION).await,
                     text,
                 };
             }
@@ -303,18 +304,20 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "ok", "{text}");
     let mut results = Vec::new();
-    for button in ["train-webgpu", "train-cpu"] {
+    for button in [id::TRAIN_WEBGPU, id::TRAIN_CPU] {
         let learned = train_in_page(&client, button, Duration::from_secs(400)).await;
-        let origin = client.find(Locator::Id("base")).await.expect("#base");
-        let origin_state = origin.attr("data-state").await.expect("attr").unwrap_or_default();
-        let origin_sha = origin.attr("data-sha256").await.expect("attr").unwrap_or_default();
+        let origin = client.find(Locator::Id(id::BASE)).await.expect("#base");
+        let origin_state = origin.attr(data::STATE).await.expect("attr").unwrap_or_default();
+        let origin_sha = origin.attr(data::SHA256).await.expect("attr").unwrap_or_default();
         let origin_text = origin.text().await.expect("text");
-        let rewards = client.find(Locator::Id("train-rewards")).await.expect("rewards").text().await.expect("text");
+        let rewards = client.find(Locator::Id(id::TRAIN_REWARDS)).await.expect("rewards").text().await.expect("text");
         let mut families = Vec::new();
-        for row in client.find_all(Locator::Css("#train-families tr[data-family]")).await.expect("rows") {
-            let family = row.attr("data-family").await.expect("attr").unwrap_or_default();
+        for row in
+            client.find_all(Locator::Css(&format!("#{} tr[{}]", id::TRAIN_FAMILIES, data::FAMILY))).await.expect("rows")
+        {
+            let family = row.attr(data::FAMILY).await.expect("attr").unwrap_or_default();
             let accuracy: f32 =
-                row.attr("data-accuracy").await.expect("attr").and_then(|a| a.parse().ok()).unwrap_or(-1.0);
+                row.attr(data::ACCURACY).await.expect("attr").and_then(|a| a.parse().ok()).unwrap_or(-1.0);
             families.push((family, accuracy));
         }
         // Saving reads the parameters back asynchronously: on WebGPU a blocking read would panic.
@@ -355,7 +358,7 @@ async fn attr_of(client: &Client, id: &str, name: &str) -> String {
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     use futures::{SinkExt, StreamExt};
-    use tabswarm_client::net::{ConnectionState, NodeCommand, NodeEvent, native};
+    use tabswarm_net::{ConnectionState, NodeCommand, NodeEvent, native};
     use tabswarm_protocol::rollout::RolloutGroup;
     use tabswarm_protocol::tasks::{Family, QuestionId};
 
@@ -404,38 +407,38 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     client.goto(&format!("{}/?n=64&rounds=60", relay.url)).await.expect("load page");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let state = attr_of(&client, "net", "data-state").await;
+        let state = attr_of(&client, id::NET, data::STATE).await;
         if state == "connected" {
             break;
         }
-        let text = client.find(Locator::Id("net")).await.expect("#net").text().await.expect("text");
+        let text = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
         assert!(Instant::now() < deadline, "the tab never joined the swarm: {state}: {text}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let tab_id = attr_of(&client, "net", "data-peer-id").await;
-    assert!(attr_of(&client, "net", "data-relay").await.contains("/webrtc-direct/"));
+    let tab_id = attr_of(&client, id::NET, data::PEER_ID).await;
+    assert!(attr_of(&client, id::NET, data::RELAY).await.contains("/webrtc-direct/"));
     // No wallet in this browser: the page says so, and what contributing anonymously forgoes.
-    let (wallet_state, wallet_text) = settled(&client, "wallet", Duration::from_secs(10)).await;
+    let (wallet_state, wallet_text) = settled(&client, id::WALLET, Duration::from_secs(10)).await;
     assert_eq!(wallet_state, "none", "{wallet_text}");
     assert!(
         wallet_text.contains("contribute anonymously") && wallet_text.contains("nothing is credited"),
         "{wallet_text}"
     );
-    let (binding_state, binding_text) = settled(&client, "binding", Duration::from_secs(10)).await;
+    let (binding_state, binding_text) = settled(&client, id::BINDING, Duration::from_secs(10)).await;
     assert_eq!(binding_state, "unbound", "{binding_text}");
     assert!(binding_text.contains("anonymously, credited to nobody"), "{binding_text}");
     // No WebGPU flag: the check runs on the CPU path, and so does learning.
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "cpu", "{text}");
-    let learned = train_in_page(&client, "train-cpu", Duration::from_secs(300)).await;
+    let learned = train_in_page(&client, id::TRAIN_CPU, Duration::from_secs(300)).await;
 
     // The tab trained on groups the native peer made, after verifying them itself…
     let shared = learned.text.rsplit(" · ").next().unwrap_or_default().to_owned();
     assert!(shared.starts_with("trained on ") && shared.ends_with(" groups from other peers"), "{}", learned.text);
     let deadline = Instant::now() + Duration::from_secs(30);
     let received_total = loop {
-        let n: u64 = attr_of(&client, "net-stats", "data-received-total").await.parse().unwrap_or(0);
-        let sent: u64 = attr_of(&client, "net-stats", "data-sent-total").await.parse().unwrap_or(0);
+        let n: u64 = attr_of(&client, id::NET_STATS, data::RECEIVED_TOTAL).await.parse().unwrap_or(0);
+        let sent: u64 = attr_of(&client, id::NET_STATS, data::SENT_TOTAL).await.parse().unwrap_or(0);
         if n > 0 && sent > 0 {
             break n;
         }
@@ -487,56 +490,12 @@ impl fantoccini::wd::WebDriverCompatibleCommand for InjectBeforePage {
 /// (whose CSP allows only the relay): requests wait in `window.__testWallet` until
 /// [`serve_test_wallet`] forwards them to anvil, whose node makes the real secp256k1 signatures
 /// (`eth_signTypedData_v4`). The test can also refuse the next call of a method (as a contributor
-/// clicking "Reject": code 4001), emit events and list the requests made.
+/// clicking "Reject": code 4001), emit events and list the requests made. The script is the
+/// fixture `tests/fixtures/test-wallet.js`.
 fn test_wallet_script(account: &str) -> String {
-    format!(
-        r#"(() => {{
-  const account = {account:?};
-  const listeners = {{}};
-  const waiting = {{}};
-  let seq = 0;
-  const state = window.__testWallet = {{ requests: [], reject: [], pending: [], connected: false }};
-  state.emit = (event, value) => (listeners[event] || []).forEach((f) => f(value));
-  state.take = () => {{ const taken = state.pending; state.pending = []; return taken; }};
-  state.settle = (id, result, error) => {{
-    const w = waiting[id]; delete waiting[id];
-    if (error) {{ const e = new Error(error.message); e.code = error.code; w.reject(e); }} else {{ w.resolve(result); }}
-  }};
-  const provider = {{
-    async request({{ method, params }}) {{
-      state.requests.push(method);
-      const refused = state.reject.indexOf(method);
-      if (refused >= 0) {{
-        state.reject.splice(refused, 1);
-        const e = new Error('User rejected the request.'); e.code = 4001; throw e;
-      }}
-      switch (method) {{
-        case 'eth_requestAccounts': state.connected = true; return [account];
-        case 'eth_accounts': return state.connected ? [account] : [];
-        case 'eth_chainId':
-        case 'eth_signTypedData_v4':
-          return new Promise((resolve, reject) => {{
-            const id = ++seq; waiting[id] = {{ resolve, reject }};
-            state.pending.push({{ id, method, params: params || [] }});
-          }});
-        default: {{ const e = new Error('unsupported: ' + method); e.code = 4200; throw e; }}
-      }}
-    }},
-    on(event, f) {{ (listeners[event] = listeners[event] || []).push(f); }},
-    removeListener(event, f) {{ listeners[event] = (listeners[event] || []).filter((g) => g !== f); }},
-  }};
-  const info = Object.freeze({{
-    uuid: '7d5b2b4e-1a53-4d4e-9d43-5f0c4b3c7a11',
-    name: 'Test Wallet',
-    icon: 'data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22 viewBox=%220 0 1 1%22/%3E',
-    rdns: 'org.tabswarm.testwallet',
-  }});
-  const announce = () => window.dispatchEvent(
-    new CustomEvent('eip6963:announceProvider', {{ detail: Object.freeze({{ info, provider }}) }}));
-  window.addEventListener('eip6963:requestProvider', announce);
-  announce();
-}})();"#
-    )
+    const SCRIPT: &str = include_str!("../fixtures/test-wallet.js");
+    assert!(account.chars().all(|c| c.is_ascii_hexdigit() || c == 'x'), "an address, not {account:?}");
+    SCRIPT.replace("__TABSWARM_TEST_ACCOUNT__", account)
 }
 
 /// The test wallet's "extension background": forwards the page's pending wallet requests to the
@@ -591,7 +550,7 @@ async fn wait_state(client: &Client, id: &str, state: &str, timeout: Duration) -
     let deadline = Instant::now() + timeout;
     loop {
         let el = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
-        let now = el.attr("data-state").await.expect("attr").unwrap_or_default();
+        let now = el.attr(data::STATE).await.expect("attr").unwrap_or_default();
         let text = el.text().await.expect("text");
         if now == state {
             return text;
@@ -609,8 +568,8 @@ async fn wallet_requests(client: &Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium, chromedriver, the built page and anvil: run `cargo xtask test`"]
 async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain() {
+    use tabswarm_devchain::{Anvil, DEV_KEYS};
     use tabswarm_relay::chain::Chain;
-    use tabswarm_relay::devchain::{Anvil, DEV_KEYS};
 
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -642,39 +601,41 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     client.goto(&format!("{}/?n=64&rounds=4", relay.url)).await.expect("load page");
 
     // The wallet is listed by its EIP-6963 name and icon.
-    let text = wait_state(&client, "wallet", "found", Duration::from_secs(60)).await;
+    let text = wait_state(&client, id::WALLET, "found", Duration::from_secs(60)).await;
     assert!(text.contains("Test Wallet is available"), "{text}");
-    let button =
-        client.find(Locator::Css("#wallets button[data-rdns='org.tabswarm.testwallet']")).await.expect("button");
+    let button = client
+        .find(Locator::Css(&format!("#{} button[{}='org.tabswarm.testwallet']", id::WALLETS, data::RDNS)))
+        .await
+        .expect("button");
     assert_eq!(button.text().await.expect("text"), "Connect Test Wallet");
     let icon = button.find(Locator::Css("img")).await.expect("icon").attr("src").await.expect("src");
     assert!(icon.is_some_and(|src| src.starts_with("data:image/svg+xml")));
-    let tab_id = attr_of(&client, "tab-key", "data-peer-id").await;
-    assert_eq!(attr_of(&client, "tab-key", "data-persistent").await, "true");
-    wait_state(&client, "binding", "unbound", Duration::from_secs(30)).await;
+    let tab_id = attr_of(&client, id::TAB_KEY, data::PEER_ID).await;
+    assert_eq!(attr_of(&client, id::TAB_KEY, data::PERSISTENT).await, "true");
+    wait_state(&client, id::BINDING, "unbound", Duration::from_secs(30)).await;
 
     // The contributor connects, then declines to sign: said plainly, nothing bound, retry offered.
     client.execute("window.__testWallet.reject.push('eth_signTypedData_v4')", vec![]).await.expect("script");
     button.click().await.expect("connect");
-    let text = wait_state(&client, "wallet", "rejected", Duration::from_secs(30)).await;
+    let text = wait_state(&client, id::WALLET, "rejected", Duration::from_secs(30)).await;
     assert!(text.contains("you declined the request in Test Wallet"), "{text}");
-    assert_eq!(attr_of(&client, "wallet", "data-address").await, account);
-    assert_eq!(attr_of(&client, "wallet", "data-chain").await, "31337");
+    assert_eq!(attr_of(&client, id::WALLET, data::ADDRESS).await, account);
+    assert_eq!(attr_of(&client, id::WALLET, data::CHAIN).await, "31337");
     assert!(relay.ledger.peer(&tab_id).expect("ledger").is_none_or(|p| p.address.is_none()), "nothing bound yet");
 
     // "Bind this tab": one signature, the relay verifies and stores it.
-    client.find(Locator::Id("bind")).await.expect("#bind").click().await.expect("bind");
-    let text = wait_state(&client, "binding", "bound", Duration::from_secs(30)).await;
+    client.find(Locator::Id(id::BIND)).await.expect("#bind").click().await.expect("bind");
+    let text = wait_state(&client, id::BINDING, "bound", Duration::from_secs(30)).await;
     assert!(text.contains(account), "{text}");
-    assert_eq!(attr_of(&client, "binding", "data-address").await, account);
+    assert_eq!(attr_of(&client, id::BINDING, data::ADDRESS).await, account);
     let signs = wallet_requests(&client).await.iter().filter(|m| *m == "eth_signTypedData_v4").count();
     assert_eq!(signs, 2, "one declined signature, one given");
 
     // It learns; the relay credits its verified rollouts to the wallet.
-    wait_state(&client, "net", "connected", Duration::from_secs(60)).await;
+    wait_state(&client, id::NET, "connected", Duration::from_secs(60)).await;
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "cpu", "{text}");
-    train_in_page(&client, "train-cpu", Duration::from_secs(300)).await;
+    train_in_page(&client, id::TRAIN_CPU, Duration::from_secs(300)).await;
     // The leaderboard's reward is the relay's own verification of what the tab sent: the sum of
     // the peer's per-round records (read until both agree: the last groups may still be in flight).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -700,7 +661,10 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     };
     assert!(entry["rollouts"].as_u64().expect("rollouts") >= 8, "{entry}");
     assert_eq!(entry["peers"], 1);
-    client.execute("document.getElementById('wallet').scrollIntoView()", vec![]).await.expect("scroll");
+    client
+        .execute(&format!("document.getElementById('{}').scrollIntoView()", id::WALLET), vec![])
+        .await
+        .expect("scroll");
     save_screenshot(&client, "page-bound.png").await;
 
     // The relay registers the binding on chain; the registry says whose peer this is.
@@ -724,16 +688,16 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
         .execute(&format!("window.__testWallet.emit('accountsChanged', [{:?}])", other.to_lowercase()), vec![])
         .await
         .expect("emit");
-    let text = wait_state(&client, "binding", "other-account", Duration::from_secs(10)).await;
+    let text = wait_state(&client, id::BINDING, "other-account", Duration::from_secs(10)).await;
     assert!(text.contains("0x3C44…93BC") && text.contains("0x7099…79C8"), "{text}");
     // …and switches chain: shown as it is.
     client.execute("window.__testWallet.emit('chainChanged', '0x1')", vec![]).await.expect("emit");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while attr_of(&client, "wallet", "data-chain").await != "1" {
+    while attr_of(&client, id::WALLET, data::CHAIN).await != "1" {
         assert!(Instant::now() < deadline, "chainChanged was not shown");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let text = client.find(Locator::Id("wallet")).await.expect("#wallet").text().await.expect("text");
+    let text = client.find(Locator::Id(id::WALLET)).await.expect("#wallet").text().await.expect("text");
     assert!(text.contains("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC on Ethereum (chain 1)"), "{text}");
 
     // A second tab of the same browser is another peer (its own stored key), not a clone of this one.
@@ -743,7 +707,7 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     client.goto(&format!("{}/?n=64", relay.url)).await.expect("load page in the second tab");
     let deadline = Instant::now() + Duration::from_secs(60);
     let second_id = loop {
-        let id = attr_of(&client, "tab-key", "data-peer-id").await;
+        let id = attr_of(&client, id::TAB_KEY, data::PEER_ID).await;
         if !id.is_empty() {
             break id;
         }
@@ -751,26 +715,26 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_ne!(second_id, tab_id);
-    assert_eq!(attr_of(&client, "tab-key", "data-persistent").await, "true");
+    assert_eq!(attr_of(&client, id::TAB_KEY, data::PERSISTENT).await, "true");
     client.close_window().await.expect("close the second tab");
     client.switch_to_window(first).await.expect("back to the first tab");
 
     // A reload keeps the tab key and its binding: bound again with no wallet prompt at all.
     client.refresh().await.expect("reload");
-    wait_state(&client, "binding", "bound", Duration::from_secs(60)).await;
-    assert_eq!(attr_of(&client, "tab-key", "data-peer-id").await, tab_id);
+    wait_state(&client, id::BINDING, "bound", Duration::from_secs(60)).await;
+    assert_eq!(attr_of(&client, id::TAB_KEY, data::PEER_ID).await, tab_id);
     assert!(wallet_requests(&client).await.is_empty(), "the stored binding needed no wallet request");
 
     // "New tab key" (confirmed): another peer id, unbound until the wallet signs for it. (The
     // wallet's helper stops first: a WebDriver command while the dialog is open would dismiss it.)
     wallet.abort();
-    client.find(Locator::Id("rotate-key")).await.expect("#rotate-key").click().await.expect("rotate");
+    client.find(Locator::Id(id::ROTATE_KEY)).await.expect("#rotate-key").click().await.expect("rotate");
     client.accept_alert().await.expect("confirm the new key");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let id = client.find(Locator::Id("tab-key")).await.ok();
+        let id = client.find(Locator::Id(id::TAB_KEY)).await.ok();
         let id = match id {
-            Some(el) => el.attr("data-peer-id").await.ok().flatten().unwrap_or_default(),
+            Some(el) => el.attr(data::PEER_ID).await.ok().flatten().unwrap_or_default(),
             None => String::new(),
         };
         if !id.is_empty() && id != tab_id {
@@ -779,6 +743,6 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
         assert!(Instant::now() < deadline, "the tab key never changed");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    wait_state(&client, "binding", "unbound", Duration::from_secs(30)).await;
+    wait_state(&client, id::BINDING, "unbound", Duration::from_secs(30)).await;
     client.close().await.expect("close browser");
 }

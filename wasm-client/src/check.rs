@@ -5,7 +5,7 @@
 
 use tabswarm_kernels::{GpuContext, KernelError, MatmulKernel, MatmulShape, matmul_reference, testing};
 
-use crate::report::{CheckReport, CheckRequest, Engine};
+use crate::messages::{CheckReport, CheckRequest, Engine};
 
 /// Timed GPU repetitions; the median is reported.
 const GPU_RUNS: usize = 5;

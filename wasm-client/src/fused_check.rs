@@ -11,7 +11,7 @@ use tabswarm_kernels::fused::{
 };
 use tabswarm_kernels::testing::{max_abs_diff, random_values};
 
-use crate::model::ModelError;
+use tabswarm_model::ModelError;
 
 /// Largest difference the float kernels may show against their reference.
 pub const TOLERANCE: f32 = 1e-4;

@@ -13,17 +13,20 @@ use tabswarm_protocol::api::{ApiError, BindingAccepted};
 use tabswarm_protocol::identity::{self, BindingDomain, SignedBinding};
 use wasm_bindgen::prelude::*;
 
-use super::keystore::KeyStore;
-use super::wallet::{self as provider, Provider};
-use super::{Page, fetch, fetch_text, response_text};
-use crate::net::NodeCommand;
+use tabswarm_net::NodeCommand;
+
+use crate::dom::Dom;
+use crate::http::{fetch, fetch_text, response_text};
+use crate::keystore::KeyStore;
+use crate::provider::{self, Provider};
+use crate::ui::{data, id, template};
 use crate::wallet::{self, WalletError, chain_name, short_address, utc_minute};
 
 /// How long the page waits for EIP-6963 announcements before trying `window.ethereum`.
 const DISCOVERY_MS: i32 = 400;
 
-pub(super) struct Identity {
-    page: Rc<Page>,
+pub(crate) struct Identity {
+    dom: Rc<Dom>,
     window: web_sys::Window,
     store: KeyStore,
     key: Keypair,
@@ -44,8 +47,8 @@ pub(super) struct Identity {
 
 impl Identity {
     /// Shows the tab key, reuses a binding stored earlier (no prompt) and lists the wallets.
-    pub(super) fn start(
-        page: Rc<Page>,
+    pub(crate) fn start(
+        dom: Rc<Dom>,
         window: web_sys::Window,
         store: KeyStore,
         key: Keypair,
@@ -54,7 +57,7 @@ impl Identity {
     ) -> Rc<Self> {
         let peer_id = key.public().to_peer_id().to_string();
         let this = Rc::new(Self {
-            page,
+            dom,
             window,
             store,
             key,
@@ -71,7 +74,7 @@ impl Identity {
         });
         this.show_tab_key();
         this.on_rotate();
-        this.page.enable("bind", false);
+        this.dom.enable(id::BIND, false);
         let bind = {
             let this = Rc::clone(&this);
             Closure::<dyn FnMut()>::new(move || {
@@ -81,7 +84,7 @@ impl Identity {
                 }
             })
         };
-        if let Some(button) = this.page.button("bind") {
+        if let Some(button) = this.dom.button(id::BIND) {
             button.set_onclick(Some(bind.as_ref().unchecked_ref()));
         }
         bind.forget();
@@ -100,11 +103,11 @@ impl Identity {
             }
             Some(why) => format!("This tab's peer id is {short}. Its key lasts until the page closes: {why}."),
         };
-        self.page.set("tab-key", &text);
-        if let Some(el) = self.page.document.get_element_by_id("tab-key") {
-            let _ = el.set_attribute("data-peer-id", &self.peer_id);
-            let _ = el.set_attribute("data-persistent", &self.store.persistent().to_string());
-        }
+        self.dom.set(id::TAB_KEY, &text);
+        self.dom.set_data(
+            id::TAB_KEY,
+            &[(data::PEER_ID, &self.peer_id), (data::PERSISTENT, &self.store.persistent().to_string())],
+        );
     }
 
     /// "New tab key": a fresh peer key (the old binding is forgotten), then a reload so the swarm
@@ -123,12 +126,12 @@ impl Identity {
             }
             let this = Rc::clone(&this);
             wasm_bindgen_futures::spawn_local(async move {
-                this.page.set_state("binding", "pending", "Making a new tab key…");
+                this.dom.set_state(id::BINDING, "pending", "Making a new tab key…");
                 this.store.replace_key().await;
                 let _ = this.window.location().reload();
             });
         });
-        if let Some(button) = self.page.button("rotate-key") {
+        if let Some(button) = self.dom.button(id::ROTATE_KEY) {
             button.set_onclick(Some(click.as_ref().unchecked_ref()));
         }
         click.forget();
@@ -141,8 +144,8 @@ impl Identity {
         } else {
             "it keeps its rollouts (this relay takes rollouts only from peers bound to a wallet)"
         };
-        self.page.set_state(
-            "binding",
+        self.dom.set_state(
+            id::BINDING,
             "unbound",
             &format!(
                 "Not bound to a wallet: this tab learns from the swarm, but {sharing}. One wallet signature credits this tab's verified work to your address for a week."
@@ -158,7 +161,7 @@ impl Identity {
         let domain = match domain {
             Ok(domain) => domain,
             Err(e) => {
-                self.page.set_state("binding", "error", &format!("This relay cannot bind tabs to wallets: {e}."));
+                self.dom.set_state(id::BINDING, "error", &format!("This relay cannot bind tabs to wallets: {e}."));
                 return;
             }
         };
@@ -168,36 +171,38 @@ impl Identity {
         {
             // Signed in an earlier session for this key: no prompt, announce it again.
             if let Err(e) = self.submit(stored, "signed earlier").await {
-                self.page.set_state("binding", "error", &e);
+                self.dom.set_state(id::BINDING, "error", &e);
             }
         }
     }
 
     fn no_wallet(&self) {
-        self.page.set_state(
-            "wallet",
+        self.dom.set_state(
+            id::WALLET,
             "none",
             "No wallet found in this browser. You can still contribute anonymously: the tab learns and checks others' work, but nothing is credited to you. A wallet extension (any EIP-6963 wallet) lets one signature credit this tab's work to your address.",
         );
     }
 
-    /// A wallet announced itself: a button with its icon and name.
+    /// A wallet announced itself: a button with its icon and name, from the page's template.
     fn add_wallet(self: &Rc<Self>, wallet: Rc<Provider>) {
-        let document = &self.page.document;
-        let Some(list) = document.get_element_by_id("wallets") else { return };
-        let Ok(button) = document.create_element("button") else { return };
-        let _ = button.set_attribute("type", "button");
-        let _ = button.set_attribute("data-rdns", &wallet.info.rdns);
-        let _ = button.set_attribute("data-uuid", &wallet.info.uuid);
-        if !wallet.info.icon.is_empty()
-            && let Ok(img) = document.create_element("img")
-        {
-            let _ = img.set_attribute("src", &wallet.info.icon);
-            let _ = img.set_attribute("alt", "");
-            let _ = button.append_child(&img);
+        let Some(list) = self.dom.element(id::WALLETS) else { return };
+        let Some(fragment) = self.dom.clone_template(template::WALLET_BUTTON) else { return };
+        let Ok(Some(button)) = fragment.query_selector("button") else { return };
+        let _ = button.set_attribute(data::RDNS, &wallet.info.rdns);
+        let _ = button.set_attribute(data::UUID, &wallet.info.uuid);
+        if let Ok(Some(icon)) = fragment.query_selector("img.icon") {
+            if wallet.info.icon.is_empty() {
+                icon.remove();
+            } else {
+                let _ = icon.set_attribute("src", &wallet.info.icon);
+                let _ = icon.remove_attribute("hidden");
+            }
         }
-        let _ = button.append_child(&document.create_text_node(&format!("Connect {}", wallet.info.name)));
-        let _ = list.append_child(&button);
+        if let Ok(Some(name)) = fragment.query_selector(".name") {
+            name.set_text_content(Some(&format!("Connect {}", wallet.info.name)));
+        }
+        let _ = list.append_child(&fragment);
         let click = {
             let (this, wallet) = (Rc::clone(self), Rc::clone(&wallet));
             Closure::<dyn FnMut()>::new(move || {
@@ -215,7 +220,7 @@ impl Identity {
             } else {
                 format!("{count} wallets are available; pick the one to credit this tab's work to.")
             };
-            self.page.set_state("wallet", "found", &text);
+            self.dom.set_state(id::WALLET, "found", &text);
         }
     }
 
@@ -248,7 +253,7 @@ impl Identity {
     }
 
     async fn connect(self: &Rc<Self>, wallet: &Rc<Provider>) -> Result<Address, WalletError> {
-        self.page.set_state("wallet", "connecting", &format!("Asking {} to connect this page…", wallet.info.name));
+        self.dom.set_state(id::WALLET, "connecting", &format!("Asking {} to connect this page…", wallet.info.name));
         let accounts = wallet.request_accounts().await?;
         let account =
             *accounts.first().ok_or_else(|| WalletError::Unauthorized { wallet: wallet.info.name.clone() })?;
@@ -264,15 +269,18 @@ impl Identity {
     fn show_account(&self) {
         let (Some(account), Some(wallet)) = (self.account.get(), self.wallet.borrow().clone()) else { return };
         let chain = self.chain.get().map(chain_name).unwrap_or_else(|| "an unknown chain".into());
-        self.page.set_state(
-            "wallet",
+        self.dom.set_state(
+            id::WALLET,
             "connected",
             &format!("Connected {} · {} on {chain}.", wallet.info.name, account.to_checksum(None)),
         );
-        if let Some(el) = self.page.document.get_element_by_id("wallet") {
-            let _ = el.set_attribute("data-address", &account.to_checksum(None));
-            let _ = el.set_attribute("data-chain", &self.chain.get().unwrap_or_default().to_string());
-        }
+        self.dom.set_data(
+            id::WALLET,
+            &[
+                (data::ADDRESS, &account.to_checksum(None)),
+                (data::CHAIN, &self.chain.get().unwrap_or_default().to_string()),
+            ],
+        );
     }
 
     /// Follows the wallet's `accountsChanged` and `chainChanged`.
@@ -303,16 +311,16 @@ impl Identity {
             let kept = bound.map_or(String::new(), |b| {
                 format!(" The binding already signed stays valid until {}.", utc_minute(b.binding.expires_at))
             });
-            self.page.set_state("wallet", "disconnected", &format!("{wallet} disconnected this page.{kept}"));
-            if let Some(el) = self.page.document.get_element_by_id("wallet") {
-                let _ = el.remove_attribute("data-address");
+            self.dom.set_state(id::WALLET, "disconnected", &format!("{wallet} disconnected this page.{kept}"));
+            if let Some(el) = self.dom.element(id::WALLET) {
+                let _ = el.remove_attribute(data::ADDRESS);
             }
             return;
         };
         self.show_account();
         match bound {
-            Some(b) if b.address != account => self.page.set_state(
-                "binding",
+            Some(b) if b.address != account => self.dom.set_state(
+                id::BINDING,
                 "other-account",
                 &format!(
                     "Your wallet switched to {}. This tab's key stays bound to {} until {}; to be credited as {} instead, make a new tab key and bind it.",
@@ -323,24 +331,24 @@ impl Identity {
                 ),
             ),
             Some(_) => self.show_bound(),
-            None => self.page.enable("bind", true),
+            None => self.dom.enable(id::BIND, true),
         }
     }
 
     /// One signature: the binding of this tab's peer key to `account`, for the relay's domain.
     async fn bind(&self, wallet: &Provider, account: Address) -> Result<(), WalletError> {
         let Some(domain) = self.domain.borrow().clone() else {
-            self.page.set_state(
-                "binding",
+            self.dom.set_state(
+                id::BINDING,
                 "error",
                 "The relay has not said what to sign yet (is it reachable?); try again shortly.",
             );
-            self.page.enable("bind", true);
+            self.dom.enable(id::BIND, true);
             return Ok(());
         };
         if self.chain.get() != Some(domain.chain_id) {
-            self.page.set_state(
-                "binding",
+            self.dom.set_state(
+                id::BINDING,
                 "switching",
                 &format!(
                     "This swarm records bindings on {}; asking {} to switch…",
@@ -354,8 +362,8 @@ impl Identity {
         }
         let mut random = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut random) {
-            self.page.set_state(
-                "binding",
+            self.dom.set_state(
+                id::BINDING,
                 "error",
                 &format!("This browser gave no random numbers for the binding's nonce ({e})."),
             );
@@ -363,8 +371,8 @@ impl Identity {
         }
         let binding = wallet::new_binding(&domain, &self.peer_id, random, unix_now());
         let typed_data = domain.typed_data(&binding).to_string();
-        self.page.set_state(
-            "binding",
+        self.dom.set_state(
+            id::BINDING,
             "signing",
             &format!(
                 "Sign in {} to bind this tab to {} until {} (no transaction, no fee).",
@@ -377,21 +385,21 @@ impl Identity {
         let signed = match identity::with_wallet_signature(binding, &domain, account, signature, &self.key) {
             Ok(signed) => signed,
             Err(e) => {
-                self.page.set_state("binding", "error", &format!("The tab key could not sign its part: {e}"));
+                self.dom.set_state(id::BINDING, "error", &format!("The tab key could not sign its part: {e}"));
                 return Ok(());
             }
         };
         // The wallet may have signed with another account than the one shown: the relay says so.
         if let Err(e) = self.submit(signed, "just signed").await {
-            self.page.set_state("binding", "error", &e);
-            self.page.enable("bind", true);
+            self.dom.set_state(id::BINDING, "error", &e);
+            self.dom.enable(id::BIND, true);
         }
         Ok(())
     }
 
     /// Posts `signed` to the relay; once accepted, keeps it and announces it on gossip.
     async fn submit(&self, signed: SignedBinding, when: &str) -> Result<(), String> {
-        self.page.set_state("binding", "posting", "Sending the binding to the relay…");
+        self.dom.set_state(id::BINDING, "posting", "Sending the binding to the relay…");
         let body = serde_json::to_string(&signed).map_err(|e| e.to_string())?;
         let (status, text) = post_json(&self.window, "/api/bindings", &body).await?;
         if !(200..300).contains(&status) {
@@ -409,18 +417,18 @@ impl Identity {
         }
         *self.bound.borrow_mut() = Some(signed);
         self.show_bound();
-        if let Some(el) = self.page.document.get_element_by_id("binding") {
-            let _ = el.set_attribute("data-address", &accepted.address);
-            let _ = el.set_attribute("data-expires-at", &accepted.expires_at.to_string());
-        }
-        self.page.enable("bind", false);
+        self.dom.set_data(
+            id::BINDING,
+            &[(data::ADDRESS, &accepted.address), (data::EXPIRES_AT, &accepted.expires_at.to_string())],
+        );
+        self.dom.enable(id::BIND, false);
         Ok(())
     }
 
     fn show_bound(&self) {
         let Some(b) = self.bound.borrow().clone() else { return };
-        self.page.set_state(
-            "binding",
+        self.dom.set_state(
+            id::BINDING,
             "bound",
             &format!(
                 "Bound: this tab's verified rollouts are credited to {} until {}. The relay's leaderboard counts only what it checked itself.",
@@ -436,13 +444,13 @@ impl Identity {
         } else {
             ("error", format!("The wallet did not complete: {error}."))
         };
-        self.page.set_state("wallet", state, &text);
+        self.dom.set_state(id::WALLET, state, &text);
         if self.account.get().is_some() {
             // Connected, but the binding did not happen: offer to try again.
-            self.page.enable("bind", self.bound.borrow().is_none());
+            self.dom.enable(id::BIND, self.bound.borrow().is_none());
             if self.bound.borrow().is_none() {
-                self.page.set_state(
-                    "binding",
+                self.dom.set_state(
+                    id::BINDING,
                     "unbound",
                     &format!("Not bound yet: {error}. Click \"Bind this tab\" to try again with {}.", wallet.info.name),
                 );

@@ -1,6 +1,11 @@
-//! Messages between the page and its worker, and the words the page shows for them.
+//! Messages between the page and its worker, and the words the page shows for them. The
+//! learning run's own types (backend, progress) come from `tabswarm-learn`; this module only puts
+//! them into messages and sentences.
 
 use serde::{Deserialize, Serialize};
+use tabswarm_learn::run::{Backend, RunProgress};
+use tabswarm_model::ModelSize;
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
 
 /// The size the page multiplies unless `?n=` asks for another.
 pub const DEFAULT_SIZE: usize = 512;
@@ -16,33 +21,6 @@ pub struct CheckRequest {
     pub seed: u64,
 }
 
-/// Which burn backend trains the model in the worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrainBackend {
-    /// burn's wgpu backend on the browser's WebGPU.
-    WebGpu,
-    /// burn's pure-Rust CPU backend (`flex`), compiled to wasm.
-    Cpu,
-}
-
-impl TrainBackend {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::WebGpu => "WebGPU",
-            Self::Cpu => "CPU (wasm)",
-        }
-    }
-}
-
-/// The model to train: the product default, or a tiny one for slow machines and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelSize {
-    Default,
-    Tiny,
-}
-
 /// Page → worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -55,15 +33,16 @@ pub enum WorkerRequest {
     Stop,
     /// Serialise the last trained model as a checkpoint and send it to the page.
     SaveModel,
-    /// Rollout groups other peers published (verified by the page's node); the next round uses them.
-    Received { groups: Vec<tabswarm_protocol::rollout::RolloutGroup> },
+    /// Rollout groups other peers published, as the page's node verified and scored them; the next
+    /// round trains on them without scoring them again.
+    Received { groups: Vec<ScoredGroup> },
 }
 
 /// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
 /// from a fresh model of size `model`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainRequest {
-    pub backend: TrainBackend,
+    pub backend: Backend,
     pub model: ModelSize,
     pub rounds: u32,
     pub seed: u64,
@@ -73,70 +52,34 @@ pub struct TrainRequest {
     pub peer: Option<String>,
 }
 
-/// How one family went over the last few rounds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FamilyAccuracy {
-    pub family: tabswarm_protocol::tasks::Family,
-    /// Completions the verifier found correct…
-    pub correct: u32,
-    /// …out of this many sampled.
-    pub asked: u32,
+/// The run's progress as one line for the page, e.g. `WebGPU · round 3/10 · reward 0.525 …`.
+pub fn progress_line(progress: &RunProgress) -> String {
+    format!(
+        "{} · round {}/{} · reward {:.3} (first round {:.3}) · {} GRPO steps · {:.2} rounds/s · {:.0} completions/s · {:.2}M parameters{}",
+        backend_label(progress.backend),
+        progress.round,
+        progress.rounds,
+        progress.reward,
+        progress.first_reward,
+        progress.policy_version,
+        progress.rounds_per_second,
+        progress.completions_per_second,
+        progress.parameters as f64 / 1e6,
+        if progress.received > 0 {
+            format!(" · trained on {} of {} groups from other peers", progress.external_trained, progress.received)
+        } else {
+            String::new()
+        }
+    )
 }
 
-impl FamilyAccuracy {
-    pub fn fraction(&self) -> f32 {
-        if self.asked == 0 { 0.0 } else { self.correct as f32 / self.asked as f32 }
-    }
-}
-
-/// Progress of the learning loop, sent after every round.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainProgress {
-    pub backend: TrainBackend,
-    pub parameters: usize,
-    pub round: u32,
-    pub rounds: u32,
-    /// Mean verified reward of this round's completions.
-    pub reward: f32,
-    /// Mean reward of the first round, for "it learns" at a glance.
-    pub first_reward: f32,
-    /// Per family, over the last [`crate::training::ACCURACY_WINDOW`] rounds.
-    pub accuracy: Vec<FamilyAccuracy>,
-    /// GRPO loss of this round's step (none when no group had a reward spread).
-    pub loss: Option<f32>,
-    /// GRPO steps taken: the version stamped on this tab's rollouts and checkpoint.
-    pub policy_version: u64,
-    pub rounds_per_second: f64,
-    pub completions_per_second: f64,
-    /// Rollout groups from other peers handed to the run so far, and how many of them it trained on.
-    #[serde(default)]
-    pub received: u64,
-    #[serde(default)]
-    pub external_trained: u64,
-    /// Whether this is the last report of the run.
-    pub done: bool,
-}
-
-impl TrainProgress {
-    /// One line for the page.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} · round {}/{} · reward {:.3} (first round {:.3}) · {} GRPO steps · {:.2} rounds/s · {:.0} completions/s · {:.2}M parameters{}",
-            self.backend.label(),
-            self.round,
-            self.rounds,
-            self.reward,
-            self.first_reward,
-            self.policy_version,
-            self.rounds_per_second,
-            self.completions_per_second,
-            self.parameters as f64 / 1e6,
-            if self.received > 0 {
-                format!(" · trained on {} of {} groups from other peers", self.external_trained, self.received)
-            } else {
-                String::new()
-            }
-        )
+/// What the page calls a backend (its buttons read "Train on …").
+pub fn backend_label(backend: Backend) -> &'static str {
+    match backend {
+        Backend::WebGpu => "WebGPU",
+        Backend::Cpu => "CPU (wasm)",
+        // Not offered in a tab; named for completeness.
+        Backend::Wgpu => "wgpu",
     }
 }
 
@@ -155,9 +98,9 @@ pub enum WorkerReport {
     /// Where learning starts from: the relay's verified base checkpoint, or a fresh model.
     Base { description: String, sha256: Option<String> },
     /// A learning round finished.
-    Train(TrainProgress),
+    Train(RunProgress),
     /// This round's own rollout groups, for the page to publish to the swarm.
-    Share { groups: Vec<tabswarm_protocol::rollout::RolloutGroup> },
+    Share { groups: Vec<RolloutGroup> },
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
     /// The fused kernels against their references on burn's WebGPU device.
@@ -183,9 +126,9 @@ pub struct SavedModel {
 }
 
 impl SavedModel {
-    /// Describes a checkpoint made by [`crate::model::checkpoint::save`].
-    pub fn describe(checkpoint: &[u8]) -> Result<Self, crate::model::ModelError> {
-        let (header, _) = crate::model::checkpoint::read_header(checkpoint)?;
+    /// Describes a checkpoint made by `tabswarm_model::checkpoint::save`.
+    pub fn describe(checkpoint: &[u8]) -> Result<Self, tabswarm_model::ModelError> {
+        let (header, _) = tabswarm_model::checkpoint::read_header(checkpoint)?;
         let short = header.payload_sha256.get(..12).unwrap_or(&header.payload_sha256).to_owned();
         Ok(Self {
             file_name: format!(
@@ -252,11 +195,10 @@ impl AdapterSummary {
     }
 }
 
-/// Which engine produced a [`CheckReport`].
 /// Which backend the page starts training on, and why, in words for the contributor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendChoice {
-    pub backend: TrainBackend,
+    pub backend: Backend,
     pub reason: String,
 }
 
@@ -267,7 +209,7 @@ impl BackendChoice {
     pub fn recommend(adapter: Option<&AdapterSummary>) -> Self {
         let Some(adapter) = adapter else {
             return Self {
-                backend: TrainBackend::Cpu,
+                backend: Backend::Cpu,
                 reason: "Training uses the CPU because this browser gave no WebGPU adapter.".into(),
             };
         };
@@ -279,7 +221,7 @@ impl BackendChoice {
         if software {
             let what = if adapter.name.is_empty() { "a software renderer" } else { adapter.name.as_str() };
             Self {
-                backend: TrainBackend::Cpu,
+                backend: Backend::Cpu,
                 reason: format!(
                     "Training uses the CPU: the WebGPU adapter here ({what}) draws with the CPU, not a GPU, and is far \
                      slower than the CPU path. You can still pick WebGPU."
@@ -292,7 +234,7 @@ impl BackendChoice {
                 .collect::<Vec<_>>()
                 .join(", ");
             Self {
-                backend: TrainBackend::WebGpu,
+                backend: Backend::WebGpu,
                 reason: format!("Training uses WebGPU on your GPU ({what}). You can switch to the CPU."),
             }
         }
@@ -302,7 +244,7 @@ impl BackendChoice {
     /// check against their references): training there would learn from wrong gradients.
     pub fn kernels_disagree() -> Self {
         Self {
-            backend: TrainBackend::Cpu,
+            backend: Backend::Cpu,
             reason: "Training uses the CPU: the training kernels gave wrong values on this GPU (see the check \
                      below), so WebGPU training is switched off."
                 .into(),
@@ -312,6 +254,7 @@ impl BackendChoice {
 
 const SOFTWARE_RENDERER: &str = "software renderer on the CPU";
 
+/// Which engine produced a [`CheckReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
@@ -432,27 +375,24 @@ mod tests {
     fn training_picks_webgpu_only_on_a_hardware_adapter() {
         use tabswarm_kernels::wgpu::DeviceType;
         let none = BackendChoice::recommend(None);
-        assert_eq!(none.backend, TrainBackend::Cpu);
+        assert_eq!(none.backend, Backend::Cpu);
         assert!(none.reason.contains("no WebGPU adapter"), "{}", none.reason);
 
         let swiftshader = BackendChoice::recommend(Some(&adapter("SwiftShader Device (Subzero)", DeviceType::Cpu)));
-        assert_eq!(swiftshader.backend, TrainBackend::Cpu);
+        assert_eq!(swiftshader.backend, Backend::Cpu);
         assert!(swiftshader.reason.contains("SwiftShader Device (Subzero)"), "{}", swiftshader.reason);
         // A software adapter that does not say so in its type is still recognised by name.
         let llvmpipe = BackendChoice::recommend(Some(&adapter("llvmpipe (LLVM 15.0.6, 256 bits)", DeviceType::Other)));
-        assert_eq!(llvmpipe.backend, TrainBackend::Cpu);
+        assert_eq!(llvmpipe.backend, Backend::Cpu);
 
         let gpu = BackendChoice::recommend(Some(&adapter("NVIDIA GeForce RTX 4070", DeviceType::DiscreteGpu)));
-        assert_eq!(gpu.backend, TrainBackend::WebGpu);
+        assert_eq!(gpu.backend, Backend::WebGpu);
         assert_eq!(
             gpu.reason,
             "Training uses WebGPU on your GPU (NVIDIA GeForce RTX 4070, discrete GPU). You can switch to the CPU."
         );
         // Browsers often hide the adapter's name: an unnamed hardware adapter still gets WebGPU.
-        assert_eq!(
-            BackendChoice::recommend(Some(&adapter("", DeviceType::IntegratedGpu))).backend,
-            TrainBackend::WebGpu
-        );
+        assert_eq!(BackendChoice::recommend(Some(&adapter("", DeviceType::IntegratedGpu))).backend, Backend::WebGpu);
     }
 
     use super::*;
@@ -510,7 +450,7 @@ mod tests {
     #[test]
     fn requests_round_trip_as_tagged_json() {
         let train = WorkerRequest::Train(TrainRequest {
-            backend: TrainBackend::WebGpu,
+            backend: Backend::WebGpu,
             model: ModelSize::Tiny,
             rounds: 5,
             seed: 1,
@@ -519,15 +459,17 @@ mod tests {
         let json = serde_json::to_string(&train).expect("serialize");
         assert_eq!(json, r#"{"kind":"train","backend":"web_gpu","model":"tiny","rounds":5,"seed":1,"peer":null}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), train);
-        // Rollout groups cross the page/worker boundary both ways.
-        let groups = vec![tabswarm_protocol::rollout::RolloutGroup {
+        // Rollout groups cross the page/worker boundary both ways: to the worker as the page's node
+        // scored them, from it as text to publish.
+        let groups = vec![RolloutGroup {
             question: tabswarm_protocol::tasks::QuestionId::new(tabswarm_protocol::tasks::Family::Add, 1, 2),
             peer: "12D3KooW".into(),
             policy_version: 3,
             completions: vec!["1".into(), "2".into()],
             rewards: Vec::new(),
         }];
-        let received = WorkerRequest::Received { groups: groups.clone() };
+        let scored = tabswarm_protocol::rollout::score_group(groups[0].clone()).expect("a valid group");
+        let received = WorkerRequest::Received { groups: vec![scored] };
         let json = serde_json::to_string(&received).expect("serialize");
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("parse"), received);
         let share = WorkerReport::Share { groups };
@@ -548,14 +490,18 @@ mod tests {
 
     #[test]
     fn train_progress_reads_as_a_sentence() {
-        let progress = TrainProgress {
-            backend: TrainBackend::Cpu,
+        let progress = RunProgress {
+            backend: Backend::Cpu,
             parameters: 1_800_000,
             round: 3,
             rounds: 10,
             reward: 0.525,
             first_reward: 0.25,
-            accuracy: vec![FamilyAccuracy { family: tabswarm_protocol::tasks::Family::Add, correct: 3, asked: 4 }],
+            accuracy: vec![tabswarm_learn::run::FamilyAccuracy {
+                family: tabswarm_protocol::tasks::Family::Add,
+                correct: 3,
+                asked: 4,
+            }],
             loss: Some(0.1),
             policy_version: 2,
             rounds_per_second: 2.0,
@@ -565,11 +511,11 @@ mod tests {
             done: false,
         };
         assert_eq!(
-            progress.describe(),
+            progress_line(&progress),
             "CPU (wasm) · round 3/10 · reward 0.525 (first round 0.250) · 2 GRPO steps · 2.00 rounds/s · 128 completions/s · 1.80M parameters"
         );
-        let shared = TrainProgress { received: 12, external_trained: 5, ..progress.clone() };
-        assert!(shared.describe().ends_with("1.80M parameters · trained on 5 of 12 groups from other peers"));
+        let shared = RunProgress { received: 12, external_trained: 5, ..progress.clone() };
+        assert!(progress_line(&shared).ends_with("1.80M parameters · trained on 5 of 12 groups from other peers"));
         assert_eq!(progress.accuracy[0].fraction(), 0.75);
         let json = serde_json::to_value(&progress.accuracy[0]).expect("json");
         assert_eq!(json, serde_json::json!({"family": "add", "correct": 3, "asked": 4}));
@@ -608,6 +554,27 @@ mod tests {
         assert_eq!(train_options_from_query("?model=tiny&rounds=20"), (ModelSize::Tiny, 20));
         assert_eq!(train_options_from_query("?rounds=0&model=huge"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
         assert_eq!(train_options_from_query("?rounds=99999"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn a_saved_model_is_named_after_its_content() {
+        use tabswarm_learn::run::{RunPlan, TrainingRun};
+        // What the page offers for download: named after its content, stamped with the policy
+        // version (GRPO steps taken).
+        let device = burn::tensor::Device::flex();
+        let mut run = TrainingRun::fresh(&device, Backend::Cpu, ModelSize::Tiny, RunPlan::solo(2, 1)).expect("run");
+        let mut last = None;
+        while !run.is_done() {
+            last = Some(pollster::block_on(run.step(&|| 0.0, Vec::new())).expect("round").progress);
+        }
+        let last = last.expect("rounds");
+        let bytes = pollster::block_on(run.checkpoint()).expect("checkpoint");
+        let saved = SavedModel::describe(&bytes).expect("describe");
+        assert_eq!((saved.step, saved.bytes), (last.policy_version, bytes.len()));
+        assert!(saved.file_name.starts_with("tabswarm-d32-l2-step"), "{}", saved.file_name);
+        assert!(saved.link_text().contains(&format!("step {}", saved.step)), "{}", saved.link_text());
+        assert!(SavedModel::describe(&bytes[..10]).is_err());
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! The wallet side of a binding that does not need a browser: what EIP-1193 errors mean to the
 //! contributor, chain ids and signatures as wallets write them, and whether a binding this tab
 //! stored earlier still serves (so one wallet prompt covers many sessions, never one per
-//! contribution). The page's calls into the wallet extension are in `web::wallet`.
+//! contribution). The page's calls into the wallet extension are in `provider`.
 
 use alloy_primitives::{Address, B256};
+use tabswarm_net::BINDING_VALIDITY_SECS;
 use tabswarm_protocol::identity::{self, Binding, BindingDomain, SignedBinding};
 
-/// How long a binding made in the tab lasts: a week of sessions for one wallet prompt.
-pub const BINDING_VALIDITY_SECS: u64 = 7 * 24 * 3600;
 /// A stored binding with less time than this left is renewed (a new prompt) instead of reused.
 pub const RENEW_BEFORE_SECS: u64 = 3600;
 

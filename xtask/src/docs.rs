@@ -27,10 +27,12 @@ pub enum DocsProblem {
 impl fmt::Display for DocsProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoReadme => f.write_str("README.md is missing or empty: it must say what Tabswarm is and give the two commands"),
+            Self::NoReadme => {
+                f.write_str("README.md is missing or empty: it must say what Tabswarm is and give the two commands")
+            }
             Self::MissingCommand { spellings } => {
                 write!(f, "README.md does not give the command `{}`", spellings.join("` (or `"))?;
-                if spellings.len() > 1 { f.write_str("`)") } else { Ok(()) }
+                if spellings.len() > 1 { f.write_str(")") } else { Ok(()) }
             }
             Self::BrokenLink { file, line, target } => {
                 write!(f, "{}:{line}: link to `{target}`, which does not exist", file.display())
@@ -148,9 +150,12 @@ pub fn links(text: &str) -> Vec<(usize, String)> {
         while let Some(at) = rest.find("](") {
             let after = &rest[at + 2..];
             let Some(end) = after.find(')') else { break };
-            let target = after[..end].trim();
+            let inside = after[..end].trim();
             // `[text](<path with spaces>)` and `[text](path "title")`.
-            let target = target.split_whitespace().next().unwrap_or("").trim_start_matches('<').trim_end_matches('>');
+            let target = match inside.strip_prefix('<') {
+                Some(bracketed) => bracketed.split('>').next().unwrap_or(""),
+                None => inside.split_whitespace().next().unwrap_or(""),
+            };
             if !target.is_empty() {
                 found.push((index + 1, target.to_owned()));
             }
@@ -222,10 +227,7 @@ mod tests {
     #[test]
     fn links_skip_code_and_keep_targets_and_lines() {
         let text = "See [a](docs/a.md) and [b](<b c.md> \"title\").\n```\n[no](x.md)\n```\n`[no](y.md)` [web](https://x.org)\n";
-        assert_eq!(
-            links(text),
-            vec![(1, "docs/a.md".into()), (1, "b c.md".into()), (5, "https://x.org".into())]
-        );
+        assert_eq!(links(text), vec![(1, "docs/a.md".into()), (1, "b c.md".into()), (5, "https://x.org".into())]);
     }
 
     #[test]

@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use tabswarm_devchain::{Anvil, CHAIN_ID, DEV_KEYS};
 
 mod docs;
+#[cfg(test)]
+mod layers;
 mod tools;
 
 use tools::{Step, XtaskError};
@@ -154,7 +157,7 @@ fn base_checkpoint(root: &Path, release: bool) -> Result<PathBuf, XtaskError> {
     std::fs::create_dir_all(dir).map_err(|e| XtaskError::io(dir, e))?;
     println!("xtask: making the swarm's base checkpoint (pretraining, about a minute and a half; once)");
     let mut cmd = cargo(root);
-    cmd.args(["run", "-p", "tabswarm-client", "--bin", "tabswarm-peer"]);
+    cmd.args(["run", "-p", "tabswarm-peer"]);
     if release {
         cmd.arg("--release");
     }
@@ -194,43 +197,28 @@ fn run(root: &Path, host: &str, port: u16, release: bool, with_chain: bool) -> R
     Step::new("relay", &mut cmd).run()
 }
 
-/// anvil for `cargo xtask run --chain`, stopped (by its PID) when the relay stops.
+/// anvil for `cargo xtask run --chain` (the shared `tabswarm_devchain::Anvil`, on the port wallets
+/// expect), with the registry deployed on it; stopped (by its PID) when the relay stops.
 struct LocalChain {
-    child: std::process::Child,
+    _anvil: Anvil,
     registry: String,
     key_file: PathBuf,
 }
 
 impl LocalChain {
+    const PORT: u16 = 8545;
     const URL: &'static str = "http://127.0.0.1:8545";
-    /// anvil's first development key (public knowledge, funded on the local chain only).
-    const DEV_KEY: &'static str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
     fn start(root: &Path, relay: &dyn Fn(&[&str]) -> Command) -> Result<Self, XtaskError> {
         install_contract_tools(root)?;
-        let anvil = root.join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-        if std::net::TcpStream::connect(("127.0.0.1", 8545)).is_ok() {
-            return Err(XtaskError::Missing(
-                "something already listens on 127.0.0.1:8545; stop it (or run without --chain)".into(),
-            ));
-        }
-        println!("xtask: starting a local chain (anvil, chain 31337) on {}", Self::URL);
-        let child = Command::new(&anvil)
-            .args(["--host", "127.0.0.1", "--port", "8545", "--chain-id", "31337"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|error| XtaskError::Spawn { program: anvil.display().to_string(), error })?;
-        let mut chain = Self { child, registry: String::new(), key_file: root.join("target/tabswarm/chain-dev-key") };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", 8545)).is_err() {
-            if std::time::Instant::now() > deadline {
-                return Err(XtaskError::Missing("anvil did not start listening on 127.0.0.1:8545 within 20 s".into()));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        std::fs::write(&chain.key_file, Self::DEV_KEY).map_err(|e| XtaskError::io(&chain.key_file, e))?;
-        let key_file = chain.key_file.to_string_lossy().into_owned();
-        let mut deploy = relay(&["deploy-registry", "--rpc-url", Self::URL, "--chain-key-file", &key_file]);
+        println!("xtask: starting a local chain (anvil, chain {CHAIN_ID}) on {}", Self::URL);
+        let anvil =
+            Anvil::start_on(Self::PORT).map_err(|e| XtaskError::Missing(format!("{e} (or run without --chain)")))?;
+        let key_file = root.join("target/tabswarm/chain-dev-key");
+        // anvil's first development key: public knowledge, funded on the local chain only.
+        std::fs::write(&key_file, DEV_KEYS[0]).map_err(|e| XtaskError::io(&key_file, e))?;
+        let key_path = key_file.to_string_lossy().into_owned();
+        let mut deploy = relay(&["deploy-registry", "--rpc-url", Self::URL, "--chain-key-file", &key_path]);
         println!("\n==> deploy the SwarmRegistry on the local chain");
         let output = deploy
             .stderr(std::process::Stdio::inherit())
@@ -239,15 +227,8 @@ impl LocalChain {
         if !output.status.success() {
             return Err(XtaskError::StepFailed { step: "deploy-registry".into(), status: output.status.to_string() });
         }
-        chain.registry = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        Ok(chain)
-    }
-}
-
-impl Drop for LocalChain {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let registry = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(Self { _anvil: anvil, registry, key_file })
     }
 }
 
@@ -321,6 +302,12 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
             "clippy",
             "-p",
             "tabswarm-client",
+            "-p",
+            "tabswarm-net",
+            "-p",
+            "tabswarm-learn",
+            "-p",
+            "tabswarm-model",
             "-p",
             "tabswarm-kernels",
             "--lib",

@@ -1,11 +1,10 @@
-//! Turns experiment results into the Markdown table and SVG plot of `docs/learning.md`.
+//! The experiment's summary: its results as the Markdown table and SVG plot of `docs/learning.md`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use tabswarm_protocol::tasks::Family;
 
-use crate::learn::swarm::ArmResult;
+use super::ArmResult;
 
 /// Mean and (sample) standard deviation.
 pub fn mean_std(values: &[f32]) -> (f32, f32) {
@@ -146,11 +145,6 @@ pub fn svg(results: &[ArmResult]) -> String {
     }
     s.push_str("</svg>\n");
     s
-}
-
-/// Per-family accuracy as a short line (`add 40%, sub 12%, …`).
-pub fn accuracy_line(accuracy: &BTreeMap<Family, f32>) -> String {
-    accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

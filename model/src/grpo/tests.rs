@@ -4,9 +4,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::model::tests::{example, model_on};
-use crate::model::train::token_log_probs;
-use crate::model::{TrainConfig, Trainer, read_floats};
+use crate::batch::token_log_probs;
+use crate::tests::{example, model_on};
+use crate::{TrainConfig, Trainer, read_floats};
 
 fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
@@ -131,8 +131,8 @@ fn a_grpo_step_raises_the_better_completion_and_lowers_the_worse() {
     assert_eq!(batch.completion_tokens(), 4);
     // Log-probability of the completion (and EOS) under a model.
     let score = |model: &Model, seq: &[u32]| {
-        let inputs = crate::model::token_tensor(&[seq[..seq.len() - 1].to_vec()], &device).expect("inputs");
-        let targets = crate::model::token_tensor(&[seq[1..].to_vec()], &device).expect("targets");
+        let inputs = crate::token_tensor(&[seq[..seq.len() - 1].to_vec()], &device).expect("inputs");
+        let targets = crate::token_tensor(&[seq[1..].to_vec()], &device).expect("targets");
         let lp = block_on(read_floats(token_log_probs(model, inputs, targets).expect("lp"))).expect("read");
         lp[p - 1..].iter().sum::<f32>()
     };

@@ -1,0 +1,160 @@
+//! The names the page and its readers agree on: element ids of `web/index.html`, the `<template>`s
+//! the page clones, and the `data-*` attributes it writes for styles and tests. The page code
+//! and the end-to-end tests (`tests/tests/page.rs`) both take them from here, and a test checks
+//! that every id and template exists in `index.html`, so a rename cannot break one side silently.
+
+/// Element ids in `web/index.html`.
+pub mod id {
+    /// The GPU check's headline (`data-state`: pending, ok, cpu, error).
+    pub const STATUS: &str = "status";
+    pub const ADAPTER: &str = "adapter";
+    pub const DETAIL: &str = "detail";
+    /// The fused-kernel check (`data-state`: pending, ok, error, skipped).
+    pub const FUSED: &str = "fused";
+    pub const NOTE: &str = "note";
+    /// The swarm connection (`data-state`, `data-peer-id`, `data-relay`).
+    pub const NET: &str = "net";
+    /// Swarm counters (`data-peers`, `data-sent-total`, `data-received-total`).
+    pub const NET_STATS: &str = "net-stats";
+    /// Wallet discovery and connection (`data-state`, `data-address`, `data-chain`).
+    pub const WALLET: &str = "wallet";
+    /// One button per discovered wallet (from [`super::template::WALLET_BUTTON`]).
+    pub const WALLETS: &str = "wallets";
+    /// The tab's binding (`data-state`, `data-address`, `data-expires-at`).
+    pub const BINDING: &str = "binding";
+    pub const BIND: &str = "bind";
+    pub const ROTATE_KEY: &str = "rotate-key";
+    /// The tab's peer key (`data-peer-id`, `data-persistent`).
+    pub const TAB_KEY: &str = "tab-key";
+    /// Where learning starts from (`data-state`: pending, verified, none; `data-sha256`).
+    pub const BASE: &str = "base";
+    /// Which backend training uses and why (`data-state`: webgpu, cpu).
+    pub const BACKEND: &str = "backend";
+    pub const TRAIN_WEBGPU: &str = "train-webgpu";
+    pub const TRAIN_CPU: &str = "train-cpu";
+    pub const TRAIN_STOP: &str = "train-stop";
+    pub const TRAIN_SAVE: &str = "train-save";
+    /// The learning run (`data-state`: idle, running, done, error; `data-round`, `data-reward`,
+    /// `data-first-reward`, `data-policy-version`).
+    pub const TRAIN_STATUS: &str = "train-status";
+    pub const TRAIN_REWARDS: &str = "train-rewards";
+    /// Accuracy per family: rows from [`super::template::FAMILY_ROW`].
+    pub const TRAIN_FAMILIES: &str = "train-families";
+    pub const TRAIN_SAVE_STATUS: &str = "train-save-status";
+    /// The checkpoint download link (`data-bytes`, `data-sha256`).
+    pub const TRAIN_DOWNLOAD: &str = "train-download";
+
+    /// Every id above, for the check against `index.html`.
+    pub const ALL: &[&str] = &[
+        STATUS,
+        ADAPTER,
+        DETAIL,
+        FUSED,
+        NOTE,
+        NET,
+        NET_STATS,
+        WALLET,
+        WALLETS,
+        BINDING,
+        BIND,
+        ROTATE_KEY,
+        TAB_KEY,
+        BASE,
+        BACKEND,
+        TRAIN_WEBGPU,
+        TRAIN_CPU,
+        TRAIN_STOP,
+        TRAIN_SAVE,
+        TRAIN_STATUS,
+        TRAIN_REWARDS,
+        TRAIN_FAMILIES,
+        TRAIN_SAVE_STATUS,
+        TRAIN_DOWNLOAD,
+    ];
+}
+
+/// Ids of the `<template>` elements in `web/index.html` the page clones and fills.
+pub mod template {
+    /// A row of the accuracy table: `<tr>` with cells `.family`, `.tally`, `.accuracy`.
+    pub const FAMILY_ROW: &str = "family-row";
+    /// A wallet's connect button: `<button>` with `img.icon` and `span.name`.
+    pub const WALLET_BUTTON: &str = "wallet-button";
+
+    pub const ALL: &[&str] = &[FAMILY_ROW, WALLET_BUTTON];
+}
+
+/// `data-*` attributes the page writes.
+pub mod data {
+    pub const STATE: &str = "data-state";
+    pub const PEER_ID: &str = "data-peer-id";
+    pub const RELAY: &str = "data-relay";
+    pub const PEERS: &str = "data-peers";
+    pub const SENT_TOTAL: &str = "data-sent-total";
+    pub const RECEIVED_TOTAL: &str = "data-received-total";
+    pub const ADDRESS: &str = "data-address";
+    pub const CHAIN: &str = "data-chain";
+    pub const EXPIRES_AT: &str = "data-expires-at";
+    pub const PERSISTENT: &str = "data-persistent";
+    /// A wallet button's EIP-6963 reverse-DNS name and session uuid.
+    pub const RDNS: &str = "data-rdns";
+    pub const UUID: &str = "data-uuid";
+    pub const SHA256: &str = "data-sha256";
+    pub const ROUND: &str = "data-round";
+    pub const REWARD: &str = "data-reward";
+    pub const FIRST_REWARD: &str = "data-first-reward";
+    pub const POLICY_VERSION: &str = "data-policy-version";
+    /// A family row's family and accuracy (0–1).
+    pub const FAMILY: &str = "data-family";
+    pub const ACCURACY: &str = "data-accuracy";
+    pub const BYTES: &str = "data-bytes";
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    const INDEX_HTML: &str = include_str!("../../web/index.html");
+
+    #[test]
+    fn every_id_and_template_exists_in_index_html_once() {
+        for name in id::ALL.iter().chain(template::ALL) {
+            let needle = format!("id=\"{name}\"");
+            assert_eq!(INDEX_HTML.matches(&needle).count(), 1, "web/index.html should have exactly one {needle}");
+        }
+        for name in template::ALL {
+            assert!(INDEX_HTML.contains(&format!("<template id=\"{name}\">")), "#{name} should be a <template>");
+        }
+    }
+
+    #[test]
+    fn data_names_are_data_attributes() {
+        let names = [
+            data::STATE,
+            data::PEER_ID,
+            data::RELAY,
+            data::PEERS,
+            data::SENT_TOTAL,
+            data::RECEIVED_TOTAL,
+            data::ADDRESS,
+            data::CHAIN,
+            data::EXPIRES_AT,
+            data::PERSISTENT,
+            data::RDNS,
+            data::UUID,
+            data::SHA256,
+            data::ROUND,
+            data::REWARD,
+            data::FIRST_REWARD,
+            data::POLICY_VERSION,
+            data::FAMILY,
+            data::ACCURACY,
+            data::BYTES,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for name in names {
+            let rest = name.strip_prefix("data-").unwrap_or_else(|| panic!("{name} is not a data-* attribute"));
+            assert!(rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+            assert!(seen.insert(name), "{name} twice");
+        }
+    }
+}

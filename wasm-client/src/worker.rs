@@ -1,0 +1,280 @@
+//! The Web Worker: every GPU and CPU-heavy job of the tab, so the page never stalls. It answers the
+//! page's [`WorkerRequest`]s with [`WorkerReport`]s: the matmul and fused-kernel checks on this
+//! GPU, and the training run (`tabswarm_learn::run`) from the relay's verified base checkpoint.
+//! Every GPU readback is awaited (`into_data_async`); nothing here blocks.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use tabswarm_kernels::GpuContext;
+use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
+use tabswarm_net::Inbox;
+use tabswarm_protocol::checkpoint::BaseInfo;
+use wasm_bindgen::prelude::*;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use crate::check::run_check;
+use crate::fused_check::run_fused_check;
+use crate::http::{fetch, response_text};
+use crate::messages::{AdapterSummary, CheckRequest, SavedModel, TrainRequest, WorkerReport, WorkerRequest};
+
+#[derive(Default)]
+struct WorkerState {
+    /// Our own wgpu device for the kernels (the matmul check).
+    kernels_gpu: RefCell<Option<Rc<GpuContext>>>,
+    /// burn's WebGPU device: its runtime can be initialised only once per worker.
+    burn_webgpu: RefCell<Option<Device>>,
+    training: Cell<bool>,
+    stop: Cell<bool>,
+    /// The last training run, kept after it ends so its model can be saved.
+    last_run: RefCell<Option<TrainingRun>>,
+    /// Rollout groups from other peers, waiting for the next round.
+    inbox: RefCell<Inbox>,
+}
+
+/// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
+#[wasm_bindgen]
+pub fn start_worker() -> Result<(), JsError> {
+    let scope: DedicatedWorkerGlobalScope =
+        js_sys::global().dyn_into().map_err(|_| JsError::new("start_worker must run inside a dedicated Web Worker"))?;
+    let state = Rc::new(WorkerState::default());
+    let onmessage = {
+        let scope = scope.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let text = event.data().as_string().unwrap_or_default();
+            let request = match serde_json::from_str::<WorkerRequest>(&text) {
+                Ok(request) => request,
+                Err(e) => {
+                    post(&scope, &WorkerReport::Failed { message: format!("the worker got a malformed request: {e}") });
+                    return;
+                }
+            };
+            let request = match request {
+                WorkerRequest::Stop => {
+                    state.stop.set(true);
+                    return;
+                }
+                WorkerRequest::Received { groups } => {
+                    state.inbox.borrow_mut().push(groups);
+                    return;
+                }
+                request => request,
+            };
+            let (scope, state) = (scope.clone(), Rc::clone(&state));
+            wasm_bindgen_futures::spawn_local(async move {
+                match request {
+                    WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
+                    WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
+                    WorkerRequest::SaveModel => handle_save(&scope, &state).await,
+                    WorkerRequest::Stop | WorkerRequest::Received { .. } => {}
+                }
+            });
+        })
+    };
+    scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    onmessage.forget();
+    post(&scope, &WorkerReport::Ready);
+    Ok(())
+}
+
+fn clock(scope: &DedicatedWorkerGlobalScope) -> impl Fn() -> f64 + use<> {
+    let performance = scope.performance();
+    move || performance.as_ref().map_or(0.0, |p| p.now())
+}
+
+async fn handle_check(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: CheckRequest) {
+    let existing = state.kernels_gpu.borrow().clone();
+    let ctx = match existing {
+        Some(ctx) => Some(ctx),
+        None => match GpuContext::new().await {
+            Ok(ctx) => {
+                post(scope, &WorkerReport::Adapter(AdapterSummary::from_info(ctx.adapter_info())));
+                let ctx = Rc::new(ctx);
+                *state.kernels_gpu.borrow_mut() = Some(Rc::clone(&ctx));
+                Some(ctx)
+            }
+            Err(e) => {
+                let exposed =
+                    js_sys::Reflect::get(&scope.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
+                let reason = if exposed {
+                    web_sys::console::warn_1(&format!("tabswarm worker: no WebGPU adapter: {e}").into());
+                    "the browser offered no WebGPU adapter; WebGPU may be disabled, or this GPU blocklisted".to_owned()
+                } else {
+                    "this browser does not expose WebGPU to workers (navigator.gpu is missing)".to_owned()
+                };
+                post(scope, &WorkerReport::NoWebGpu { reason });
+                None
+            }
+        },
+    };
+    let report = match run_check(&request, ctx.as_deref(), &clock(scope)).await {
+        Ok(check) => WorkerReport::Check(check),
+        Err(e) => WorkerReport::Failed { message: format!("The matmul check failed: {e}") },
+    };
+    post(scope, &report);
+    if ctx.is_some() {
+        // The kernels training uses on WebGPU, checked on this GPU against their references.
+        let report = match burn_device(state, Backend::WebGpu).await {
+            Ok(device) => match run_fused_check(&device, request.seed).await {
+                Ok(report) => WorkerReport::Fused(report),
+                Err(e) => WorkerReport::FusedFailed { message: format!("The fused-kernel check failed: {e}") },
+            },
+            Err(message) => WorkerReport::FusedFailed { message },
+        };
+        post(scope, &report);
+    }
+}
+
+async fn burn_device(state: &WorkerState, backend: Backend) -> Result<Device, String> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
+        Backend::Wgpu => Err("a tab trains on WebGPU or its CPU, not on a native adapter".into()),
+        Backend::WebGpu => {
+            if let Some(device) = state.burn_webgpu.borrow().clone() {
+                return Ok(device);
+            }
+            let device = Device::wgpu_options()
+                .init_async()
+                .await
+                .map_err(|e| format!("WebGPU could not be set up for training ({e:?}); use the CPU instead"))?;
+            *state.burn_webgpu.borrow_mut() = Some(device.clone());
+            Ok(device)
+        }
+    }
+}
+
+async fn handle_train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) {
+    if state.training.replace(true) {
+        post(scope, &WorkerReport::TrainFailed { message: "Training is already running.".into() });
+        return;
+    }
+    state.stop.set(false);
+    let result = train(scope, state, request).await;
+    if let Err(message) = result {
+        post(scope, &WorkerReport::TrainFailed { message });
+    }
+    state.training.set(false);
+}
+
+async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request: TrainRequest) -> Result<(), String> {
+    let TrainRequest { backend, model, rounds, seed, peer } = request;
+    let sharing = peer.is_some();
+    let plan = RunPlan { rounds, seed, peer, families: Vec::new() };
+    let device = burn_device(state, backend).await?;
+    let mut run = match fetch_base(scope).await? {
+        Some((info, bytes)) => {
+            let run = TrainingRun::from_checkpoint(&bytes, &device, backend, plan)
+                .map_err(|e| format!("The relay's base checkpoint cannot be used: {e}"))?;
+            let short = info.sha256.get(..12).unwrap_or(&info.sha256);
+            let description = format!(
+                "Learning from the swarm's base checkpoint: step {}, {} KB, sha256 {short}… — verified in this tab.",
+                info.step,
+                info.bytes.div_ceil(1024)
+            );
+            post(scope, &WorkerReport::Base { description, sha256: Some(info.sha256) });
+            run
+        }
+        None => {
+            let description = "This relay serves no base checkpoint, so the tab learns from an untrained model, \
+                which rarely earns a reward at first. (Relay operators: --base-checkpoint.)"
+                .to_owned();
+            post(scope, &WorkerReport::Base { description, sha256: None });
+            TrainingRun::fresh(&device, backend, model, plan).map_err(|e| e.to_string())?
+        }
+    };
+    let now = clock(scope);
+    while !run.is_done() {
+        let received = state.inbox.borrow_mut().take();
+        let round = run.step(&now, received).await.map_err(|e| format!("Learning failed: {e}"))?;
+        let mut progress = round.progress;
+        let stopping = state.stop.get();
+        progress.done |= stopping;
+        if sharing {
+            post(scope, &WorkerReport::Share { groups: round.share });
+        }
+        post(scope, &WorkerReport::Train(progress));
+        if stopping {
+            break;
+        }
+        yield_to_event_loop(scope).await; // lets a Stop message in
+    }
+    *state.last_run.borrow_mut() = Some(run);
+    Ok(())
+}
+
+/// The relay's base checkpoint, checked against the hash the relay advertises; `None` when the
+/// relay serves none (404).
+async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseInfo, Vec<u8>)>, String> {
+    let base_json = "/api/checkpoint/base.json";
+    let response = fetch(scope.fetch_with_str(base_json), base_json).await?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for its base checkpoint.", response.status()));
+    }
+    let text = response_text(&response, "the base checkpoint description").await?;
+    let info: BaseInfo = serde_json::from_str(&text)
+        .map_err(|e| format!("The relay's base checkpoint description is unreadable ({e})."))?;
+    let response = fetch(scope.fetch_with_str(&info.url), &info.url).await?;
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for {}.", response.status(), info.url));
+    }
+    let buffer = wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("downloading the base checkpoint failed: {e:?}"))?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    info.check(&bytes).map_err(|e| format!("The base checkpoint from the relay was refused: {e}"))?;
+    Ok(Some((info, bytes)))
+}
+
+/// Sends the last run's model to the page: the bytes (transferred, not copied), then their summary.
+async fn handle_save(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) {
+    if state.training.get() {
+        post(scope, &WorkerReport::SaveFailed { message: "Stop training before saving the model.".into() });
+        return;
+    }
+    let Some(run) = state.last_run.borrow_mut().take() else {
+        post(
+            scope,
+            &WorkerReport::SaveFailed { message: "There is no trained model to save yet: train first.".into() },
+        );
+        return;
+    };
+    let saved = run.checkpoint().await;
+    *state.last_run.borrow_mut() = Some(run);
+    let result = saved.map_err(|e| e.to_string()).and_then(|bytes| {
+        let summary = SavedModel::describe(&bytes).map_err(|e| e.to_string())?;
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        scope
+            .post_message_with_transfer(&array, &js_sys::Array::of1(&array.buffer()))
+            .map_err(|e| format!("cannot hand the model to the page: {e:?}"))?;
+        Ok(summary)
+    });
+    match result {
+        Ok(summary) => post(scope, &WorkerReport::ModelSaved(summary)),
+        Err(message) => {
+            post(scope, &WorkerReport::SaveFailed { message: format!("Saving the model failed: {message}") })
+        }
+    }
+}
+
+/// Resolves on the next macrotask, so messages queued for the worker are handled between steps.
+async fn yield_to_event_loop(scope: &DedicatedWorkerGlobalScope) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+fn post(scope: &DedicatedWorkerGlobalScope, report: &WorkerReport) {
+    match serde_json::to_string(report) {
+        Ok(json) => {
+            if let Err(e) = scope.post_message(&json.into()) {
+                web_sys::console::error_2(&"tabswarm worker: cannot post to the page".into(), &e);
+            }
+        }
+        Err(e) => web_sys::console::error_1(&format!("tabswarm worker: cannot encode a report: {e}").into()),
+    }
+}
