@@ -236,7 +236,8 @@ pub fn dialable(addrs: impl IntoIterator<Item = Multiaddr>, accept: impl Fn(&Mul
     out
 }
 
-/// A leaf node of the swarm. Build the `Swarm` with [`native`] or [`web`], then [`PeerNode::spawn`].
+/// A leaf node of the swarm. Build the `Swarm` with `native::node` or `web::node` (by target), then
+/// [`PeerNode::spawn`].
 pub struct PeerNode {
     swarm: Swarm<PeerBehaviour>,
     relays: Vec<Multiaddr>,

@@ -7,6 +7,10 @@
 //!
 //! The learning is `tabswarm-learn`'s, the network `tabswarm-net`'s; this crate is the command line.
 
+// The doc comments on the clap types are the `--help` text, where `<id>` and `<out>.json` are
+// placeholders a user reads as written, not HTML for rustdoc.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
