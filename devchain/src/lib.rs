@@ -36,8 +36,12 @@ pub fn anvil_path() -> PathBuf {
 }
 
 impl Anvil {
-    /// Starts anvil on a free loopback port and waits until it accepts connections.
+    /// Starts anvil on a free loopback port and waits until it accepts connections. Starts in one
+    /// process are one at a time, from choosing the port until anvil listens on it, so two tests
+    /// starting chains at once cannot be handed the same free port.
     pub fn start() -> Result<Self, String> {
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port for anvil: {e}"))?
@@ -74,6 +78,10 @@ impl Anvil {
                 return Err(format!("anvil did not listen on {addr} within 20 s"));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // What answered must be this anvil, not something that took the port meanwhile.
+        if let Ok(Some(status)) = anvil.child.try_wait() {
+            return Err(format!("anvil exited at start ({status}); something else listens on {addr}"));
         }
         Ok(anvil)
     }
