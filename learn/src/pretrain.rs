@@ -50,7 +50,7 @@ impl Default for PretrainConfig {
 
 /// Where pretraining stopped and how it got there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PretrainReport {
+pub struct Pretrained {
     pub steps: u64,
     /// Greedy accuracy per family at the middle difficulty, at the end.
     pub accuracy: BTreeMap<Family, f32>,
@@ -85,7 +85,7 @@ pub async fn pretrain(
     config: &PretrainConfig,
     device: &Device,
     progress: &mut OnEvaluation<'_>,
-) -> Result<(Model, PretrainReport), ModelError> {
+) -> Result<(Model, Pretrained), ModelError> {
     if config.families.is_empty() || config.batch == 0 || config.eval_every == 0 || config.eval_per_family == 0 {
         return Err(ModelError::InvalidBatch(
             "pretraining needs at least one family, a batch, an evaluation interval and evaluation questions".into(),
@@ -110,7 +110,7 @@ pub async fn pretrain(
             progress(step, loss, &accuracy);
             let reached_target = mean >= config.target_accuracy;
             if reached_target || step >= config.max_steps {
-                let report = PretrainReport { steps: step, accuracy, mean_accuracy: mean, history, reached_target };
+                let report = Pretrained { steps: step, accuracy, mean_accuracy: mean, history, reached_target };
                 return Ok((model, report));
             }
         }

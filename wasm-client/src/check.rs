@@ -5,7 +5,7 @@
 
 use tabswarm_kernels::{GpuContext, KernelError, MatmulKernel, MatmulShape, matmul_reference, testing};
 
-use crate::messages::{CheckReport, CheckRequest, Engine};
+use crate::messages::{CheckRequest, Engine, MatmulCheck};
 
 /// Timed GPU repetitions; the median is reported.
 const GPU_RUNS: usize = 5;
@@ -21,7 +21,7 @@ pub async fn run_check(
     request: &CheckRequest,
     gpu: Option<&GpuContext>,
     now: &dyn Fn() -> f64,
-) -> Result<CheckReport, KernelError> {
+) -> Result<MatmulCheck, KernelError> {
     let n = request.n;
     let shape = MatmulShape::new(n, n, n);
     let a = testing::random_values(n * n, request.seed);
@@ -32,7 +32,7 @@ pub async fn run_check(
     let reference_millis = now() - start;
 
     let Some(ctx) = gpu else {
-        return Ok(CheckReport {
+        return Ok(MatmulCheck {
             engine: Engine::Cpu,
             n,
             millis: reference_millis,
@@ -52,7 +52,7 @@ pub async fn run_check(
     }
     times.sort_by(f64::total_cmp);
     let result = prepared.read(ctx).await?;
-    Ok(CheckReport {
+    Ok(MatmulCheck {
         engine: Engine::WebGpu,
         n,
         millis: times[GPU_RUNS / 2],

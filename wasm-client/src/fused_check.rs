@@ -20,7 +20,7 @@ const SAMPLING_MARGIN: f64 = 1e-4;
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FusedCheckReport {
+pub struct FusedCheck {
     /// Token log-prob forward, largest difference (short and long rows).
     pub logprob_error: f32,
     /// Its gradient, largest difference.
@@ -32,7 +32,7 @@ pub struct FusedCheckReport {
     pub sampled_rows: usize,
 }
 
-impl FusedCheckReport {
+impl FusedCheck {
     pub fn passed(&self) -> bool {
         [self.logprob_error, self.gradient_error, self.attention_error].iter().all(|e| *e < TOLERANCE)
             && self.sampling_mismatches == 0
@@ -68,7 +68,7 @@ async fn read(tensor: Tensor<1>) -> Result<Vec<f32>, ModelError> {
 }
 
 /// Runs every fused kernel and its reference on `device` (seeded inputs of awkward sizes).
-pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheckReport, ModelError> {
+pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheck, ModelError> {
     let mut logprob_error = 0.0f32;
     let mut gradient_error = 0.0f32;
     // Short rows (one thread per row) and long ones (one workgroup per row).
@@ -131,7 +131,7 @@ pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheckRep
             }
         }
     }
-    Ok(FusedCheckReport { logprob_error, gradient_error, attention_error, sampling_mismatches, sampled_rows })
+    Ok(FusedCheck { logprob_error, gradient_error, attention_error, sampling_mismatches, sampled_rows })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_failing_check_says_to_use_the_cpu() {
-        let report = FusedCheckReport {
+        let report = FusedCheck {
             logprob_error: 0.5,
             gradient_error: 0.0,
             attention_error: 0.0,

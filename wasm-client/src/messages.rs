@@ -94,7 +94,7 @@ pub enum WorkerReport {
     /// No WebGPU adapter; `reason` is what the browser said.
     NoWebGpu { reason: String },
     /// A finished matmul check.
-    Check(CheckReport),
+    Check(MatmulCheck),
     /// Where learning starts from: the relay's verified base checkpoint, or a fresh model.
     Base { description: String, sha256: Option<String> },
     /// A learning round finished.
@@ -104,7 +104,7 @@ pub enum WorkerReport {
     /// Training could not start or stopped with an error; `message` says what.
     TrainFailed { message: String },
     /// The fused kernels against their references on burn's WebGPU device.
-    Fused(crate::fused_check::FusedCheckReport),
+    Fused(crate::fused_check::FusedCheck),
     /// The fused-kernel check could not run; `message` says why.
     FusedFailed { message: String },
     /// A checkpoint of the trained model; its bytes came in the message just before this one.
@@ -254,7 +254,7 @@ impl BackendChoice {
 
 const SOFTWARE_RENDERER: &str = "software renderer on the CPU";
 
-/// Which engine produced a [`CheckReport`].
+/// Which engine produced a [`MatmulCheck`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
@@ -264,7 +264,7 @@ pub enum Engine {
 
 /// The outcome of multiplying two n×n matrices and checking the result against the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckReport {
+pub struct MatmulCheck {
     pub engine: Engine,
     pub n: usize,
     /// Median milliseconds per multiply on `engine`.
@@ -277,7 +277,7 @@ pub struct CheckReport {
     pub tolerance: f32,
 }
 
-impl CheckReport {
+impl MatmulCheck {
     /// Whether the result agreed with the reference.
     pub fn passed(&self) -> bool {
         self.max_error <= self.tolerance
@@ -397,8 +397,8 @@ mod tests {
 
     use super::*;
 
-    fn report(engine: Engine, max_error: f32) -> CheckReport {
-        CheckReport { engine, n: 512, millis: 4.0, reference_millis: 300.0, max_error, tolerance: 1e-2 }
+    fn report(engine: Engine, max_error: f32) -> MatmulCheck {
+        MatmulCheck { engine, n: 512, millis: 4.0, reference_millis: 300.0, max_error, tolerance: 1e-2 }
     }
 
     #[test]
@@ -421,7 +421,7 @@ mod tests {
             "{}",
             bad.headline()
         );
-        let nan = CheckReport { max_error: f32::INFINITY, ..report(Engine::WebGpu, 0.0) };
+        let nan = MatmulCheck { max_error: f32::INFINITY, ..report(Engine::WebGpu, 0.0) };
         assert!(!nan.passed());
     }
 
