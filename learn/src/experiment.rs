@@ -1,9 +1,9 @@
 //! The SAPO sharing experiment: N simulated peers in one process exchanging rollout groups through
 //! an in-memory bus (not the swarm: no network, no relay), each running the very [`Peer`] round a
-//! tab runs. Every peer starts from the
-//! same base model; configurations differ only in how many of the groups trained on per round are
-//! the peer's own (I) and how many come from the swarm (J), at equal compute: every peer samples
-//! the same number of questions and trains on at most I + J groups per round in every configuration.
+//! tab runs. Every peer starts from the same base model; configurations differ only in how many of
+//! the groups trained on per round are the peer's own (I) and how many come from the others (J), at
+//! equal compute: every peer samples the same number of questions and trains on at most I + J
+//! groups per round in every configuration.
 
 use std::collections::BTreeMap;
 

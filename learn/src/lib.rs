@@ -21,14 +21,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup, score_group};
-use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, MIN_DIFFICULTY, Question, generate, verify};
-
 use tabswarm_model::tokenizer::EOS;
 use tabswarm_model::{
     GrpoBatch, GrpoConfig, Model, ModelError, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate as sample,
     group_advantages,
 };
+use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup, score_group};
+use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, MIN_DIFFICULTY, Question, generate, verify};
 
 /// Question seeds at or above this are kept for evaluation: training never asks them.
 pub const EVAL_SEED_BASE: u64 = 1 << 63;
@@ -126,8 +125,8 @@ pub struct RoundStats {
     pub trained_local: usize,
     pub trained_external: usize,
     pub loss: Option<f32>,
-    /// External groups received this round whose text the tokenizer cannot encode (so no step
-    /// could use them).
+    /// Groups picked this round (own or received) whose text the tokenizer cannot encode, so no
+    /// step could use them.
     pub untrainable: u64,
 }
 
@@ -142,7 +141,8 @@ pub struct Peer {
     rng: ChaCha8Rng,
     round: u64,
     steps: u64,
-    /// Received groups whose text the tokenizer cannot encode (so no step can use them).
+    /// Picked groups whose text the tokenizer could not encode, since the start (so no step could
+    /// use them).
     pub untrainable: u64,
 }
 

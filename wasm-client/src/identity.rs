@@ -9,11 +9,10 @@ use std::rc::Rc;
 use alloy_primitives::Address;
 use futures::channel::mpsc::Sender;
 use libp2p::identity::Keypair;
+use tabswarm_net::NodeCommand;
 use tabswarm_protocol::api::{ApiError, BindingAccepted};
 use tabswarm_protocol::identity::{self, BindingDomain, SignedBinding};
 use wasm_bindgen::prelude::*;
-
-use tabswarm_net::NodeCommand;
 
 use crate::dom::Dom;
 use crate::http::{fetch, fetch_text, response_text};

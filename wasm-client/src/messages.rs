@@ -73,13 +73,12 @@ pub fn progress_line(progress: &RunProgress) -> String {
     )
 }
 
-/// What the page calls a backend (its buttons read "Train on …").
+/// What the page calls a backend (its buttons read "Train on …"): the run's own name, except that
+/// the CPU in a tab is burn's CPU backend compiled to wasm.
 pub fn backend_label(backend: Backend) -> &'static str {
     match backend {
-        Backend::WebGpu => "WebGPU",
         Backend::Cpu => "CPU (wasm)",
-        // Not offered in a tab; named for completeness.
-        Backend::Wgpu => "wgpu",
+        other => other.label(),
     }
 }
 
