@@ -4,16 +4,27 @@
 //! the groups trained on per round are the peer's own (I) and how many come from the others (J), at
 //! equal compute: every peer samples the same number of questions and trains on at most I + J
 //! groups per round in every configuration.
+//!
+//! With [`SwarmSync`] the peers also feed a swarm model (the real outer loop of
+//! `tabswarm-aggregate`, as a relay runs it): every H rounds each peer compresses its update against
+//! the version it started from, the [`SwarmModel`] screens and aggregates them and takes the outer
+//! step, and every peer continues from the new version. A [`HeldOut`] set, the same for every
+//! configuration, is evaluated every few rounds: the peers' models without a swarm model, the swarm
+//! version with one.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tabswarm_model::{Model, ModelError};
+use tabswarm_aggregate::{Compressor, Lineage, OuterConfig, SwarmModel, UpdateHeader};
+use tabswarm_model::{Model, ModelError, params};
 use tabswarm_protocol::rollout::{DropCounts, RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY};
+use tabswarm_protocol::wire::{self, Message};
 
-use crate::{Peer, RlConfig, evaluate};
+use crate::{HeldOut, Peer, RlConfig, evaluate, heldout_accuracy, mean_accuracy};
 
 pub mod summary;
 
@@ -48,21 +59,76 @@ impl MemoryBus {
 }
 
 /// One configuration of the experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Arm {
+    /// What the configuration is called in tables (`solo`, `sapo`, `meta`, `sapo+meta`, or `I/J`).
+    #[serde(default)]
+    pub name: String,
     pub peers: usize,
     pub rounds: u64,
     /// Seeds the peers' question and sampling streams (the same across configurations).
     pub seed: u64,
     /// Local / external split and everything else about learning.
     pub rl: RlConfig,
-    /// Greedy evaluation questions per family at the end.
+    /// Greedy evaluation questions per family at the end (at the middle level).
     pub eval_per_family: usize,
+    /// A swarm model fed every H rounds.
+    #[serde(default)]
+    pub swarm: Option<SwarmSync>,
+    /// The held-out set, and every how many rounds it is evaluated.
+    #[serde(default)]
+    pub heldout: Option<(HeldOut, u64)>,
+    /// Peer 0 sends this instead of its honest update at every sync.
+    #[serde(default)]
+    pub attack: Option<Attack>,
+}
+
+/// The swarm model's side of a configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwarmSync {
+    /// Rounds between syncs (H).
+    pub every: u64,
+    pub outer: OuterConfig,
+}
+
+/// What an attacking peer sends in place of its update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attack {
+    /// Its honest update times this (e.g. 100).
+    Scale(f32),
+    /// Its honest update negated.
+    SignFlip,
+    /// Gaussian noise with its honest update's norm.
+    Random,
+}
+
+impl Attack {
+    fn apply(self, delta: &mut [f32], rng: &mut impl Rng) {
+        match self {
+            Attack::Scale(k) => delta.iter_mut().for_each(|d| *d *= k),
+            Attack::SignFlip => delta.iter_mut().for_each(|d| *d = -*d),
+            Attack::Random => {
+                let target = tabswarm_aggregate::norm(delta);
+                // Box–Muller: no distribution crate needed for a test attacker.
+                let noise: Vec<f32> = (0..delta.len())
+                    .map(|_| {
+                        let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+                        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+                    })
+                    .collect();
+                let scale = target / tabswarm_aggregate::norm(&noise).max(f32::MIN_POSITIVE);
+                delta.iter_mut().zip(noise).for_each(|(d, n)| *d = n * scale);
+            }
+        }
+    }
 }
 
 /// What a configuration achieved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArmResult {
+    #[serde(default)]
+    pub name: String,
     pub local: usize,
     pub external: usize,
     pub seed: u64,
@@ -77,6 +143,34 @@ pub struct ArmResult {
     pub local_used: f32,
     /// Published groups refused by the checks, plus received groups no peer could tokenize.
     pub dropped: u64,
+    /// The base's mean held-out accuracy.
+    #[serde(default)]
+    pub heldout_base: Option<f32>,
+    /// (round, mean held-out accuracy) at every evaluation point: of the swarm version with a
+    /// swarm model, else the mean over peers.
+    #[serde(default)]
+    pub heldout: Vec<(u64, f32)>,
+    /// Held-out accuracy per family at the end (the same model as `heldout`).
+    #[serde(default)]
+    pub heldout_final: BTreeMap<Family, f32>,
+    /// Σ over evaluation points of (held-out accuracy − the base's).
+    #[serde(default)]
+    pub gain_over_base: Option<f32>,
+    /// Bytes each peer sent, on average: rollout messages when it shares, updates when it syncs.
+    #[serde(default)]
+    pub bytes_per_peer: f64,
+    /// Bytes of one update (8-bit) and of the model as f32, when there is a swarm model.
+    #[serde(default)]
+    pub update_bytes: Option<(usize, usize)>,
+    /// The swarm versions published, in order.
+    #[serde(default)]
+    pub versions: Vec<Lineage>,
+    /// Updates refused, by reason.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
+    /// Mean over peers of each family's curriculum level at the end (with a curriculum).
+    #[serde(default)]
+    pub final_levels: BTreeMap<Family, f32>,
 }
 
 /// Runs one configuration from `base` to the end; `progress` sees (round, mean reward) each round.
@@ -90,13 +184,31 @@ pub async fn run_arm(
         .map(|i| Peer::new(&format!("peer-{i}"), base.clone(), arm.rl.clone(), device, arm.seed * 1_000 + i as u64))
         .collect::<Result<Vec<_>, _>>()?;
     let mut bus = MemoryBus::default();
+    let sharing = arm.rl.external > 0;
+    let mut swarm = match &arm.swarm {
+        Some(sync) => Some(SwarmModel::new(params::flatten(base).await?, sync.outer.clone())),
+        None => None,
+    };
+    let mut compressors = vec![Compressor::default(); arm.peers];
+    let mut attack_rng = ChaCha8Rng::seed_from_u64(arm.seed ^ 0xa77ac);
+    let mut update_bytes = None;
+    let mut versions = Vec::new();
+    let (mut bytes_sent, mut heldout, mut heldout_final) = (0usize, Vec::new(), BTreeMap::new());
+    let heldout_base = match &arm.heldout {
+        Some((set, _)) => Some(mean_accuracy(&heldout_accuracy(base, &arm.rl.families, set, device).await?)),
+        None => None,
+    };
     let mut reward_per_round = Vec::with_capacity(arm.rounds as usize);
     let (mut cumulative, mut used_local, mut used_external) = (0.0, 0usize, 0usize);
     for round in 0..arm.rounds {
         let mut own = Vec::with_capacity(peers.len());
         for peer in &mut peers {
             let groups = peer.generate_round().await?;
-            bus.publish(groups.iter().map(|g| g.group.clone()));
+            if sharing {
+                let groups: Vec<_> = groups.iter().map(|g| g.group.clone()).collect();
+                bytes_sent += wire::encode(&Message::Rollouts { groups: groups.clone() }).map_or(0, |b| b.len());
+                bus.publish(groups);
+            }
             own.push(groups);
         }
         let mut total = 0.0;
@@ -107,6 +219,54 @@ pub async fn run_arm(
             used_external += stats.trained_external;
         }
         bus.next_round();
+        if let (Some(sync), Some(model)) = (&arm.swarm, swarm.as_mut())
+            && (round + 1) % sync.every == 0
+        {
+            let start = model.params().to_vec();
+            let hash = model.lineage().hash.clone();
+            for (i, peer) in peers.iter().enumerate() {
+                let mut delta = params::flatten(&peer.model()).await?;
+                delta.iter_mut().zip(&start).for_each(|(d, s)| *d -= s);
+                if let (0, Some(attack)) = (i, arm.attack) {
+                    attack.apply(&mut delta, &mut attack_rng);
+                }
+                let header =
+                    UpdateHeader { base: hash.clone(), peer: peer.name.clone(), rounds: sync.every as u32, params: 0 };
+                // A peer whose update holds NaN (a diverged policy) sends nothing this time.
+                let Ok(update) = compressors[i].compress(header, &delta) else { continue };
+                let len = update.encoded_len();
+                update_bytes = Some((len, start.len() * 4));
+                bytes_sent += len;
+                let _ = model.submit(&update, true);
+            }
+            if let Some(version) = model.step().version {
+                versions.push(version);
+            }
+            for peer in &mut peers {
+                peer.load_flat(model.params())?;
+            }
+        }
+        if let Some((set, every)) = &arm.heldout
+            && ((round + 1) % every == 0 || round + 1 == arm.rounds)
+        {
+            let accuracy = match &swarm {
+                Some(model) => {
+                    let version = params::load_flat(base.clone(), model.params())?;
+                    heldout_accuracy(&version, &arm.rl.families, set, device).await?
+                }
+                None => {
+                    let mut mean: BTreeMap<Family, f32> = BTreeMap::new();
+                    for peer in &peers {
+                        for (family, a) in heldout_accuracy(&peer.model(), &arm.rl.families, set, device).await? {
+                            *mean.entry(family).or_default() += a / peers.len() as f32;
+                        }
+                    }
+                    mean
+                }
+            };
+            heldout.push((round + 1, mean_accuracy(&accuracy)));
+            heldout_final = accuracy;
+        }
         cumulative += total;
         let mean = total / peers.len() as f32;
         reward_per_round.push(mean);
@@ -119,8 +279,17 @@ pub async fn run_arm(
             *final_accuracy.entry(family).or_default() += a / peers.len() as f32;
         }
     }
+    let mut final_levels: BTreeMap<Family, f32> = BTreeMap::new();
+    if arm.rl.curriculum.is_some() {
+        for peer in &peers {
+            for &family in &arm.rl.families {
+                *final_levels.entry(family).or_default() += f32::from(peer.level(family)) / peers.len() as f32;
+            }
+        }
+    }
     let peer_rounds = (arm.rounds as usize * peers.len()).max(1) as f32;
     Ok(ArmResult {
+        name: arm.name.clone(),
         local: arm.rl.local,
         external: arm.rl.external,
         seed: arm.seed,
@@ -130,5 +299,14 @@ pub async fn run_arm(
         external_used: used_external as f32 / peer_rounds,
         local_used: used_local as f32 / peer_rounds,
         dropped: bus.drops.total() + peers.iter().map(|p| p.untrainable).sum::<u64>(),
+        gain_over_base: heldout_base.map(|b| heldout.iter().map(|(_, a)| a - b).sum()),
+        heldout_base,
+        heldout,
+        heldout_final,
+        bytes_per_peer: bytes_sent as f64 / peers.len().max(1) as f64,
+        update_bytes,
+        versions,
+        refused: swarm.map(|m| m.refused().clone()).unwrap_or_default(),
+        final_levels,
     })
 }

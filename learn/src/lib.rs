@@ -56,6 +56,29 @@ pub struct RlConfig {
     pub learning_rate: f64,
     pub clip_low: f32,
     pub clip_high: f32,
+    /// Per-family levels that follow the peer's success rate; without it, levels are drawn
+    /// uniformly from `MIN_DIFFICULTY..=max_difficulty`.
+    #[serde(default)]
+    pub curriculum: Option<Curriculum>,
+}
+
+/// A curriculum: each family's level moves so that the peer's success rate on it stays in a band
+/// where groups carry signal (all-right and all-wrong groups teach GRPO nothing). The level is part
+/// of every question id, so receivers still regenerate and re-verify exactly what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Curriculum {
+    /// Below this success rate the family's level goes down one.
+    pub low: f32,
+    /// Above this it goes up one (up to `max_difficulty`).
+    pub high: f32,
+    /// Own completions of a family judged before its level may move again.
+    pub window: u32,
+}
+
+impl Default for Curriculum {
+    fn default() -> Self {
+        Self { low: 0.2, high: 0.8, window: 32 }
+    }
 }
 
 impl Default for RlConfig {
@@ -73,6 +96,7 @@ impl Default for RlConfig {
             learning_rate: 3e-4,
             clip_low: 0.2,
             clip_high: 0.28,
+            curriculum: None,
         }
     }
 }
@@ -94,6 +118,14 @@ impl RlConfig {
             ));
         }
         generate(self.families[0], self.max_difficulty, 0).map_err(|e| ModelError::InvalidBatch(e.to_string()))?;
+        if let Some(c) = &self.curriculum
+            && !(0.0 <= c.low && c.low < c.high && c.high <= 1.0 && c.window > 0)
+        {
+            return bad(format!(
+                "a curriculum band must have 0 <= low < high <= 1 and a window of at least one completion; got {}..{} over {}",
+                c.low, c.high, c.window
+            ));
+        }
         Ok(())
     }
 
@@ -144,6 +176,9 @@ pub struct Peer {
     /// Picked groups whose text the tokenizer could not encode, since the start (so no step could
     /// use them).
     pub untrainable: u64,
+    /// With a curriculum: each family's level, and (correct, judged) since it last moved.
+    levels: BTreeMap<Family, u8>,
+    judged: BTreeMap<Family, (u32, u32)>,
 }
 
 impl Peer {
@@ -161,7 +196,40 @@ impl Peer {
             round: 0,
             steps: 0,
             untrainable: 0,
+            levels: BTreeMap::new(),
+            judged: BTreeMap::new(),
         })
+    }
+
+    /// The level each family is asked at now (with a curriculum; otherwise levels are drawn).
+    pub fn level(&self, family: Family) -> u8 {
+        self.levels.get(&family).copied().unwrap_or(MIN_DIFFICULTY)
+    }
+
+    /// Moves the policy onto `flat` parameters (a new swarm version), keeping the optimiser.
+    pub fn load_flat(&mut self, flat: &[f32]) -> Result<(), ModelError> {
+        self.trainer.load_flat(flat)
+    }
+
+    /// Moves each family's level by its success rate (see [`Curriculum`]).
+    fn adapt(&mut self, correct: &BTreeMap<Family, (u32, u32)>) {
+        let Some(c) = self.config.curriculum else { return };
+        for (&family, &(right, asked)) in correct {
+            let judged = self.judged.entry(family).or_default();
+            judged.0 += right;
+            judged.1 += asked;
+            if judged.1 < c.window {
+                continue;
+            }
+            let rate = judged.0 as f32 / judged.1 as f32;
+            let level = self.levels.entry(family).or_insert(MIN_DIFFICULTY);
+            if rate > c.high && *level < self.config.max_difficulty {
+                *level += 1;
+            } else if rate < c.low && *level > MIN_DIFFICULTY {
+                *level -= 1;
+            }
+            *judged = (0, 0);
+        }
     }
 
     /// The policy as it is now.
@@ -181,7 +249,10 @@ impl Peer {
             .map(|i| {
                 let family = self.config.families
                     [(self.round as usize * self.config.questions_per_round + i) % self.config.families.len()];
-                let difficulty = self.rng.random_range(MIN_DIFFICULTY..=self.config.max_difficulty);
+                let difficulty = match self.config.curriculum {
+                    Some(_) => self.level(family),
+                    None => self.rng.random_range(MIN_DIFFICULTY..=self.config.max_difficulty),
+                };
                 let seed = self.rng.random_range(0..EVAL_SEED_BASE);
                 generate(family, difficulty, seed)
             })
@@ -272,6 +343,7 @@ impl Peer {
             loss,
             untrainable: self.untrainable - untrainable_before,
         };
+        self.adapt(&stats.correct);
         self.round += 1;
         Ok(stats)
     }
@@ -371,6 +443,42 @@ pub async fn evaluate(
         }
     }
     Ok(accuracy)
+}
+
+/// A fixed held-out set: every family at each of `levels`, `per_level` questions per level (seeds
+/// from [`EVAL_SEED_BASE`], which training never asks), answered greedily. The same set for every
+/// configuration of an experiment, so it measures the model, not the curriculum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub levels: Vec<u8>,
+    pub per_level: usize,
+}
+
+impl Default for HeldOut {
+    fn default() -> Self {
+        Self { levels: vec![1, 2, 3], per_level: 16 }
+    }
+}
+
+/// Accuracy per family on the held-out set (the mean over its levels).
+pub async fn heldout_accuracy(
+    model: &Model,
+    families: &[Family],
+    heldout: &HeldOut,
+    device: &Device,
+) -> Result<BTreeMap<Family, f32>, ModelError> {
+    let mut out: BTreeMap<Family, f32> = BTreeMap::new();
+    for &level in &heldout.levels {
+        for (family, a) in evaluate(model, families, level, heldout.per_level, device).await? {
+            *out.entry(family).or_default() += a / heldout.levels.len() as f32;
+        }
+    }
+    Ok(out)
+}
+
+/// The mean of per-family accuracies.
+pub fn mean_accuracy(accuracy: &BTreeMap<Family, f32>) -> f32 {
+    if accuracy.is_empty() { 0.0 } else { accuracy.values().sum::<f32>() / accuracy.len() as f32 }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

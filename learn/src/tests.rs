@@ -6,7 +6,9 @@ use tabswarm_model::ModelSize;
 use tabswarm_protocol::rollout::{DropCounts, DropReason, RolloutGroup, ScoredGroup, score_group};
 use tabswarm_protocol::tasks::{Family, QuestionId, SUITE_VERSION, generate};
 
-use super::experiment::{Arm, MemoryBus, run_arm};
+use tabswarm_aggregate::OuterConfig;
+
+use super::experiment::{Arm, Attack, MemoryBus, SwarmSync, run_arm};
 use super::*;
 
 fn scored(seed: u64, completions: &[&str]) -> ScoredGroup {
@@ -131,7 +133,14 @@ fn the_harness_runs_a_tiny_experiment() {
     let device = Device::flex();
     device.seed(2);
     let base = ModelSize::Tiny.config().init(&device).expect("model");
-    let arm = |local, external| Arm { peers: 2, rounds: 3, seed: 1, rl: tiny_rl(local, external), eval_per_family: 2 };
+    let arm = |local, external| Arm {
+        peers: 2,
+        rounds: 3,
+        seed: 1,
+        rl: tiny_rl(local, external),
+        eval_per_family: 2,
+        ..Arm::default()
+    };
     let alone = block_on(run_arm(&base, &arm(2, 0), &device, &mut |_, _| {})).expect("alone");
     let shared = block_on(run_arm(&base, &arm(1, 1), &device, &mut |_, _| {})).expect("shared");
     for result in [&alone, &shared] {
@@ -191,4 +200,130 @@ fn the_bus_scores_what_is_published_once_and_counts_refusals() {
     assert!(matches!(score_group(group(future)), Err(DropReason::UnknownQuestion { .. })));
     bus.next_round();
     assert!(bus.deliver().is_empty());
+}
+
+#[test]
+fn the_curriculum_moves_a_familys_level_with_its_success_rate() {
+    let device = Device::flex();
+    device.seed(7);
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    let curriculum = Curriculum { low: 0.2, high: 0.8, window: 4 };
+    let config =
+        RlConfig { families: vec![Family::Compare], max_difficulty: 3, curriculum: Some(curriculum), ..tiny_rl(1, 0) };
+    let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
+    assert_eq!(peer.level(Family::Compare), 1);
+    // Own groups of four completions, `right` of them correct, at the peer's current level.
+    let own = |peer: &Peer, seed, right: usize| {
+        let q = generate(Family::Compare, peer.level(Family::Compare), seed).expect("q");
+        let completions = (0..4).map(|i| if i < right { q.answer.clone() } else { "?".into() }).collect();
+        let (groups, _) = receive(vec![RolloutGroup {
+            question: q.id,
+            peer: "me".into(),
+            policy_version: 0,
+            completions,
+            rewards: vec![],
+        }]);
+        groups
+    };
+    // All right: one window (4 completions) later the level is up one, then up to the cap of 3.
+    for (seed, expected) in [(1, 2), (2, 3), (3, 3)] {
+        let groups = own(&peer, seed, 4);
+        block_on(peer.train_round(&groups, vec![])).expect("round");
+        assert_eq!(peer.level(Family::Compare), expected);
+    }
+    // Inside the band (2 of 4): it stays.
+    let groups = own(&peer, 4, 2);
+    block_on(peer.train_round(&groups, vec![])).expect("round");
+    assert_eq!(peer.level(Family::Compare), 3);
+    // All wrong: down one per window.
+    let groups = own(&peer, 5, 0);
+    block_on(peer.train_round(&groups, vec![])).expect("round");
+    assert_eq!(peer.level(Family::Compare), 2);
+    // The next round asks at that level, and the level is in every question id.
+    let asked = block_on(peer.generate_round()).expect("round");
+    assert!(asked.iter().all(|g| g.question.id.difficulty == 2), "{:?}", asked[0].question.id);
+    let bad = RlConfig { curriculum: Some(Curriculum { low: 0.9, high: 0.1, window: 4 }), ..tiny_rl(1, 0) };
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    let err = Peer::new("p", model, bad, &device, 1).expect_err("refused");
+    assert!(err.to_string().contains("curriculum band"), "{err}");
+}
+
+fn swarm_arm(peers: usize, rounds: u64, every: u64, attack: Option<Attack>) -> Arm {
+    Arm {
+        name: "meta".into(),
+        peers,
+        rounds,
+        seed: 3,
+        rl: tiny_rl(2, 0),
+        eval_per_family: 2,
+        swarm: Some(SwarmSync { every, outer: OuterConfig::default() }),
+        heldout: Some((HeldOut { levels: vec![1], per_level: 4 }, every)),
+        attack,
+    }
+}
+
+/// A base that answers `compare` in its shape after a few supervised steps, so RL groups carry
+/// signal and peers' updates are not zero.
+fn warm_base(device: &Device) -> tabswarm_model::Model {
+    let config = crate::pretrain::PretrainConfig {
+        families: vec![Family::Compare, Family::Add],
+        batch: 16,
+        max_steps: 40,
+        eval_every: 40,
+        eval_per_family: 2,
+        target_accuracy: 2.0,
+        ..Default::default()
+    };
+    block_on(crate::pretrain::pretrain(&ModelSize::Tiny.config(), &config, device, &mut |_, _, _| {})).expect("warm").0
+}
+
+/// The swarm model in the harness: every `every` rounds the peers' updates make one version, with
+/// its lineage, and every peer continues from it.
+#[test]
+fn the_harness_feeds_a_swarm_model_and_peers_follow_its_versions() {
+    let device = Device::flex();
+    let base = warm_base(&device);
+    let result = block_on(run_arm(&base, &swarm_arm(3, 4, 2, None), &device, &mut |_, _| {})).expect("run");
+    assert_eq!(result.versions.len(), 2, "{:?}", result.versions);
+    let base_hash = tabswarm_aggregate::params_hash(&block_on(tabswarm_model::params::flatten(&base)).expect("flat"));
+    assert_eq!(result.versions[0].parent.as_deref(), Some(base_hash.as_str()));
+    assert_eq!(result.versions[1].parent.as_deref(), Some(result.versions[0].hash.as_str()));
+    assert_eq!(result.versions.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
+    for v in &result.versions {
+        assert_eq!(v.contributors, ["peer-0", "peer-1", "peer-2"]);
+    }
+    // Evaluated at rounds 2 and 4 (the syncs), against the base first.
+    assert_eq!(result.heldout.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4]);
+    assert!(result.heldout_base.is_some() && result.gain_over_base.is_some());
+    // 8-bit updates: a byte per parameter plus a 4-byte scale per 64 (≈ 1.07 of the model's f32
+    // size / 4), every sync, from every peer.
+    let (update, model) = result.update_bytes.expect("sizes");
+    let quarter = model as f64 / 4.0;
+    assert!(
+        update as f64 >= quarter && (update as f64) <= quarter * 1.07 + 512.0,
+        "update {update} B, model {model} B"
+    );
+    assert!((result.bytes_per_peer - 2.0 * update as f64).abs() < 1.0, "{}", result.bytes_per_peer);
+    assert!(result.refused.is_empty(), "{:?}", result.refused);
+}
+
+/// One attacker in eight, at every sync: a scaled update is refused as an outlier, a sign-flipped
+/// one as pulling against the swarm, so the swarm model ends exactly where it ends without it (the
+/// attacker's own honest work is lost, so its seven partners' average decides).
+#[test]
+fn an_attacker_among_eight_is_refused_at_every_sync() {
+    let device = Device::flex();
+    let base = warm_base(&device);
+    let clean = block_on(run_arm(&base, &swarm_arm(8, 4, 2, None), &device, &mut |_, _| {})).expect("clean");
+    for (attack, reason) in [(Attack::Scale(100.0), "norm_outlier"), (Attack::SignFlip, "opposes_swarm")] {
+        let attacked =
+            block_on(run_arm(&base, &swarm_arm(8, 4, 2, Some(attack)), &device, &mut |_, _| {})).expect("attacked");
+        assert_eq!(attacked.refused.get(reason), Some(&2), "{attack:?}: {:?}", attacked.refused);
+        assert_eq!(attacked.refused.values().sum::<u64>(), 2, "honest updates refused: {:?}", attacked.refused);
+        for v in &attacked.versions {
+            assert!(!v.contributors.contains(&"peer-0".to_string()) && v.updates == 7, "{v:?}");
+        }
+        let (a, c) = (attacked.heldout.last().expect("ok").1, clean.heldout.last().expect("ok").1);
+        assert!((a - c).abs() <= 0.1, "{attack:?}: held-out {a} against {c} without the attacker");
+    }
 }

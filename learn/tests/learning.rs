@@ -79,6 +79,7 @@ fn a_short_rl_run_beats_its_warm_start() {
             ..RlConfig::default()
         },
         eval_per_family: 8,
+        ..Arm::default()
     };
     let result = block_on(run_arm(&base, &arm, &device, &mut |_, _| {})).expect("RL run");
     let mean = |rounds: &[f32]| rounds.iter().sum::<f32>() / rounds.len() as f32;

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod generate;
 pub mod grpo;
+pub mod params;
 pub mod tokenizer;
 pub mod train;
 pub mod transformer;

@@ -239,6 +239,51 @@ fn overfits_a_tiny_batch_on_wgpu() {
 }
 
 #[test]
+fn flat_parameters_round_trip_into_another_model() {
+    let device = cpu();
+    let a = model_on(&device, 21);
+    let b = model_on(&device, 22);
+    let flat = block_on(params::flatten(&a)).expect("flatten");
+    assert_eq!(flat.len(), a.num_params());
+    assert_ne!(flat, block_on(params::flatten(&b)).expect("flatten"));
+    let loaded = params::load_flat(b, &flat).expect("load");
+    assert_eq!(block_on(params::flatten(&loaded)).expect("flatten"), flat);
+    let rows = [vec![BOS, 4, 5, 6, 7]];
+    assert_eq!(logits_of(&a, &rows, &device), logits_of(&loaded, &rows, &device));
+    let err = params::load_flat(loaded, &flat[1..]).expect_err("one value short");
+    assert!(err.to_string().contains(&format!("{} values", flat.len() - 1)), "{err}");
+}
+
+#[test]
+fn a_trainer_moved_onto_new_parameters_keeps_its_optimiser_state() {
+    // After a step on batch A and load_flat, a step on batch B differs from a fresh optimiser's
+    // step on B: Adam's moments still hold A's gradient (they stayed attached to the parameter
+    // ids). (With the same batch twice the two would agree: Adam's bias-corrected step on a
+    // repeated gradient equals its first.)
+    let device = cpu();
+    let (seq, prompt_len) = example("9-2=", "7");
+    let (other, other_len) = example("r:abc=", "cba");
+    let first = TokenBatch::policy(vec![other], &[other_len], &[-1.0]).expect("batch");
+    let batch = TokenBatch::policy(vec![seq.clone()], &[prompt_len], &[1.0]).expect("batch");
+    let config = TrainConfig { learning_rate: 1e-2, ..TrainConfig::default() };
+    // One model for both trainers: the CPU backend's seed is process-wide, so two inits with the
+    // same seed can differ while other tests run.
+    let model = model_on(&device, 23);
+    let start = block_on(params::flatten(&model)).expect("flatten");
+    let mut trained = Trainer::new(model.clone(), config.clone(), &device);
+    block_on(trained.step(&first)).expect("step");
+    trained.load_flat(&start).expect("load");
+    assert_eq!(block_on(params::flatten(&trained.inference_model())).expect("flatten"), start);
+    block_on(trained.step(&batch)).expect("step");
+    let mut fresh = Trainer::new(model, config, &device);
+    block_on(fresh.step(&batch)).expect("step");
+    let with_history = block_on(params::flatten(&trained.inference_model())).expect("flatten");
+    let without = block_on(params::flatten(&fresh.inference_model())).expect("flatten");
+    assert!(max_diff(&with_history, &without) > 1e-4, "the optimiser state was lost");
+    assert!(trained.load_flat(&start[..10]).is_err());
+}
+
+#[test]
 fn checkpoint_round_trip_gives_identical_logits() {
     let device = cpu();
     let config = tiny_config();

@@ -94,6 +94,14 @@ impl Trainer {
         Ok(StepStats { loss, trained_tokens: batch.completion_tokens() })
     }
 
+    /// Replaces the parameters with `flat` ([`crate::params`] order), keeping the optimiser's
+    /// state: how a peer moves onto a new swarm version and trains on (DiLoCo's inner optimiser
+    /// persists across outer steps). A vector of the wrong length is refused and nothing changes.
+    pub fn load_flat(&mut self, flat: &[f32]) -> Result<(), ModelError> {
+        self.model = crate::params::load_flat(self.model.clone(), flat)?;
+        Ok(())
+    }
+
     /// The autodiff device this trainer runs on (where a KL reference model must live).
     pub fn device(&self) -> &Device {
         &self.device

@@ -16,10 +16,11 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
-use tabswarm_learn::experiment::{Arm, ArmResult, run_arm, summary};
+use tabswarm_aggregate::{OuterConfig, Rule};
+use tabswarm_learn::experiment::{Arm, ArmResult, Attack, SwarmSync, run_arm, summary};
 use tabswarm_learn::pretrain::{PretrainConfig, pretrain};
 use tabswarm_learn::run::Backend;
-use tabswarm_learn::{RlConfig, Selection};
+use tabswarm_learn::{Curriculum, HeldOut, RlConfig, Selection};
 use tabswarm_model::{ModelSize, checkpoint};
 use tabswarm_protocol::tasks::Family;
 
@@ -133,6 +134,38 @@ enum Command {
         /// Comma-separated task families (default: all).
         #[arg(long, value_delimiter = ',')]
         families: Vec<Family>,
+        /// Named configurations instead of --splits: solo (8/0), sapo (4/4), meta (8/0 + the swarm
+        /// model), sapo+meta (4/4 + the swarm model). Judged on a held-out set; writes
+        /// <out>.json (summary), <out>-runs.json (every run), <out>.md and <out>.svg.
+        #[arg(long, value_delimiter = ',')]
+        configs: Vec<String>,
+        /// Rounds between swarm-model syncs (H).
+        #[arg(long, default_value_t = 10)]
+        sync_every: u64,
+        /// How the swarm model aggregates updates.
+        #[arg(long, value_enum, default_value = "clipped-mean")]
+        rule: RuleArg,
+        /// Outer learning rate (DiLoCo: 0.7).
+        #[arg(long, default_value_t = 0.7)]
+        outer_lr: f32,
+        /// Outer Nesterov momentum (DiLoCo: 0.9).
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f32,
+        /// Evaluate the held-out set every this many rounds.
+        #[arg(long, default_value_t = 10)]
+        eval_every: u64,
+        /// Levels of the held-out set (every family at each).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        heldout_levels: Vec<u8>,
+        /// Held-out questions per family and level.
+        #[arg(long, default_value_t = 16)]
+        heldout_per_level: usize,
+        /// Adapt each family's level to keep the success rate in 20–80 % (up to --max-difficulty).
+        #[arg(long)]
+        curriculum: bool,
+        /// Make peer 0 attack the swarm model: scale:<k>, sign-flip or random.
+        #[arg(long)]
+        attack: Option<String>,
     },
     /// Rewrite the table and plot of an earlier `experiment` from its JSON.
     Report {
@@ -143,6 +176,38 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RuleArg {
+    Mean,
+    ClippedMean,
+    TrimmedMean,
+    Median,
+}
+
+impl RuleArg {
+    fn rule(self) -> Rule {
+        match self {
+            Self::Mean => Rule::Mean,
+            Self::ClippedMean => Rule::ClippedMean { multiplier: 2.0 },
+            Self::TrimmedMean => Rule::TrimmedMean { trim: 1 },
+            Self::Median => Rule::Median,
+        }
+    }
+}
+
+fn parse_attack(text: &str) -> Result<Attack, String> {
+    match text {
+        "sign-flip" => Ok(Attack::SignFlip),
+        "random" => Ok(Attack::Random),
+        _ => text
+            .strip_prefix("scale:")
+            .and_then(|k| k.parse::<f32>().ok())
+            .filter(|k| k.is_finite())
+            .map(Attack::Scale)
+            .ok_or_else(|| format!("--attack {text:?}: expected scale:<factor>, sign-flip or random")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -173,6 +238,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The file name of `path` without its extension.
+fn stem(path: &std::path::Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into())
 }
 
 fn parse_split(split: &str) -> Result<(usize, usize), String> {
@@ -261,6 +331,16 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             backend,
             families,
+            configs,
+            sync_every,
+            rule,
+            outer_lr,
+            momentum,
+            eval_every,
+            heldout_levels,
+            heldout_per_level,
+            curriculum,
+            attack,
         } => {
             let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
             let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
@@ -269,6 +349,67 @@ fn run(cli: Cli) -> Result<(), String> {
                 SelectionArg::Uniform => Selection::Uniform,
                 SelectionArg::PreferSignal => Selection::PreferSignal,
             };
+            if !configs.is_empty() {
+                let attack = attack.as_deref().map(parse_attack).transpose()?;
+                if sync_every == 0 || eval_every == 0 {
+                    return Err("--sync-every and --eval-every must be at least 1".into());
+                }
+                let outer = OuterConfig { rule: rule.rule(), outer_lr, momentum, ..OuterConfig::default() };
+                let heldout = HeldOut { levels: heldout_levels, per_level: heldout_per_level };
+                let mut arms = Vec::new();
+                for &seed in &seeds {
+                    for name in &configs {
+                        let ((local, external), meta) = match name.as_str() {
+                            "solo" => ((8, 0), false),
+                            "sapo" => ((4, 4), false),
+                            "meta" => ((8, 0), true),
+                            "sapo+meta" => ((4, 4), true),
+                            other => {
+                                return Err(format!("--configs {other:?}: expected solo, sapo, meta or sapo+meta"));
+                            }
+                        };
+                        let rl = RlConfig {
+                            families: families.clone(),
+                            questions_per_round: 8,
+                            group_size,
+                            max_difficulty,
+                            local,
+                            external,
+                            learning_rate,
+                            selection,
+                            groups_per_step,
+                            curriculum: curriculum.then(Curriculum::default),
+                            ..RlConfig::default()
+                        };
+                        rl.validate().map_err(|e| e.to_string())?;
+                        arms.push(Arm {
+                            name: name.clone(),
+                            peers,
+                            rounds,
+                            seed,
+                            rl,
+                            eval_per_family: 32,
+                            swarm: meta.then(|| SwarmSync { every: sync_every, outer: outer.clone() }),
+                            heldout: Some((heldout.clone(), eval_every)),
+                            attack: if meta { attack } else { None },
+                        });
+                    }
+                }
+                let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
+                let write = |path: PathBuf, text: String| {
+                    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+                };
+                let runs = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+                write(out.with_file_name(format!("{}-runs.json", stem(&out))), runs)?;
+                let summaries = summary::configs(&results);
+                let json = serde_json::json!({ "configs": summaries, "join": null });
+                write(out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
+                let table = summary::swarm_markdown(&summaries, &families);
+                write(out.with_extension("md"), table.clone())?;
+                write(out.with_extension("svg"), summary::heldout_svg(&results))?;
+                println!("{table}");
+                return Ok(());
+            }
             let mut arms = Vec::new();
             for &seed in &seeds {
                 for &(local, external) in &splits {
@@ -284,7 +425,15 @@ fn run(cli: Cli) -> Result<(), String> {
                         groups_per_step,
                         ..RlConfig::default()
                     };
-                    arms.push(Arm { peers, rounds, seed, rl, eval_per_family: 32 });
+                    arms.push(Arm {
+                        name: format!("{local}/{external}"),
+                        peers,
+                        rounds,
+                        seed,
+                        rl,
+                        eval_per_family: 32,
+                        ..Arm::default()
+                    });
                 }
             }
             let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
@@ -310,7 +459,7 @@ fn run_parallel(base: &[u8], arms: Vec<Arm>, threads: usize, backend: BackendArg
                     let device = device(backend);
                     let outcome =
                         checkpoint::load(base, None, &device).map_err(|e| e.to_string()).and_then(|(model, _)| {
-                            let label = format!("{}/{} seed {}", arm.rl.local, arm.rl.external, arm.seed);
+                            let label = format!("{} seed {}", arm.name, arm.seed);
                             pollster::block_on(run_arm(&model, &arm, &device, &mut |round, reward| {
                                 if (round + 1) % 10 == 0 {
                                     eprintln!(

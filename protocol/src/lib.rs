@@ -3,9 +3,10 @@
 //! This crate owns the shared vocabulary of the swarm: the protocol version and `/healthz` body,
 //! the endpoints' JSON ([`api`]), checkpoint framing ([`checkpoint`]), the verifiable task suite
 //! ([`tasks`]), rollout groups and the receiver's checks ([`rollout`]), the gossip wire format
-//! ([`wire`]) and gossipsub settings (`gossip`, feature `gossip`), and the EIP-712 peer binding
-//! ([`identity`]). It holds data types and pure functions only: no I/O, no async, no GPU, so it
-//! builds everywhere the client and the relay do, and depends on no other crate of the workspace.
+//! ([`wire`]) and gossipsub settings (`gossip`, feature `gossip`), the swarm model's 8-bit updates
+//! and version names ([`update`]), and the EIP-712 peer binding ([`identity`]). It holds data
+//! types and pure functions only: no I/O, no async, no GPU, so it builds everywhere the client and
+//! the relay do, and depends on no other crate of the workspace.
 
 pub mod api;
 pub mod checkpoint;
@@ -14,6 +15,7 @@ pub mod gossip;
 pub mod identity;
 pub mod rollout;
 pub mod tasks;
+pub mod update;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};

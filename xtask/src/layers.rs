@@ -7,15 +7,20 @@ pub const LAYERS: &[(&str, &str, &[&str])] = &[
     ("protocol", "tabswarm-protocol", &[]),
     ("kernels", "tabswarm-kernels", &[]),
     ("model", "tabswarm-model", &["tabswarm-kernels", "tabswarm-protocol"]),
-    ("learn", "tabswarm-learn", &["tabswarm-model", "tabswarm-protocol"]),
+    ("aggregate", "tabswarm-aggregate", &["tabswarm-protocol"]),
+    ("learn", "tabswarm-learn", &["tabswarm-model", "tabswarm-aggregate", "tabswarm-protocol"]),
     ("net", "tabswarm-net", &["tabswarm-protocol"]),
     (
         "wasm-client",
         "tabswarm-client",
         &["tabswarm-kernels", "tabswarm-protocol", "tabswarm-model", "tabswarm-learn", "tabswarm-net"],
     ),
-    ("peer", "tabswarm-peer", &["tabswarm-protocol", "tabswarm-model", "tabswarm-learn", "tabswarm-net"]),
-    ("relay", "tabswarm-relay", &["tabswarm-protocol", "tabswarm-devchain"]),
+    (
+        "peer",
+        "tabswarm-peer",
+        &["tabswarm-protocol", "tabswarm-model", "tabswarm-aggregate", "tabswarm-learn", "tabswarm-net"],
+    ),
+    ("relay", "tabswarm-relay", &["tabswarm-protocol", "tabswarm-aggregate", "tabswarm-devchain"]),
     ("devchain", "tabswarm-devchain", &[]),
     ("xtask", "xtask", &["tabswarm-e2e", "tabswarm-devchain"]),
 ];

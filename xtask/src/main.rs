@@ -307,6 +307,8 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
             "-p",
             "tabswarm-learn",
             "-p",
+            "tabswarm-aggregate",
+            "-p",
             "tabswarm-model",
             "-p",
             "tabswarm-kernels",
