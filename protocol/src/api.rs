@@ -49,6 +49,9 @@ pub struct SwarmStats {
     pub duplicates: u64,
     /// Peers currently graylisted (their score under the graylist threshold).
     pub graylisted: usize,
+    /// Swarm-model updates refused since start, by reason (`tabswarm_aggregate::Refusal::kind`).
+    #[serde(default)]
+    pub updates_refused: BTreeMap<String, u64>,
 }
 
 /// One row of `GET /api/leaderboard`: a wallet and what its peers contributed, as the relay's
@@ -110,6 +113,9 @@ pub struct PeerRecord {
     pub rollouts: u64,
     pub rounds: Vec<RoundRecord>,
     pub rejections: Vec<RejectionRecord>,
+    /// Swarm-model updates of this peer the relay accepted (credited to its wallet).
+    #[serde(default)]
+    pub model_updates: u64,
 }
 
 /// A peer's registration as the `SwarmRegistry` contract reports it (`ownerOf`).
@@ -137,4 +143,45 @@ pub struct BindingAccepted {
 pub struct ApiError {
     pub error: String,
     pub message: String,
+}
+
+/// `GET /api/model`: the swarm model as this relay has it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    /// The current version's name (SHA-256 of its parameters as little-endian f32).
+    pub hash: String,
+    /// 0 for the base, one more per outer step.
+    pub number: u64,
+    pub parent: Option<String>,
+    /// Peers whose updates made it.
+    pub contributors: Vec<String>,
+    pub updates: u32,
+    /// Where the checkpoint of this version lives (immutable).
+    pub url: String,
+    /// Size of that checkpoint file.
+    pub bytes: usize,
+    /// Greedy accuracy per family on the relay's held-out questions (which no peer trains on);
+    /// absent until the relay has evaluated this version.
+    pub accuracy: BTreeMap<crate::tasks::Family, f32>,
+    /// The held-out set, in words.
+    pub heldout: String,
+    /// Rounds a peer trains between two updates (H).
+    pub sync_every: u32,
+    /// Updates the relay waits for before it takes an outer step.
+    pub min_updates: usize,
+    /// Updates waiting for the next step.
+    pub pending: usize,
+    /// Recent versions the relay still serves (newest first), for peers catching up.
+    pub recent: Vec<String>,
+}
+
+/// `POST /api/model/updates` answer: the update is kept for the next outer step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateAccepted {
+    /// The version the update is for.
+    pub version: String,
+    /// Updates now waiting for the step.
+    pub pending: usize,
 }

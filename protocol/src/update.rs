@@ -77,6 +77,12 @@ pub enum UpdateError {
     BadScale { block: usize },
     #[error("a value to compress is NaN or infinite (index {index})")]
     NonFinite { index: usize },
+    #[error("signed model update is malformed: {0}")]
+    BadEnvelope(String),
+    #[error("the update's signing key belongs to {key_peer}, but the update names {peer}")]
+    PeerMismatch { key_peer: String, peer: String },
+    #[error("the signature of peer {peer} over the update does not verify")]
+    BadSignature { peer: String },
 }
 
 impl UpdateError {
@@ -87,6 +93,9 @@ impl UpdateError {
             UpdateError::Truncated(_) | UpdateError::BadHeader(_) | UpdateError::WrongLength { .. } => "malformed",
             UpdateError::TooLarge { .. } => "over_size",
             UpdateError::BadScale { .. } | UpdateError::NonFinite { .. } => "non_finite",
+            UpdateError::BadEnvelope(_) | UpdateError::PeerMismatch { .. } | UpdateError::BadSignature { .. } => {
+                "bad_signature"
+            }
         }
     }
 }
@@ -185,6 +194,73 @@ impl ModelUpdate {
     }
 }
 
+/// First bytes of a signed update (what a peer posts to its relay).
+pub const SIGNED_MAGIC: &[u8; 8] = b"TSWMSUPD";
+/// What the peer key signs: this context, then the SHA-256 of the encoded update.
+pub const UPDATE_SIGNATURE_CONTEXT: &[u8] = b"tabswarm model update v1\n";
+
+fn signing_message(encoded: &[u8]) -> Vec<u8> {
+    [UPDATE_SIGNATURE_CONTEXT, Sha256::digest(encoded).as_slice()].concat()
+}
+
+/// `update` signed with the peer's key: magic, key length (u32 LE), the protobuf public key,
+/// signature length (u32 LE), the signature, then the encoded update. The update must name the
+/// key's peer id.
+pub fn sign(update: &ModelUpdate, key: &libp2p_identity::Keypair) -> Result<Vec<u8>, UpdateError> {
+    let key_peer = key.public().to_peer_id().to_string();
+    if key_peer != update.header.peer {
+        return Err(UpdateError::PeerMismatch { key_peer, peer: update.header.peer.clone() });
+    }
+    let encoded = update.encode();
+    let signature = key.sign(&signing_message(&encoded)).map_err(|e| UpdateError::BadEnvelope(e.to_string()))?;
+    let public = key.public().encode_protobuf();
+    let mut out = Vec::with_capacity(16 + public.len() + signature.len() + encoded.len());
+    out.extend_from_slice(SIGNED_MAGIC);
+    out.extend_from_slice(&(public.len() as u32).to_le_bytes());
+    out.extend_from_slice(&public);
+    out.extend_from_slice(&(signature.len() as u32).to_le_bytes());
+    out.extend_from_slice(&signature);
+    out.extend_from_slice(&encoded);
+    Ok(out)
+}
+
+/// Checks a [`sign`]ed update: the envelope, that the key is the named peer's, the signature, then
+/// the update itself ([`ModelUpdate::decode`]).
+pub fn verify_signed(bytes: &[u8]) -> Result<ModelUpdate, UpdateError> {
+    if bytes.len() < SIGNED_MAGIC.len() || &bytes[..SIGNED_MAGIC.len()] != SIGNED_MAGIC {
+        return Err(UpdateError::BadEnvelope(format!("it does not start with {SIGNED_MAGIC:?}")));
+    }
+    let mut at = SIGNED_MAGIC.len();
+    let mut field = |what: &str| -> Result<&[u8], UpdateError> {
+        let len = bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| UpdateError::BadEnvelope(format!("it ends before the {what}'s length")))?;
+        if len > 1024 {
+            return Err(UpdateError::BadEnvelope(format!("a {what} of {len} bytes is too long")));
+        }
+        let value = bytes
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| UpdateError::BadEnvelope(format!("it ends inside the {what}")))?;
+        at += 4 + len;
+        Ok(value)
+    };
+    let public = field("key")?;
+    let signature = field("signature")?.to_vec();
+    let encoded = &bytes[at..];
+    let key = libp2p_identity::PublicKey::try_decode_protobuf(public)
+        .map_err(|e| UpdateError::BadEnvelope(format!("the key is not a libp2p public key: {e}")))?;
+    let update = ModelUpdate::decode(encoded)?;
+    let key_peer = key.to_peer_id().to_string();
+    if key_peer != update.header.peer {
+        return Err(UpdateError::PeerMismatch { key_peer, peer: update.header.peer });
+    }
+    if !key.verify(&signing_message(encoded), &signature) {
+        return Err(UpdateError::BadSignature { peer: update.header.peer });
+    }
+    Ok(update)
+}
+
 /// Where a swarm version comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lineage {
@@ -279,6 +355,36 @@ mod tests {
         let mut garbled = good;
         garbled[16] = b'#';
         assert!(matches!(ModelUpdate::decode(&garbled), Err(UpdateError::BadHeader(_))));
+    }
+
+    #[test]
+    fn a_signed_update_verifies_and_tampering_is_refused() {
+        let key = libp2p_identity::Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id().to_string();
+        let update =
+            ModelUpdate::compress(UpdateHeader { peer: peer.clone(), ..header() }, &[0.5, -0.25, 1.0]).expect("ok");
+        let signed = sign(&update, &key).expect("signed");
+        assert_eq!(verify_signed(&signed).expect("verifies"), update);
+        // A flipped value byte (the last byte of the update).
+        let mut tampered = signed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(verify_signed(&tampered), Err(UpdateError::BadSignature { peer: peer.clone() }));
+        // Someone else's key cannot sign for this peer, nor this key for another peer.
+        let other = libp2p_identity::Keypair::generate_ed25519();
+        assert!(matches!(sign(&update, &other), Err(UpdateError::PeerMismatch { .. })));
+        let mut forged = SIGNED_MAGIC.to_vec();
+        let public = other.public().encode_protobuf();
+        let encoded = update.encode();
+        let signature = other.sign(&signing_message(&encoded)).expect("sign");
+        forged.extend((public.len() as u32).to_le_bytes());
+        forged.extend(public);
+        forged.extend((signature.len() as u32).to_le_bytes());
+        forged.extend(signature);
+        forged.extend(encoded);
+        assert!(matches!(verify_signed(&forged), Err(UpdateError::PeerMismatch { .. })));
+        assert_eq!(verify_signed(&signed[..20]).expect_err("short").kind(), "bad_signature");
+        assert_eq!(verify_signed(&update.encode()).expect_err("unsigned").kind(), "bad_signature");
     }
 
     #[test]

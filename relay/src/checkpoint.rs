@@ -51,34 +51,48 @@ impl BaseCheckpoint {
         &self.info
     }
 
+    /// The file's bytes (shared, not copied).
+    pub fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
     /// The bytes as a response (`304` when `If-None-Match` names them); `immutable` for the URL
     /// named by the hash, which never changes.
     pub(crate) fn respond(&self, headers: &HeaderMap, immutable: bool) -> Response {
-        let etag = format!("\"{}\"", self.info.sha256);
-        let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
-        let matches = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
-        let mut response = if matches {
-            StatusCode::NOT_MODIFIED.into_response()
-        } else {
-            let file = format!("attachment; filename=\"tabswarm-base-{}.tswm\"", &self.info.sha256[..12]);
-            let mut response = self.bytes.clone().into_response();
-            let h = response.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            if let Ok(value) = HeaderValue::from_str(&file) {
-                h.insert(header::CONTENT_DISPOSITION, value);
-            }
-            response
-        };
-        let h = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&etag) {
-            h.insert(header::ETAG, value);
-        }
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-        response
+        respond(&self.bytes, &self.info.sha256, "base", headers, immutable)
     }
+}
+
+/// A swarm-model version's checkpoint under its hash (immutable).
+pub(crate) fn respond_immutable(bytes: Bytes, hash: &str, headers: &HeaderMap) -> Response {
+    respond(&bytes, hash, "model", headers, true)
+}
+
+fn respond(bytes: &Bytes, hash: &str, name: &str, headers: &HeaderMap, immutable: bool) -> Response {
+    let etag = format!("\"{hash}\"");
+    let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let file = format!("attachment; filename=\"tabswarm-{name}-{}.tswm\"", &hash[..hash.len().min(12)]);
+        let mut response = bytes.clone().into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        if let Ok(value) = HeaderValue::from_str(&file) {
+            h.insert(header::CONTENT_DISPOSITION, value);
+        }
+        response
+    };
+    let h = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, value);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub enum StartError {
     /// The registry on chain is unusable as configured.
     #[error("chain: {0}")]
     Chain(String),
+    /// The swarm model's folder or its stored versions cannot be used.
+    #[error("swarm model in {0}")]
+    Model(String),
     /// The libp2p swarm could not be set up or could not listen.
     #[error("swarm: {0}")]
     Swarm(String),

@@ -25,6 +25,7 @@ use tabswarm_protocol::identity::BindingDomain;
 
 mod checkpoint;
 pub mod identity;
+mod model;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
 /// (plus `wasm-unsafe-eval`, which compiling WebAssembly requires), our own worker, no inline code,
@@ -32,6 +33,9 @@ pub mod identity;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
 worker-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
 base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The largest update body the relay reads (a model of 16 M parameters at 8 bits, with scales).
+pub const MAX_UPDATE_BODY: usize = 18 * 1024 * 1024;
 
 /// Requests taking longer than this are answered 408 so a stuck client cannot hold a slot.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,6 +54,8 @@ pub struct AppState {
     pub domain: BindingDomain,
     /// The registry on chain, when the relay was given `--rpc-url` and `--registry`.
     pub chain: Option<crate::chain::Chain>,
+    /// The swarm model (with a base checkpoint).
+    pub model: Option<crate::model::ModelStore>,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
@@ -75,6 +81,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/checkpoint/base.json", get(checkpoint::base_info))
         .route("/api/checkpoint/base", get(checkpoint::base_bytes))
         .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash))
+        .route("/api/model", get(model::info))
+        .route(
+            "/api/model/updates",
+            post(model::post_update).layer(axum::extract::DefaultBodyLimit::max(MAX_UPDATE_BODY)),
+        )
         .route("/", get(asset))
         .route("/{*path}", get(asset))
         .with_state(state);
@@ -102,9 +113,13 @@ async fn bootstrap(State(state): State<AppState>) -> Result<Json<Bootstrap>, Htt
     Ok(Json(swarm_of(&state)?.bootstrap().await.map_err(|_| HttpError::SwarmUnavailable)?))
 }
 
-/// Peers, relays, rollouts per minute, rejections by reason.
+/// Peers, relays, rollouts per minute, rejections by reason, refused model updates by reason.
 async fn swarm_stats(State(state): State<AppState>) -> Result<Json<SwarmStats>, HttpError> {
-    Ok(Json(swarm_of(&state)?.stats().await.map_err(|_| HttpError::SwarmUnavailable)?))
+    let mut stats = swarm_of(&state)?.stats().await.map_err(|_| HttpError::SwarmUnavailable)?;
+    if let Some(model) = &state.model {
+        stats.updates_refused = model.refused();
+    }
+    Ok(Json(stats))
 }
 
 /// Prometheus text exposition.

@@ -31,8 +31,9 @@ pub const MAX_REJECTIONS: i64 = 100_000;
 pub const LEADERBOARD_ROWS: usize = 100;
 
 /// The schema, one migration per step; never edit a released step, append a new one.
-pub const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE bindings (
+pub const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE bindings (
         peer_id      TEXT PRIMARY KEY,
         address      TEXT NOT NULL,
         nonce        TEXT NOT NULL,
@@ -73,7 +74,19 @@ pub const MIGRATIONS: &[M<'static>] = &[M::up(
         tx       TEXT NOT NULL,
         at       INTEGER NOT NULL
     );",
-)];
+    ),
+    M::up(
+        // Swarm-model updates the relay took into a version, credited to the sender's wallet.
+        "CREATE TABLE model_updates (
+        version  TEXT NOT NULL,
+        peer_id  TEXT NOT NULL,
+        address  TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (version, peer_id)
+    );
+    CREATE INDEX model_updates_by_address ON model_updates(address);",
+    ),
+];
 
 /// Why the ledger could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +315,20 @@ impl Ledger {
         Ok(address)
     }
 
+    /// Credits `peer_id`'s wallet with an update to swarm version `version` (the version it was
+    /// made against). Refused, with nothing written, when the peer is not bound at `now`; a second
+    /// update for the same version is not counted twice.
+    pub fn record_update(&self, version: &str, peer_id: &str, now: u64) -> Result<Address, Unattributed> {
+        let address = self.address_of(peer_id, now)?;
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO model_updates (version, peer_id, address, at) VALUES (?1, ?2, ?3, ?4)",
+                params![version, peer_id, address.to_checksum(None), now],
+            )
+            .map_err(|e| Unattributed::Storage(e.to_string()))?;
+        Ok(address)
+    }
+
     /// Notes a refused item (binding, message, contribution) with its reason. Never fails the
     /// caller: a refusal that cannot be logged is traced instead.
     pub fn reject(&self, peer_id: Option<&str>, kind: &str, reason: &str, now: u64) {
@@ -383,7 +410,10 @@ impl Ledger {
             .map_err(storage)?
             .collect::<Result<_, _>>()
             .map_err(storage)?;
-        if binding.is_none() && rounds.is_empty() && rejections.is_empty() {
+        let updates: u64 = conn
+            .query_row("SELECT COUNT(*) FROM model_updates WHERE peer_id = ?1", [peer_id], |r| r.get(0))
+            .map_err(storage)?;
+        if binding.is_none() && rounds.is_empty() && rejections.is_empty() && updates == 0 {
             return Ok(None);
         }
         let (reward, rollouts) = rounds.iter().fold((0.0, 0), |(r, n), round| (r + round.reward, n + round.rollouts));
@@ -402,6 +432,7 @@ impl Ledger {
             rollouts,
             rounds,
             rejections,
+            model_updates: updates,
         }))
     }
 

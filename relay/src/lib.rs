@@ -6,6 +6,8 @@
 //! `/api/swarm` and `/metrics` over HTTP. [`ledger`] keeps who is bound to which wallet and what each
 //! contributed (`POST /api/bindings`, `/api/leaderboard`, `/api/peer/<id>`), and [`chain`] records
 //! bindings and round totals in the `SwarmRegistry` contract when given an RPC endpoint.
+//! [`model`] runs the swarm model: peers' updates in, a new version out every outer step, kept on
+//! disk and served like the base (`GET /api/model`, `POST /api/model/updates`).
 //! `main.rs` holds configuration and wiring, [`http`] the router and handlers, [`assets`] the static
 //! files, [`checkpoint`] the base model, [`error`] what can go wrong.
 
@@ -15,6 +17,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod model;
 pub mod swarm;
 
 use std::future::Future;
@@ -36,8 +39,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct RelayConfig {
     pub listen: SocketAddr,
     pub assets: PathBuf,
-    /// A checkpoint file to serve as the swarm's base model.
+    /// A checkpoint file to serve as the swarm's base model; with it the relay also runs the
+    /// swarm model that starts from it ([`model`]).
     pub base_checkpoint: Option<PathBuf>,
+    /// How the swarm model is run.
+    pub model: model::ModelSettings,
     /// The libp2p node.
     pub swarm: swarm::SwarmConfig,
     /// The registry to submit bindings and round totals to (`--rpc-url`, `--registry`); the
@@ -80,6 +86,14 @@ impl Relay {
             reason: format!("cannot create the data folder: {e}"),
         })?;
         let ledger = ledger::Ledger::open(&config.swarm.data_dir.join(ledger::LEDGER_FILE))?;
+        let model = match &base_checkpoint {
+            Some(base) => {
+                let mut settings = config.model.clone();
+                settings.outer.accept_unbound |= config.swarm.accept_unbound;
+                Some(model::ModelStore::open(&config.swarm.data_dir, base.bytes(), settings)?)
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
         let (handle, event_loop) = swarm::start(&config.swarm, ledger.clone()).await?;
         let state = AppState {
@@ -89,6 +103,7 @@ impl Relay {
             ledger: Some(ledger),
             domain: config.swarm.domain.clone(),
             chain: config.chain.clone(),
+            model,
         };
         Ok(Self { listener, state, event_loop, round_secs: config.swarm.round_secs })
     }
@@ -106,6 +121,11 @@ impl Relay {
     /// The bootstrap list as it stands at start (this relay's swarm addresses).
     pub fn bootstrap(&self) -> tabswarm_protocol::api::Bootstrap {
         self.event_loop.bootstrap()
+    }
+
+    /// The swarm model (with a base checkpoint).
+    pub fn model(&self) -> Option<&model::ModelStore> {
+        self.state.model.as_ref()
     }
 
     /// What the relay serves as the base checkpoint, if anything.
@@ -136,6 +156,16 @@ impl Relay {
             ))),
             _ => None,
         };
+        let model_timer = self.state.model.clone().map(|model| {
+            let evaluate = model.clone();
+            // The current version's held-out accuracy, off the async threads (the base at first).
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = evaluate.evaluate_current() {
+                    tracing::warn!("cannot evaluate the swarm model: {e}");
+                }
+            });
+            tokio::spawn(model.run_timer())
+        });
         let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = swarm_stop_tx.send(());
@@ -152,6 +182,9 @@ impl Relay {
         swarm.abort();
         if let Some(submitter) = submitter {
             submitter.abort();
+        }
+        if let Some(timer) = model_timer {
+            timer.abort();
         }
         result
     }

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use alloy_primitives::Address;
 use clap::Parser;
+use tabswarm_aggregate::{OuterConfig, Rule};
 use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_relay::chain::{Chain, redact_url};
+use tabswarm_relay::model::ModelSettings;
 use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -76,9 +78,50 @@ struct Cli {
     #[arg(long, env = "TABSWARM_ROUND_SECS", default_value_t = tabswarm_relay::swarm::DEFAULT_ROUND_SECS)]
     round_secs: u64,
     /// Pass on rollouts of peers not bound to a wallet, credited to nobody (default: reject them
-    /// and score their senders down).
+    /// and score their senders down). Also lets unbound peers feed the swarm model.
     #[arg(long, env = "TABSWARM_ACCEPT_UNBOUND")]
     accept_unbound: bool,
+    /// Swarm model: updates for the current version that make the relay take the outer step.
+    #[arg(long, env = "TABSWARM_MIN_UPDATES", default_value_t = 2)]
+    min_updates: usize,
+    /// Swarm model: seconds after the first waiting update when the step is taken anyway.
+    #[arg(long, env = "TABSWARM_MAX_WAIT_SECS", default_value_t = 300)]
+    max_wait_secs: u64,
+    /// Swarm model: rounds a peer trains between two updates (H; told to peers in /api/model).
+    #[arg(long, env = "TABSWARM_SYNC_EVERY", default_value_t = 10)]
+    sync_every: u32,
+    /// Swarm model: how updates are aggregated.
+    #[arg(long, env = "TABSWARM_AGGREGATION", value_enum, default_value = "clipped-mean")]
+    aggregation: Aggregation,
+    /// Swarm model: outer learning rate (DiLoCo's 0.7).
+    #[arg(long, env = "TABSWARM_OUTER_LR", default_value_t = 0.7)]
+    outer_lr: f32,
+    /// Swarm model: outer Nesterov momentum (DiLoCo's 0.9).
+    #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = 0.9)]
+    outer_momentum: f32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Aggregation {
+    /// Each update clipped to 2× the median norm, then the mean.
+    ClippedMean,
+    /// Per coordinate, the mean without the largest and smallest value.
+    TrimmedMean,
+    /// Per coordinate, the median.
+    Median,
+    /// The plain mean (no robustness).
+    Mean,
+}
+
+impl Aggregation {
+    fn rule(self) -> Rule {
+        match self {
+            Aggregation::ClippedMean => Rule::ClippedMean { multiplier: 2.0 },
+            Aggregation::TrimmedMean => Rule::TrimmedMean { trim: 1 },
+            Aggregation::Median => Rule::Median,
+            Aggregation::Mean => Rule::Mean,
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -165,6 +208,18 @@ async fn main() -> ExitCode {
         listen: SocketAddr::new(cli.host, cli.port),
         assets: cli.assets,
         base_checkpoint: cli.base_checkpoint,
+        model: ModelSettings {
+            min_updates: cli.min_updates.max(1),
+            max_wait: std::time::Duration::from_secs(cli.max_wait_secs),
+            sync_every: cli.sync_every.max(1),
+            outer: OuterConfig {
+                rule: cli.aggregation.rule(),
+                outer_lr: cli.outer_lr,
+                momentum: cli.outer_momentum,
+                ..OuterConfig::default()
+            },
+            ..ModelSettings::default()
+        },
         swarm: SwarmConfig {
             data_dir: cli.data_dir,
             listen_ip: cli.host,
@@ -195,6 +250,10 @@ async fn main() -> ExitCode {
     tracing::info!(assets = %config.assets.display(), "relay listening on http://{addr}");
     if let Some(base) = relay.base_checkpoint() {
         tracing::info!(sha256 = %base.sha256, bytes = base.bytes, step = base.step, "serving the base checkpoint");
+    }
+    if let Some(model) = relay.model() {
+        let info = model.info();
+        tracing::info!(version = info.number, hash = %info.hash, "serving the swarm model at /api/model");
     }
     for addr in relay.bootstrap().addrs {
         tracing::info!(%addr, "swarm address");

@@ -380,6 +380,7 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: dir.path().to_path_buf(),
         base_checkpoint: base,
+        model: Default::default(),
         swarm: SwarmConfig::local(data.to_path_buf()),
         chain: None,
     };

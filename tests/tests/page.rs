@@ -69,6 +69,7 @@ async fn start_relay_with(
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: assets_dir(),
         base_checkpoint,
+        model: Default::default(),
         swarm,
         chain,
     };

@@ -20,7 +20,11 @@ pub const LAYERS: &[(&str, &str, &[&str])] = &[
         "tabswarm-peer",
         &["tabswarm-protocol", "tabswarm-model", "tabswarm-aggregate", "tabswarm-learn", "tabswarm-net"],
     ),
-    ("relay", "tabswarm-relay", &["tabswarm-protocol", "tabswarm-aggregate", "tabswarm-devchain"]),
+    (
+        "relay",
+        "tabswarm-relay",
+        &["tabswarm-protocol", "tabswarm-aggregate", "tabswarm-model", "tabswarm-learn", "tabswarm-devchain"],
+    ),
     ("devchain", "tabswarm-devchain", &[]),
     ("xtask", "xtask", &["tabswarm-e2e", "tabswarm-devchain"]),
 ];

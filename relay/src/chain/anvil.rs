@@ -180,6 +180,7 @@ async fn a_relay_whose_domain_names_another_registry_does_not_start() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: data.path().to_path_buf(),
         base_checkpoint: None,
+        model: Default::default(),
         swarm,
         chain: Some(chain),
     };

@@ -1,5 +1,5 @@
 //! `GET /api/checkpoint/base.json`, `/api/checkpoint/base` and `/api/checkpoint/{sha256}`: the
-//! swarm's base checkpoint ([`crate::checkpoint`]) over HTTP.
+//! swarm's base checkpoint ([`crate::checkpoint`]) and the swarm model's versions over HTTP.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -27,9 +27,16 @@ pub(crate) async fn by_hash(
     Path(sha256): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let base = configured(&state)?;
-    if sha256 != base.info().sha256 {
-        return Err(HttpError::NotFound(format!("/api/checkpoint/{sha256} (this relay serves {})", base.info().url)));
+    // A swarm-model version, named by the hash of its parameters.
+    if let Some(bytes) = state.model.as_ref().and_then(|m| m.checkpoint(&sha256)) {
+        return Ok(crate::checkpoint::respond_immutable(bytes, &sha256, &headers));
     }
-    Ok(base.respond(&headers, true))
+    let base = configured(&state)?;
+    if sha256 == base.info().sha256 {
+        return Ok(base.respond(&headers, true));
+    }
+    Err(HttpError::NotFound(format!(
+        "/api/checkpoint/{sha256} (this relay serves {} and the swarm model's recent versions, see /api/model)",
+        base.info().url
+    )))
 }

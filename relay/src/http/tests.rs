@@ -31,6 +31,7 @@ fn state(dir: &Path) -> AppState {
     AppState {
         assets: AssetStore::load(dir).expect("load assets"),
         base_checkpoint: None,
+        model: None,
         swarm: None,
         ledger: Some(crate::ledger::Ledger::in_memory().expect("ledger")),
         domain: crate::ledger::tests::domain(),
@@ -206,6 +207,7 @@ async fn a_port_in_use_is_one_clear_error() {
         listen,
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
+        model: Default::default(),
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
     };
@@ -225,6 +227,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
+        model: Default::default(),
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
     })
@@ -335,4 +338,100 @@ async fn a_binding_posted_over_http_is_stored_and_refusals_say_why() {
     let unknown = get(router, "/api/peer/12D3KooWnobody", &[]).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(api_error(unknown).await.error, "unknown_peer");
+}
+
+/// The swarm model over HTTP: `/api/model` names the version, a bound peer's signed update is
+/// accepted (202) and credited, the step's version is served by its hash, refusals say why and are
+/// counted in the ledger.
+#[tokio::test]
+async fn the_swarm_model_takes_signed_updates_and_serves_its_versions() {
+    use crate::ledger::tests::{bind_as, wallet};
+    use libp2p::identity::Keypair;
+    use tabswarm_aggregate::{ModelUpdate, UpdateHeader};
+    use tabswarm_protocol::api::{ModelInfo, UpdateAccepted};
+
+    let dir = site();
+    let device = burn::tensor::Device::flex();
+    let config = tabswarm_model::ModelSize::Tiny.config();
+    let base = tabswarm_model::checkpoint::save(&config.init(&device).expect("model"), &config, 0).expect("save");
+    let settings = crate::model::ModelSettings {
+        min_updates: 2,
+        heldout: tabswarm_learn::HeldOut { levels: vec![1], per_level: 2 },
+        ..Default::default()
+    };
+    let data = tempfile::tempdir().expect("data");
+    let model = crate::model::ModelStore::open(data.path(), base.clone().into(), settings).expect("model store");
+    let state = AppState { model: Some(model), ..state(dir.path()) };
+    let ledger = state.ledger.clone().expect("ledger");
+    let router = app(state);
+
+    let info: ModelInfo =
+        serde_json::from_slice(&body(get(router.clone(), "/api/model", &[]).await).await).expect("json");
+    assert_eq!((info.number, info.pending, info.min_updates), (0, 0, 2));
+    let len = tabswarm_model::params::parameter_count(&config.init(&device).expect("model"));
+    let now = crate::swarm::unix_now();
+    let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    for (i, key) in [&a, &b].into_iter().enumerate() {
+        ledger.bind(&bind_as(&wallet(i as u8 + 1), key, 1, now), &crate::ledger::tests::domain(), now).expect("bound");
+    }
+    let update = |key: &Keypair, base: &str, len: usize| {
+        let header =
+            UpdateHeader { base: base.into(), peer: key.public().to_peer_id().to_string(), rounds: 10, params: 0 };
+        let delta: Vec<f32> = (0..len).map(|i| 0.001 * ((i % 5) as f32 + 1.0)).collect();
+        tabswarm_protocol::update::sign(&ModelUpdate::compress(header, &delta).expect("compress"), key).expect("sign")
+    };
+    let post = |bytes: Vec<u8>| {
+        let router = router.clone();
+        async move {
+            let request = Request::post("/api/model/updates")
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from(bytes))
+                .expect("request");
+            router.oneshot(request).await.expect("infallible")
+        }
+    };
+    let response = post(update(&a, &info.hash, len)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: UpdateAccepted = serde_json::from_slice(&body(response).await).expect("json");
+    assert_eq!((accepted.version.as_str(), accepted.pending), (info.hash.as_str(), 1));
+    // The wrong shape: 422 with the reason, logged against the peer.
+    let response = post(update(&b, &info.hash, len + 3)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api_error(response).await.error, "wrong_shape");
+    let b_id = b.public().to_peer_id().to_string();
+    let record = ledger.peer(&b_id).expect("ledger").expect("known");
+    assert_eq!(record.rejections[0].kind, "wrong_shape");
+    // An unbound peer: 403.
+    let stranger = Keypair::generate_ed25519();
+    assert_eq!(post(update(&stranger, &info.hash, len)).await.status(), StatusCode::FORBIDDEN);
+    // The second good update makes version 1 (the step runs on a blocking thread).
+    assert_eq!(post(update(&b, &info.hash, len)).await.status(), StatusCode::ACCEPTED);
+    let mut v1 = info.clone();
+    for _ in 0..200 {
+        v1 = serde_json::from_slice(&body(get(router.clone(), "/api/model", &[]).await).await).expect("json");
+        if v1.number == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(v1.number, 1, "no new version");
+    assert_eq!(v1.parent.as_deref(), Some(info.hash.as_str()));
+    assert_eq!(v1.updates, 2);
+    let checkpoint = get(router.clone(), &v1.url, &[]).await;
+    assert_eq!(checkpoint.status(), StatusCode::OK);
+    assert!(checkpoint.headers()[header::CACHE_CONTROL].to_str().expect("cc").contains("immutable"));
+    let bytes = body(checkpoint).await;
+    let (loaded, _) = tabswarm_model::checkpoint::load(&bytes, Some(&config), &device).expect("a checkpoint");
+    let flat = tabswarm_model::params::flatten(&loaded).await.expect("flatten");
+    assert_eq!(tabswarm_protocol::update::params_hash(&flat), v1.hash);
+    // The base is still served under its version hash, for peers catching up.
+    assert_eq!(body(get(router.clone(), &format!("/api/checkpoint/{}", info.hash), &[]).await).await, base);
+    // Both updates credited; an update for version 0 is now too old (409).
+    assert_eq!(ledger.peer(&b_id).expect("ledger").expect("known").model_updates, 1);
+    let response = post(update(&a, &info.hash, len)).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(api_error(response).await.error, "too_old");
+    let response = post(b"not an update".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api_error(response).await.error, "bad_signature");
 }

@@ -1,0 +1,485 @@
+//! The swarm model at this relay: one model every peer starts from and feeds (`tabswarm-aggregate`
+//! does the arithmetic; this module keeps it, serves it and writes it down).
+//!
+//! - Peers post signed 8-bit updates (`POST /api/model/updates`); each is checked (signature,
+//!   version, shape, values, binding, one per peer per version, not graylisted) and kept.
+//! - With [`ModelSettings::min_updates`] updates waiting, or the oldest waiting for
+//!   [`ModelSettings::max_wait`], the relay takes the outer step: the next version.
+//! - Each version is written to `<data>/model/` atomically (temporary file, fsync, rename) — its
+//!   checkpoint (`<hash>.tswm`, a normal checkpoint a tab loads like the base), the outer
+//!   optimiser's velocity (`<hash>.velocity`) and its record (`<hash>.json`) — and then `latest`
+//!   names it. A restarted relay continues from `latest`.
+//! - The relay evaluates every version itself on held-out questions no peer trains on, on its
+//!   CPU, off the async threads; `GET /api/model` reports it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use tabswarm_aggregate::{Lineage, ModelUpdate, OuterConfig, Refusal, SwarmModel};
+use tabswarm_learn::{HeldOut, heldout_accuracy};
+use tabswarm_model::{ModelConfig, checkpoint, params};
+use tabswarm_protocol::api::ModelInfo;
+use tabswarm_protocol::tasks::Family;
+use tabswarm_protocol::update::{UpdateError, params_hash, verify_signed};
+
+use crate::error::StartError;
+
+/// The folder under the relay's data folder that holds the versions.
+pub const MODEL_DIR: &str = "model";
+/// Refusals of a peer's updates (bad values, outliers, wrong shape…) after which its updates are
+/// refused as `graylisted` for [`GRAYLIST_FOR`].
+pub const MAX_STRIKES: u32 = 3;
+pub const GRAYLIST_FOR: Duration = Duration::from_secs(3600);
+
+/// How the relay runs the swarm model.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    /// Updates for the current version that trigger the outer step.
+    pub min_updates: usize,
+    /// A step is taken anyway once the oldest waiting update is this old.
+    pub max_wait: Duration,
+    /// Rounds a peer trains between updates (told to peers in `/api/model`).
+    pub sync_every: u32,
+    pub outer: OuterConfig,
+    pub heldout: HeldOut,
+    /// Versions kept in memory and served, newest first.
+    pub keep: usize,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            min_updates: 2,
+            max_wait: Duration::from_secs(300),
+            sync_every: 10,
+            outer: OuterConfig::default(),
+            heldout: HeldOut::default(),
+            keep: 8,
+        }
+    }
+}
+
+/// What `<hash>.json` records of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct VersionRecord {
+    lineage: Lineage,
+    /// The version 0 (the base) this lineage starts from.
+    root: String,
+    accuracy: BTreeMap<Family, f32>,
+}
+
+#[derive(Debug, Clone)]
+struct Served {
+    record: VersionRecord,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+struct Inner {
+    swarm: SwarmModel,
+    served: VecDeque<Served>,
+    first_pending: Option<Instant>,
+    stepping: bool,
+    strikes: HashMap<String, (u32, Option<Instant>)>,
+    refused: BTreeMap<String, u64>,
+}
+
+/// The swarm model, shared by the HTTP handlers and the step task.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    inner: Arc<Mutex<Inner>>,
+    dir: PathBuf,
+    base_bytes: Bytes,
+    config: ModelConfig,
+    root: String,
+    settings: Arc<ModelSettings>,
+}
+
+/// Why an update posted here was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateRefusal {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("peer {peer} sent too many refused updates; its updates are refused until {minutes} min from now")]
+    Graylisted { peer: String, minutes: u64 },
+}
+
+impl UpdateRefusal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpdateRefusal::Refused(r) => r.kind(),
+            UpdateRefusal::Graylisted { .. } => "graylisted",
+        }
+    }
+}
+
+fn start_error(dir: &Path, reason: impl std::fmt::Display) -> StartError {
+    StartError::Model(format!("{}: {reason}", dir.display()))
+}
+
+impl ModelStore {
+    /// The swarm model of `base` (a verified checkpoint file), continuing from the latest version
+    /// stored in `data_dir/model` when there is one.
+    pub fn open(data_dir: &Path, base: Bytes, settings: ModelSettings) -> Result<Self, StartError> {
+        let dir = data_dir.join(MODEL_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| start_error(&dir, format!("cannot create the folder: {e}")))?;
+        let cpu = Device::flex();
+        let (base_model, header) =
+            checkpoint::load(&base, None, &cpu).map_err(|e| start_error(&dir, format!("the base checkpoint: {e}")))?;
+        let base_params = futures::executor::block_on(params::flatten(&base_model))
+            .map_err(|e| start_error(&dir, format!("reading the base's parameters: {e}")))?;
+        let root = params_hash(&base_params);
+        let base_served = Served {
+            record: VersionRecord {
+                lineage: Lineage { hash: root.clone(), number: 0, parent: None, contributors: vec![], updates: 0 },
+                root: root.clone(),
+                accuracy: BTreeMap::new(),
+            },
+            bytes: base.clone(),
+        };
+        let latest = dir.join("latest");
+        let (swarm, served) = match std::fs::read_to_string(&latest) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (SwarmModel::new(base_params, settings.outer.clone()), VecDeque::from([base_served]))
+            }
+            Err(e) => return Err(start_error(&latest, format!("cannot read: {e}"))),
+            Ok(hash) => {
+                let hash = hash.trim().to_owned();
+                let stored = read_version(&dir, &hash, &header.config)?;
+                if stored.record.root != root {
+                    return Err(start_error(
+                        &dir,
+                        format!(
+                            "it holds versions of another base ({}); start with that base, or move the folder away to start over",
+                            stored.record.root
+                        ),
+                    ));
+                }
+                let swarm = SwarmModel::resume(
+                    stored.params,
+                    stored.velocity,
+                    stored.record.lineage.clone(),
+                    settings.outer.clone(),
+                );
+                tracing::info!(version = stored.record.lineage.number, %hash, "swarm model resumed from disk");
+                (swarm, VecDeque::from([Served { record: stored.record, bytes: stored.bytes }, base_served]))
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                swarm,
+                served,
+                first_pending: None,
+                stepping: false,
+                strikes: HashMap::new(),
+                refused: BTreeMap::new(),
+            })),
+            dir,
+            base_bytes: base,
+            config: header.config,
+            root,
+            settings: Arc::new(settings),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current version, as `GET /api/model` tells it.
+    pub fn info(&self) -> ModelInfo {
+        let inner = self.lock();
+        let current = inner.served.front().expect("the base is always served");
+        let lineage = &current.record.lineage;
+        ModelInfo {
+            hash: lineage.hash.clone(),
+            number: lineage.number,
+            parent: lineage.parent.clone(),
+            contributors: lineage.contributors.clone(),
+            updates: lineage.updates,
+            url: format!("/api/checkpoint/{}", lineage.hash),
+            bytes: current.bytes.len(),
+            accuracy: current.record.accuracy.clone(),
+            heldout: format!(
+                "{} questions per family at each of levels {:?}, seeds the peers never train on, answered greedily",
+                self.settings.heldout.per_level, self.settings.heldout.levels
+            ),
+            sync_every: self.settings.sync_every,
+            min_updates: self.settings.min_updates,
+            pending: inner.swarm.pending(),
+            recent: inner.served.iter().map(|s| s.record.lineage.hash.clone()).collect(),
+        }
+    }
+
+    /// The checkpoint of a version this relay still serves.
+    pub fn checkpoint(&self, hash: &str) -> Option<Bytes> {
+        if hash == self.root {
+            return Some(self.base_bytes.clone());
+        }
+        let inner = self.lock();
+        inner.served.iter().find(|s| s.record.lineage.hash == hash).map(|s| s.bytes.clone())
+    }
+
+    /// Refusals since start, by reason (for `/api/swarm`).
+    pub fn refused(&self) -> BTreeMap<String, u64> {
+        let inner = self.lock();
+        let mut all = inner.swarm.refused().clone();
+        for (k, n) in &inner.refused {
+            *all.entry(k.clone()).or_default() += n;
+        }
+        all
+    }
+
+    /// Checks a signed update (`bound`: whether its peer is bound to a wallet now) and keeps it;
+    /// returns the version it is for, how many updates wait, and the sender. Starts the outer step when enough
+    /// are waiting.
+    pub fn submit(
+        &self,
+        bytes: &[u8],
+        bound: impl FnOnce(&str) -> bool,
+    ) -> Result<(String, usize, String), (UpdateRefusal, Option<String>)> {
+        let update = match verify_signed(bytes) {
+            Ok(update) => update,
+            Err(e) => return Err((self.refuse_unattributed(e), None)),
+        };
+        let peer = update.header.peer.clone();
+        self.submit_verified(&update, bound(&peer)).map_err(|e| (e, Some(peer)))
+    }
+
+    fn submit_verified(&self, update: &ModelUpdate, is_bound: bool) -> Result<(String, usize, String), UpdateRefusal> {
+        let peer = update.header.peer.clone();
+        let mut inner = self.lock();
+        if let Some((strikes, Some(since))) = inner.strikes.get(&peer)
+            && *strikes >= MAX_STRIKES
+        {
+            let left = GRAYLIST_FOR.saturating_sub(since.elapsed());
+            if left > Duration::ZERO {
+                *inner.refused.entry("graylisted".into()).or_default() += 1;
+                return Err(UpdateRefusal::Graylisted { peer, minutes: left.as_secs().div_ceil(60) });
+            }
+            inner.strikes.remove(&peer);
+        }
+        match inner.swarm.submit(update, is_bound) {
+            Ok(()) => {
+                inner.first_pending.get_or_insert_with(Instant::now);
+                let answer = (update.header.base.clone(), inner.swarm.pending(), peer);
+                let ready = inner.swarm.pending() >= self.settings.min_updates;
+                drop(inner);
+                if ready {
+                    self.spawn_step();
+                }
+                Ok(answer)
+            }
+            Err(refusal) => {
+                if strikes_for(&refusal) {
+                    strike(&mut inner, &peer);
+                }
+                Err(refusal.into())
+            }
+        }
+    }
+
+    fn refuse_unattributed(&self, e: UpdateError) -> UpdateRefusal {
+        let refusal = Refusal::Malformed(e);
+        *self.lock().refused.entry(refusal.kind().into()).or_default() += 1;
+        refusal.into()
+    }
+
+    /// Steps now if updates have waited [`ModelSettings::max_wait`] (called by a timer).
+    pub fn tick(&self) {
+        let due = {
+            let inner = self.lock();
+            inner.swarm.pending() > 0 && inner.first_pending.is_some_and(|t| t.elapsed() >= self.settings.max_wait)
+        };
+        if due {
+            self.spawn_step();
+        }
+    }
+
+    /// Runs [`tick`](Self::tick) every few seconds until the relay stops.
+    pub async fn run_timer(self) {
+        let mut interval = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            interval.tick().await;
+            self.tick();
+        }
+    }
+
+    fn spawn_step(&self) {
+        {
+            let mut inner = self.lock();
+            if inner.stepping {
+                return;
+            }
+            inner.stepping = true;
+        }
+        let store = self.clone();
+        let run = move || {
+            if let Err(e) = store.step() {
+                tracing::error!("swarm model step failed: {e}");
+            }
+            store.lock().stepping = false;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(run);
+            }
+            Err(_) => run(),
+        }
+    }
+
+    /// The outer step, its checkpoint, its evaluation and its files (blocking: run it off the
+    /// async threads). Returns the new version, if there was anything to aggregate.
+    pub fn step(&self) -> Result<Option<Lineage>, String> {
+        let (outcome, params, velocity) = {
+            let mut inner = self.lock();
+            let outcome = inner.swarm.step();
+            inner.first_pending = None;
+            for (peer, refusal) in &outcome.refused {
+                tracing::warn!(%peer, reason = refusal.kind(), "update refused at the step: {refusal}");
+                strike(&mut inner, peer);
+            }
+            (outcome, inner.swarm.params().to_vec(), inner.swarm.velocity().to_vec())
+        };
+        let Some(lineage) = outcome.version else { return Ok(None) };
+        let cpu = Device::flex();
+        let (model, _) = checkpoint::load(&self.base_bytes, Some(&self.config), &cpu).map_err(|e| e.to_string())?;
+        let model = params::load_flat(model, &params).map_err(|e| e.to_string())?;
+        let bytes = checkpoint::save(&model, &self.config, lineage.number).map_err(|e| e.to_string())?;
+        let accuracy =
+            futures::executor::block_on(heldout_accuracy(&model, &Family::ALL, &self.settings.heldout, &cpu))
+                .map_err(|e| e.to_string())?;
+        let record = VersionRecord { lineage: lineage.clone(), root: self.root.clone(), accuracy };
+        write_version(&self.dir, &record, &bytes, &velocity).map_err(|e| format!("writing the version: {e}"))?;
+        tracing::info!(
+            version = lineage.number,
+            hash = %lineage.hash,
+            updates = lineage.updates,
+            accuracy = %mean(&record.accuracy),
+            "new swarm model version"
+        );
+        let mut inner = self.lock();
+        inner.served.push_front(Served { record, bytes: Bytes::from(bytes) });
+        // The base stays servable (it is served from its own bytes), recent versions besides.
+        inner.served.truncate(self.settings.keep.max(1));
+        Ok(Some(lineage))
+    }
+
+    /// Evaluates the current version if it has no accuracy yet (the base, at start).
+    pub fn evaluate_current(&self) -> Result<(), String> {
+        let (hash, bytes) = {
+            let inner = self.lock();
+            let current = inner.served.front().expect("served");
+            if !current.record.accuracy.is_empty() {
+                return Ok(());
+            }
+            (current.record.lineage.hash.clone(), current.bytes.clone())
+        };
+        let cpu = Device::flex();
+        let (model, _) = checkpoint::load(&bytes, Some(&self.config), &cpu).map_err(|e| e.to_string())?;
+        let accuracy =
+            futures::executor::block_on(heldout_accuracy(&model, &Family::ALL, &self.settings.heldout, &cpu))
+                .map_err(|e| e.to_string())?;
+        let mut inner = self.lock();
+        if let Some(served) = inner.served.iter_mut().find(|s| s.record.lineage.hash == hash) {
+            served.record.accuracy = accuracy;
+        }
+        Ok(())
+    }
+}
+
+fn mean(accuracy: &BTreeMap<Family, f32>) -> String {
+    format!("{:.3}", accuracy.values().sum::<f32>() / accuracy.len().max(1) as f32)
+}
+
+/// Refusals that say something about the sender (not about timing: a too-old or duplicate update
+/// is an honest peer's race).
+fn strikes_for(refusal: &Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::Malformed(_)
+            | Refusal::WrongShape { .. }
+            | Refusal::NormOutlier { .. }
+            | Refusal::Opposes { .. }
+            | Refusal::UnknownVersion { .. }
+    )
+}
+
+fn strike(inner: &mut Inner, peer: &str) {
+    let entry = inner.strikes.entry(peer.to_owned()).or_insert((0, None));
+    entry.0 += 1;
+    if entry.0 >= MAX_STRIKES {
+        entry.1 = Some(Instant::now());
+        tracing::warn!(%peer, "peer graylisted for swarm-model updates");
+    }
+}
+
+/// A stored version read back.
+struct Stored {
+    record: VersionRecord,
+    bytes: Bytes,
+    params: Vec<f32>,
+    velocity: Vec<f32>,
+}
+
+fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, StartError> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(start_error(&dir.join("latest"), format!("{hash:?} is not a version hash")));
+    }
+    let path = |ext: &str| dir.join(format!("{hash}.{ext}"));
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| start_error(&p, format!("cannot read: {e}")));
+    let record: VersionRecord = serde_json::from_slice(&read(path("json"))?)
+        .map_err(|e| start_error(&path("json"), format!("unreadable: {e}")))?;
+    let bytes = read(path("tswm"))?;
+    let (model, _) = checkpoint::load(&bytes, Some(config), &Device::flex())
+        .map_err(|e| start_error(&path("tswm"), format!("refused: {e}")))?;
+    let params =
+        futures::executor::block_on(params::flatten(&model)).map_err(|e| start_error(&path("tswm"), e.to_string()))?;
+    if params_hash(&params) != hash || record.lineage.hash != hash {
+        return Err(start_error(&path("tswm"), "its parameters do not hash to the version it is named for"));
+    }
+    let velocity: Vec<f32> =
+        read(path("velocity"))?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+    if velocity.len() != params.len() {
+        return Err(start_error(
+            &path("velocity"),
+            format!("{} values for {} parameters", velocity.len(), params.len()),
+        ));
+    }
+    Ok(Stored { record, bytes: Bytes::from(bytes), params, velocity })
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_version(dir: &Path, record: &VersionRecord, bytes: &[u8], velocity: &[f32]) -> std::io::Result<()> {
+    let hash = &record.lineage.hash;
+    let velocity: Vec<u8> = velocity.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_atomically(&dir.join(format!("{hash}.tswm")), bytes)?;
+    write_atomically(&dir.join(format!("{hash}.velocity")), &velocity)?;
+    let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    write_atomically(&dir.join(format!("{hash}.json")), &json)?;
+    // Last: a crash before this line leaves `latest` on the previous, complete version.
+    write_atomically(&dir.join("latest"), hash.as_bytes())
+}
+
+#[cfg(test)]
+mod tests;
