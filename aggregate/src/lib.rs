@@ -244,7 +244,15 @@ impl SwarmModel {
         }
         let updates: Vec<&[f32]> = accepted.iter().map(|(_, u)| u.as_slice()).collect();
         let aggregate = aggregate(&updates, self.config.rule);
+        let (before, velocity_before) = (self.params.clone(), self.velocity.clone());
         outer_step(&mut self.params, &mut self.velocity, &aggregate, &self.config);
+        if self.params == before {
+            // Nothing moved (every update was zero and there is no momentum): no new version, which
+            // would carry the same name as this one.
+            self.velocity = velocity_before;
+            let accepted = accepted.into_iter().map(|(peer, _)| peer).collect();
+            return StepOutcome { version: None, refused, accepted };
+        }
         let contributors: Vec<String> = accepted.iter().map(|(peer, _)| peer.clone()).collect();
         self.lineage = Lineage {
             hash: params_hash(&self.params),

@@ -100,6 +100,12 @@ fn a_step_publishes_a_version_with_its_lineage() {
     // No updates: no new version.
     assert_eq!(model.step().version, None);
     assert_eq!(model.lineage(), &v1);
+    // Only zero updates (peers that learned nothing), no momentum: nothing moves, so no version
+    // (it would have the same name as this one).
+    model.submit(&update(&v1.hash, "peer-a", &[0.0; 3]), true).expect("ok");
+    let outcome = model.step();
+    assert_eq!((outcome.version, outcome.accepted.len()), (None, 1));
+    assert_eq!(model.lineage(), &v1);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 pub mod experiment;
 pub mod pretrain;
 pub mod run;
+pub mod sync;
 
 use std::collections::BTreeMap;
 

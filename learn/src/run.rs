@@ -200,6 +200,21 @@ impl TrainingRun {
         self.round >= self.rounds
     }
 
+    /// The policy's parameters as one flat vector (`tabswarm_model::params`), without blocking.
+    pub async fn parameters(&self) -> Result<Vec<f32>, ModelError> {
+        tabswarm_model::params::flatten(&self.peer.model()).await
+    }
+
+    /// Continues from `flat` parameters (a new swarm version), keeping the optimiser's state.
+    pub fn load_flat(&mut self, flat: &[f32]) -> Result<(), ModelError> {
+        self.peer.load_flat(flat)
+    }
+
+    /// The model's config (what a checkpoint of it must match).
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
     /// The backend it trains on.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::Digest as _;
-use tabswarm_protocol::api::Bootstrap;
+use tabswarm_protocol::api::{ApiError, Bootstrap, ModelInfo, UpdateAccepted};
 use tabswarm_protocol::checkpoint::BaseInfo;
 use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 
@@ -68,6 +68,67 @@ async fn get(url: &str) -> Result<Option<Vec<u8>>, String> {
     tokio::time::timeout(HTTP_TIMEOUT, request)
         .await
         .map_err(|_| format!("{url} did not answer within {HTTP_TIMEOUT:?}"))?
+}
+
+/// `POST` of a binary body; the status and the body whatever the status.
+async fn post(url: &str, body: Vec<u8>) -> Result<(http::StatusCode, Vec<u8>), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url}: only http:// relay URLs can be written to natively"));
+    }
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| format!("reading {url} failed: {e}"))?;
+        Ok((status, body.to_bytes().to_vec()))
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{url} did not answer within {HTTP_TIMEOUT:?}"))?
+}
+
+/// The relay's swarm model (`<relay>/api/model`) and, when `with_bytes`, the checkpoint of its
+/// current version (framing and payload hash checked; the caller checks that the parameters hash
+/// to the version's name after loading them). `None` when the relay runs no swarm model.
+pub async fn fetch_model(relay_url: &str, with_bytes: bool) -> Result<Option<(ModelInfo, Option<Vec<u8>>)>, String> {
+    let root = relay_url.trim_end_matches('/');
+    let url = format!("{root}/api/model");
+    let Some(bytes) = get(&url).await? else { return Ok(None) };
+    let info: ModelInfo = serde_json::from_slice(&bytes).map_err(|e| format!("{url} is unreadable: {e}"))?;
+    if !with_bytes {
+        return Ok(Some((info, None)));
+    }
+    let url = format!("{root}{}", info.url);
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found"))?;
+    tabswarm_protocol::checkpoint::verify(&bytes).map_err(|e| format!("{url} is refused: {e}"))?;
+    Ok(Some((info, Some(bytes))))
+}
+
+/// What became of an update posted to a relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Accepted(UpdateAccepted),
+    /// Refused: the relay's reason name (`too_old`, `unbound`, …) and words.
+    Refused(ApiError),
+}
+
+/// Posts a signed update (`tabswarm_protocol::update::sign`) to `<relay>/api/model/updates`.
+pub async fn post_update(relay_url: &str, signed: Vec<u8>) -> Result<UpdateOutcome, String> {
+    let url = format!("{}/api/model/updates", relay_url.trim_end_matches('/'));
+    let (status, body) = post(&url, signed).await?;
+    if status.is_success() {
+        let accepted = serde_json::from_slice(&body).map_err(|e| format!("{url} answered {status}: {e}"))?;
+        return Ok(UpdateOutcome::Accepted(accepted));
+    }
+    match serde_json::from_slice::<ApiError>(&body) {
+        Ok(error) => Ok(UpdateOutcome::Refused(error)),
+        Err(_) => Err(format!("{url} answered HTTP {status}: {}", String::from_utf8_lossy(&body))),
+    }
 }
 
 /// A relay's bootstrap list (`<relay>/api/bootstrap`): the addresses to dial (the relay's own,

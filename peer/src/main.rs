@@ -4,6 +4,7 @@
 //! - `pretrain`    make the swarm's base checkpoint (the warm start), deterministic from a seed
 //! - `experiment`  the SAPO experiment: simulated peers sharing rollouts in memory (docs/learning.md)
 //! - `report`      redraw an experiment's table and plot from its JSON
+//! - `download`    the relay's swarm model as a checkpoint file
 //!
 //! The learning is `tabswarm-learn`'s, the network `tabswarm-net`'s; this crate is the command line.
 
@@ -72,6 +73,18 @@ enum Command {
         /// signature. Without it the peer learns from the swarm but does not share.
         #[arg(long, env = "TABSWARM_WALLET_KEY", value_name = "FILE")]
         wallet_key: Option<PathBuf>,
+        /// Write my model (the policy as trained at the end) to this checkpoint file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Download the relay's swarm model (its current version) as a checkpoint file, checked
+    /// against the version's hash.
+    Download {
+        /// The relay's URL (http://host:port).
+        #[arg(long)]
+        relay: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Train the base checkpoint: supervised on generated questions until the mean greedy
     /// accuracy at the middle difficulty reaches --target (or --max-steps).
@@ -264,9 +277,10 @@ fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Pat
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Run { relays, base, rounds, backend, families, seed, wallet_key } => {
-            swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key })
+        Command::Run { relays, base, rounds, backend, families, seed, wallet_key, out } => {
+            swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key, out })
         }
+        Command::Download { relay, out } => download(&relay, &out),
         Command::Report { results: path, out } => {
             let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let results: Vec<ArmResult> = serde_json::from_str(&text)
@@ -492,6 +506,46 @@ struct SwarmRun {
     families: Vec<Family>,
     seed: u64,
     wallet_key: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+/// `tabswarm-peer download`: the swarm model's current version, its parameters checked against
+/// the version's name before the file is written.
+fn download(relay: &str, out: &std::path::Path) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+    let found = runtime.block_on(tabswarm_net::native::fetch_model(relay, true))?;
+    let Some((info, Some(bytes))) = found else {
+        return Err(format!("{relay} runs no swarm model (its operator starts it with --base-checkpoint)"));
+    };
+    let (model, _) = checkpoint::load(&bytes, None, &Device::flex()).map_err(|e| e.to_string())?;
+    let flat = pollster::block_on(tabswarm_model::params::flatten(&model)).map_err(|e| e.to_string())?;
+    let hash = tabswarm_protocol::update::params_hash(&flat);
+    if hash != info.hash {
+        return Err(format!("the relay's checkpoint for version {} holds parameters hashing to {hash}", info.hash));
+    }
+    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "wrote swarm model version {} ({}) to {} ({} bytes); held-out accuracy {}",
+        info.number,
+        info.hash,
+        out.display(),
+        bytes.len(),
+        describe_accuracy(&info.accuracy)
+    );
+    Ok(())
+}
+
+/// `mean 43.1% (add 20%, …)`, or `not evaluated yet`.
+fn describe_accuracy(accuracy: &std::collections::BTreeMap<Family, f32>) -> String {
+    if accuracy.is_empty() {
+        return "not evaluated yet".into();
+    }
+    let mean = accuracy.values().sum::<f32>() / accuracy.len() as f32;
+    let each: Vec<String> = accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect();
+    format!("{:.1}% ({})", mean * 100.0, each.join(", "))
 }
 
 /// Reads a wallet key file: 32 bytes as hex, `0x` optional, surrounding whitespace ignored.
@@ -513,6 +567,8 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
 
     use futures::{SinkExt, StreamExt};
     use tabswarm_learn::run::{RunPlan, TrainingRun};
+    use tabswarm_learn::sync::SwarmSync;
+    use tabswarm_net::native::UpdateOutcome;
     use tabswarm_net::{BINDING_VALIDITY_SECS, Inbox, NetStats, NodeCommand, NodeEvent, describe_connection, native};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -532,6 +588,8 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
         None => None,
     };
     let key = libp2p::identity::Keypair::generate_ed25519();
+    let signing_key = key.clone();
+    let model_relay = args.relays.iter().find(|r| r.starts_with("http")).cloned();
     let (addrs, base, accepts_unbound, binding) = runtime.block_on(async {
         let mut addrs = Vec::new();
         let mut base = None;
@@ -559,13 +617,28 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
         }
         Ok::<_, String>((addrs, base, accepts_unbound, binding))
     })?;
-    let base_bytes = match (&args.base, base) {
-        (Some(path), _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
-        (None, Some((info, bytes))) => {
+    // A newcomer starts from the swarm model's latest version, not the base.
+    let swarm_model = match &model_relay {
+        Some(url) => runtime.block_on(native::fetch_model(url, args.base.is_none()))?,
+        None => None,
+    };
+    let base_bytes = match (&args.base, base, &swarm_model) {
+        (Some(path), _, _) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+        (None, _, Some((info, Some(bytes)))) if info.number > 0 => {
+            eprintln!(
+                "starting from swarm model version {} ({}), made from {} updates; held-out accuracy {}",
+                info.number,
+                info.hash,
+                info.updates,
+                describe_accuracy(&info.accuracy)
+            );
+            Some(bytes.clone())
+        }
+        (None, Some((info, bytes)), _) => {
             eprintln!("base checkpoint from the relay: step {}, sha256 {} (verified)", info.step, info.sha256);
             Some(bytes)
         }
-        (None, None) => None,
+        (None, None, _) => None,
     };
     let backend_label = match args.backend {
         BackendArg::Cpu => "cpu",
@@ -574,6 +647,7 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     if wallet.is_some() && binding.is_none() {
         return Err("--wallet-key needs a relay URL (http://…) to read what to sign from".into());
     }
+    let binding_made = binding.is_some();
     let node = runtime.block_on(async { native::node(key, addrs, backend_label) })?.share_unbound(accepts_unbound);
     let (mut handle, node_future) = node.spawn();
     let peer_id = handle.peer_id.to_string();
@@ -631,7 +705,7 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     let (device, backend) = args.backend.device();
     let rounds = if args.rounds == 0 { u32::MAX } else { args.rounds };
     let families = if args.families.is_empty() { Family::ALL.to_vec() } else { args.families.clone() };
-    let plan = RunPlan { rounds, seed: args.seed, peer: Some(peer_id), families: families.clone() };
+    let plan = RunPlan { rounds, seed: args.seed, peer: Some(peer_id.clone()), families: families.clone() };
     let mut run = match &base_bytes {
         Some(bytes) => TrainingRun::from_checkpoint(bytes, &device, backend, plan),
         None => {
@@ -641,6 +715,26 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     eprintln!("training on {}", run.backend().label());
+    let can_share = binding_made || accepts_unbound;
+    let mut sync = match (&swarm_model, &model_relay) {
+        (Some((info, _)), Some(_)) if can_share => {
+            match pollster::block_on(SwarmSync::new(&run, &info.hash, info.number, info.sync_every)) {
+                Ok(sync) => {
+                    eprintln!("feeding the swarm model: an update every {} rounds", info.sync_every);
+                    Some(sync)
+                }
+                Err(e) => {
+                    eprintln!("not feeding the swarm model: {e} (started from --base)");
+                    None
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            eprintln!("not feeding the swarm model: the relay takes updates only from peers bound to a wallet");
+            None
+        }
+        _ => None,
+    };
     let mut commands = handle.commands;
     let started = std::time::Instant::now();
     let now = move || started.elapsed().as_secs_f64() * 1e3;
@@ -657,6 +751,61 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
         println!(
             "round {:>5}  reward {:.3}  trained on {} of {} groups from others  |  {net}",
             p.round, p.reward, p.external_trained, p.received
+        );
+        if let (Some(state), Some(url)) = (sync.as_mut(), &model_relay) {
+            if state.round_done() {
+                let update = pollster::block_on(state.update(&run, &peer_id)).map_err(|e| e.to_string())?;
+                let signed = tabswarm_protocol::update::sign(&update, &signing_key).map_err(|e| e.to_string())?;
+                let bytes = signed.len();
+                match runtime.block_on(native::post_update(url, signed)) {
+                    Ok(UpdateOutcome::Accepted(a)) => {
+                        state.accepted += 1;
+                        println!(
+                            "update for swarm version {} accepted ({bytes} bytes; {} waiting for the step)",
+                            state.number, a.pending
+                        );
+                    }
+                    Ok(UpdateOutcome::Refused(e)) => println!("update refused: {} ({})", e.message, e.error),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+            }
+            match runtime.block_on(native::fetch_model(url, false)) {
+                Ok(Some((info, _))) if info.number > state.number => {
+                    let moved = runtime.block_on(native::fetch_model(url, true)).and_then(|found| match found {
+                        Some((info, Some(bytes))) => {
+                            let config = run.config().clone();
+                            pollster::block_on(state.adopt(&mut run, &config, &bytes, &info.hash, info.number))
+                                .map_err(|e| e.to_string())
+                                .map(|()| info)
+                        }
+                        _ => Err("the relay stopped serving its swarm model".into()),
+                    });
+                    match moved {
+                        Ok(info) => println!(
+                            "moved to swarm version {} ({}), {} updates from {} peers; held-out accuracy {}",
+                            info.number,
+                            &info.hash[..12],
+                            info.updates,
+                            info.contributors.len(),
+                            describe_accuracy(&info.accuracy)
+                        ),
+                        Err(e) => eprintln!("warning: cannot move to the new swarm version: {e}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: {e}"),
+            }
+        }
+    }
+    if let Some(path) = &args.out {
+        let bytes = pollster::block_on(run.checkpoint()).map_err(|e| e.to_string())?;
+        std::fs::write(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote my model to {} ({} bytes)", path.display(), bytes.len());
+    }
+    if let Some(state) = &sync {
+        println!(
+            "swarm model: {} updates sent, {} accepted; training on version {} at the end",
+            state.sent, state.accepted, state.number
         );
     }
     drop(commands);

@@ -352,22 +352,37 @@ impl ModelStore {
         let (model, _) = checkpoint::load(&self.base_bytes, Some(&self.config), &cpu).map_err(|e| e.to_string())?;
         let model = params::load_flat(model, &params).map_err(|e| e.to_string())?;
         let bytes = checkpoint::save(&model, &self.config, lineage.number).map_err(|e| e.to_string())?;
+        let record = VersionRecord { lineage: lineage.clone(), root: self.root.clone(), accuracy: BTreeMap::new() };
+        write_version(&self.dir, &record, &bytes, &velocity).map_err(|e| format!("writing the version: {e}"))?;
+        {
+            // Served as soon as it is on disk: peers move on while the relay evaluates it.
+            let mut inner = self.lock();
+            inner.served.push_front(Served { record, bytes: Bytes::from(bytes) });
+            inner.served.truncate(self.settings.keep.max(1));
+        }
         let accuracy =
             futures::executor::block_on(heldout_accuracy(&model, &Family::ALL, &self.settings.heldout, &cpu))
                 .map_err(|e| e.to_string())?;
-        let record = VersionRecord { lineage: lineage.clone(), root: self.root.clone(), accuracy };
-        write_version(&self.dir, &record, &bytes, &velocity).map_err(|e| format!("writing the version: {e}"))?;
         tracing::info!(
             version = lineage.number,
             hash = %lineage.hash,
             updates = lineage.updates,
-            accuracy = %mean(&record.accuracy),
+            accuracy = %mean(&accuracy),
             "new swarm model version"
         );
-        let mut inner = self.lock();
-        inner.served.push_front(Served { record, bytes: Bytes::from(bytes) });
-        // The base stays servable (it is served from its own bytes), recent versions besides.
-        inner.served.truncate(self.settings.keep.max(1));
+        let record = {
+            let mut inner = self.lock();
+            let served = inner.served.iter_mut().find(|s| s.record.lineage.hash == lineage.hash);
+            served.map(|s| {
+                s.record.accuracy = accuracy;
+                s.record.clone()
+            })
+        };
+        if let Some(record) = record {
+            let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+            write_atomically(&self.dir.join(format!("{}.json", lineage.hash)), &json)
+                .map_err(|e| format!("writing the version's accuracy: {e}"))?;
+        }
         Ok(Some(lineage))
     }
 

@@ -1,0 +1,150 @@
+//! The swarm model end to end on loopback: a real relay (`tabswarm_relay::Relay`, as the binary
+//! runs it) and native peers using the same calls `tabswarm-peer run` makes
+//! (`tabswarm_net::native::{fetch_model, post_update}`, `tabswarm_learn::sync::SwarmSync`). No
+//! browser: this runs in the plain `cargo test`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
+use tabswarm_learn::sync::SwarmSync;
+use tabswarm_model::ModelSize;
+use tabswarm_net::native::{self, UpdateOutcome};
+use tabswarm_protocol::api::ModelInfo;
+use tabswarm_protocol::tasks::Family;
+use tabswarm_relay::model::ModelSettings;
+use tabswarm_relay::swarm::SwarmConfig;
+use tabswarm_relay::{Relay, RelayConfig};
+
+async fn start_relay(assets: &Path, base: &Path, data: &Path) -> String {
+    let mut swarm = SwarmConfig::local(data.to_path_buf());
+    // The peers here are not bound to wallets.
+    swarm.accept_unbound = true;
+    let config = RelayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        assets: assets.to_path_buf(),
+        base_checkpoint: Some(base.to_path_buf()),
+        model: ModelSettings {
+            min_updates: 2,
+            sync_every: 1,
+            heldout: tabswarm_learn::HeldOut { levels: vec![1], per_level: 2 },
+            ..ModelSettings::default()
+        },
+        swarm,
+        chain: None,
+    };
+    let relay = Relay::bind(&config).await.expect("relay");
+    let url = format!("http://{}", relay.local_addr().expect("addr"));
+    tokio::spawn(relay.serve(std::future::pending()));
+    url
+}
+
+async fn model(url: &str) -> ModelInfo {
+    native::fetch_model(url, false).await.expect("fetch").expect("a swarm model").0
+}
+
+async fn wait_for_version(url: &str, number: u64) -> ModelInfo {
+    for _ in 0..600 {
+        let info = model(url).await;
+        if info.number >= number {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("version {number} never came; the relay is at {:?}", model(url).await);
+}
+
+/// A peer: a training run, its key, and where it stands with the swarm model.
+struct Peer {
+    run: TrainingRun,
+    key: libp2p::identity::Keypair,
+    sync: SwarmSync,
+}
+
+impl Peer {
+    async fn join(url: &str, seed: u64) -> Self {
+        let (info, bytes) = native::fetch_model(url, true).await.expect("fetch").expect("a swarm model");
+        let bytes = bytes.expect("the checkpoint");
+        let device = burn::tensor::Device::flex();
+        let plan = RunPlan { families: vec![Family::Compare], ..RunPlan::solo(100, seed) };
+        let run = TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, plan).expect("run");
+        // Refused unless the parameters are the version's: this is what proves where it starts.
+        let sync = SwarmSync::new(&run, &info.hash, info.number, info.sync_every).await.expect("sync");
+        Self { run, key: libp2p::identity::Keypair::generate_ed25519(), sync }
+    }
+
+    async fn round_and_update(&mut self, url: &str) -> UpdateOutcome {
+        let origin = std::time::Instant::now();
+        let now = move || origin.elapsed().as_secs_f64() * 1e3;
+        self.run.step(&now, Vec::new()).await.expect("round");
+        assert!(self.sync.round_done(), "an update is due every round here");
+        let id = self.key.public().to_peer_id().to_string();
+        let update = self.sync.update(&self.run, &id).await.expect("update");
+        let signed = tabswarm_protocol::update::sign(&update, &self.key).expect("sign");
+        native::post_update(url, signed).await.expect("post")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").expect("index");
+    // A base that answers in the tasks' shape after a few supervised steps, so one round of RL
+    // has groups with signal and the updates are not zero.
+    let device = burn::tensor::Device::flex();
+    let config = tabswarm_learn::pretrain::PretrainConfig {
+        families: vec![Family::Compare],
+        batch: 16,
+        max_steps: 40,
+        eval_every: 40,
+        eval_per_family: 2,
+        target_accuracy: 2.0,
+        ..Default::default()
+    };
+    let (warm, _) = tabswarm_learn::pretrain::pretrain(&ModelSize::Tiny.config(), &config, &device, &mut |_, _, _| {})
+        .await
+        .expect("warm start");
+    let base = dir.path().join("base.tswm");
+    std::fs::write(&base, tabswarm_model::checkpoint::save(&warm, &ModelSize::Tiny.config(), 40).expect("save"))
+        .expect("write base");
+    let data = tempfile::tempdir().expect("data");
+    let url = start_relay(dir.path(), &base, data.path()).await;
+
+    let v0 = model(&url).await;
+    assert_eq!((v0.number, v0.sync_every), (0, 1));
+    let (mut a, mut b) = (Peer::join(&url, 1).await, Peer::join(&url, 2).await);
+    for peer in [&mut a, &mut b] {
+        match peer.round_and_update(&url).await {
+            UpdateOutcome::Accepted(accepted) => assert_eq!(accepted.version, v0.hash),
+            UpdateOutcome::Refused(e) => panic!("refused: {e:?}"),
+        }
+    }
+    let v1 = wait_for_version(&url, 1).await;
+    assert_eq!((v1.parent.as_deref(), v1.updates), (Some(v0.hash.as_str()), 2));
+
+    // A newcomer starts from version 1, not the base.
+    let newcomer = Peer::join(&url, 3).await;
+    assert_eq!((newcomer.sync.number, newcomer.sync.version.as_str()), (1, v1.hash.as_str()));
+    // A peer that sends for version 0 now is told it is too old, and moves onto version 1.
+    match a.round_and_update(&url).await {
+        UpdateOutcome::Refused(e) => assert_eq!(e.error, "too_old", "{e:?}"),
+        UpdateOutcome::Accepted(a) => panic!("accepted an update for an old version: {a:?}"),
+    }
+    let (info, bytes) = native::fetch_model(&url, true).await.expect("fetch").expect("model");
+    let config = a.run.config().clone();
+    a.sync.adopt(&mut a.run, &config, &bytes.expect("bytes"), &info.hash, info.number).await.expect("adopt");
+    assert_eq!(a.sync.number, 1);
+    assert_eq!(tabswarm_protocol::update::params_hash(&a.run.parameters().await.expect("params")), v1.hash);
+    // A checkpoint that is not the version's is refused, not trained on.
+    let err = a
+        .sync
+        .adopt(&mut a.run, &config, &std::fs::read(&base).expect("base"), &v1.hash, 1)
+        .await
+        .expect_err("the base is not version 1");
+    assert!(err.to_string().contains("hashing to"), "{err}");
+
+    // Another relay process on the same data folder continues at version 1.
+    let again = start_relay(dir.path(), &base, data.path()).await;
+    let info = model(&again).await;
+    assert_eq!((info.number, info.hash.as_str()), (1, v1.hash.as_str()));
+}
