@@ -747,3 +747,75 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     wait_state(&client, id::BINDING, "unbound", Duration::from_secs(30)).await;
     client.close().await.expect("close browser");
 }
+
+/// A newcomer tab starts from the swarm model's latest version, not the base: two native peers
+/// feed the relay's swarm model (the calls `tabswarm-peer run` makes) until version 1 exists, then
+/// the page shows that version with its download link, and a CPU run in the tab starts from it
+/// (its parameters checked in the worker against the version's hash).
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version() {
+    use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
+    use tabswarm_learn::sync::SwarmSync;
+    use tabswarm_net::native;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, base_sha) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let url = relay.url.clone();
+    let v0 = native::fetch_model(&url, false).await.expect("fetch").expect("a swarm model").0;
+    for seed in [1, 2] {
+        let (info, bytes) = native::fetch_model(&url, true).await.expect("fetch").expect("a swarm model");
+        let device = burn::tensor::Device::flex();
+        let mut run =
+            TrainingRun::from_checkpoint(&bytes.expect("bytes"), &device, Backend::Cpu, RunPlan::solo(1, seed))
+                .expect("run");
+        let mut sync = SwarmSync::new(&run, &info.hash, info.number, 1).await.expect("sync");
+        let origin = Instant::now();
+        run.step(&move || origin.elapsed().as_secs_f64() * 1e3, Vec::new()).await.expect("round");
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let update = sync.update(&run, &key.public().to_peer_id().to_string()).await.expect("update");
+        let signed = tabswarm_protocol::update::sign(&update, &key).expect("sign");
+        let outcome = native::post_update(&url, signed).await.expect("post");
+        assert!(matches!(outcome, native::UpdateOutcome::Accepted(_)), "{outcome:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v1 = loop {
+        let info = native::fetch_model(&url, false).await.expect("fetch").expect("model").0;
+        if info.number == 1 {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "no version 1: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v1.parent.as_deref(), Some(v0.hash.as_str()));
+
+    let (_driver, client) = start_browser(&[]).await;
+    client.goto(&format!("{url}/?n=32&rounds=1")).await.expect("load page");
+    let shown = client.find(Locator::Id(id::SWARM_MODEL)).await.expect("#swarm-model");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shown.attr(data::STATE).await.expect("attr").as_deref() != Some("ready") {
+        assert!(Instant::now() < deadline, "swarm model not shown: {}", shown.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(shown.attr(data::VERSION).await.expect("attr").as_deref(), Some("1"));
+    assert_eq!(shown.attr(data::SHA256).await.expect("attr").as_deref(), Some(v1.hash.as_str()));
+    let text = shown.text().await.expect("text");
+    assert!(text.contains("version 1") && text.contains("made from 2 updates by 2 peers"), "{text}");
+    let link = client.find(Locator::Id(id::SWARM_DOWNLOAD)).await.expect("#swarm-download");
+    assert_eq!(link.attr("href").await.expect("attr"), Some(v1.url.clone()));
+    assert!(link.is_displayed().await.expect("displayed"), "the download link stays hidden");
+
+    train_in_page(&client, id::TRAIN_CPU, Duration::from_secs(300)).await;
+    let origin = client.find(Locator::Id(id::BASE)).await.expect("#base");
+    let origin_text = origin.text().await.expect("text");
+    let (origin_version, origin_sha) = (
+        origin.attr(data::VERSION).await.expect("attr").unwrap_or_default(),
+        origin.attr(data::SHA256).await.expect("attr").unwrap_or_default(),
+    );
+    save_text("newcomer.txt", &format!("{text}\n{origin_text}\n"));
+    client.close().await.expect("close browser");
+    assert_eq!((origin_version.as_str(), origin_sha.as_str()), ("1", v1.hash.as_str()), "{origin_text}");
+    assert_ne!(origin_sha, base_sha, "the tab started from the base");
+    assert!(origin_text.contains("swarm model, version 1"), "{origin_text}");
+}

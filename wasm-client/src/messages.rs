@@ -94,8 +94,14 @@ pub enum WorkerReport {
     NoWebGpu { reason: String },
     /// A finished matmul check.
     Check(MatmulCheck),
-    /// Where learning starts from: the relay's verified base checkpoint, or a fresh model.
-    Base { description: String, sha256: Option<String> },
+    /// Where learning starts from: the swarm model's latest version, the relay's verified base
+    /// checkpoint, or a fresh model. `version`: the swarm-model version, when it is one.
+    Base {
+        description: String,
+        sha256: Option<String>,
+        #[serde(default)]
+        version: Option<u64>,
+    },
     /// A learning round finished.
     Train(RunProgress),
     /// This round's own rollout groups, for the page to publish to the swarm.
@@ -112,6 +118,32 @@ pub enum WorkerReport {
     SaveFailed { message: String },
     /// Something failed; `message` says what.
     Failed { message: String },
+}
+
+/// The swarm model in one line: `Swarm model: version 3 (ab12cd34ef56…), made from 7 updates by 4
+/// peers; held-out accuracy 44.1% (…)`, or what the relay has when it is still the base.
+pub fn swarm_model_line(info: &tabswarm_protocol::api::ModelInfo) -> String {
+    let short = info.hash.get(..12).unwrap_or(&info.hash);
+    let accuracy = if info.accuracy.is_empty() {
+        "held-out accuracy not evaluated yet".to_owned()
+    } else {
+        let mean = info.accuracy.values().sum::<f32>() / info.accuracy.len() as f32;
+        let each: Vec<String> = info.accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", a * 100.0)).collect();
+        format!("held-out accuracy {:.1}% ({})", mean * 100.0, each.join(", "))
+    };
+    if info.number == 0 {
+        format!(
+            "Swarm model: still the base ({short}…); the first version comes once {} updates arrive. Its {accuracy}.",
+            info.min_updates
+        )
+    } else {
+        format!(
+            "Swarm model: version {} ({short}…), made from {} updates by {} peers; {accuracy}.",
+            info.number,
+            info.updates,
+            info.contributors.len()
+        )
+    }
 }
 
 /// What the page needs to offer a checkpoint for download.
@@ -365,6 +397,41 @@ pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_swarm_model_is_described_with_its_version_lineage_and_accuracy() {
+        use tabswarm_protocol::api::ModelInfo;
+        use tabswarm_protocol::tasks::Family;
+        let mut info = ModelInfo {
+            hash: "ab".repeat(32),
+            number: 0,
+            parent: None,
+            contributors: vec![],
+            updates: 0,
+            url: "/api/checkpoint/x".into(),
+            bytes: 100,
+            accuracy: Default::default(),
+            heldout: String::new(),
+            sync_every: 10,
+            min_updates: 2,
+            pending: 0,
+            recent: vec![],
+        };
+        assert_eq!(
+            swarm_model_line(&info),
+            "Swarm model: still the base (abababababab…); the first version comes once 2 updates arrive. \
+             Its held-out accuracy not evaluated yet."
+        );
+        info.number = 3;
+        info.updates = 7;
+        info.contributors = vec!["a".into(), "b".into()];
+        info.accuracy = [(Family::Add, 0.25), (Family::Compare, 0.5)].into_iter().collect();
+        assert_eq!(
+            swarm_model_line(&info),
+            "Swarm model: version 3 (abababababab…), made from 7 updates by 2 peers; held-out accuracy 37.5% \
+             (add 25%, compare 50%)."
+        );
+    }
 
     fn adapter(name: &str, device_type: tabswarm_kernels::wgpu::DeviceType) -> AdapterSummary {
         AdapterSummary::new(name, tabswarm_kernels::wgpu::Backend::BrowserWebGpu, device_type, "")

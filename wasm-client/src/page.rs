@@ -174,8 +174,36 @@ pub fn start_page() -> Result<(), JsError> {
         }
         onclick.forget();
     }
+    wasm_bindgen_futures::spawn_local(show_swarm_model(window.clone(), Rc::clone(&page)));
     wasm_bindgen_futures::spawn_local(join_swarm(window, Rc::clone(&page)));
     Ok(())
+}
+
+/// Shows the relay's swarm model (`/api/model`): its version, lineage and held-out accuracy, and
+/// a link to download it.
+async fn show_swarm_model(window: web_sys::Window, page: Rc<Page>) {
+    let response = match crate::http::fetch(window.fetch_with_str("/api/model"), "/api/model").await {
+        Ok(response) => response,
+        Err(e) => return page.dom.set_state(id::SWARM_MODEL, "error", &e),
+    };
+    if response.status() == 404 {
+        let text = "This relay runs no swarm model (it serves no base checkpoint).";
+        return page.dom.set_state(id::SWARM_MODEL, "none", text);
+    }
+    let info = match crate::http::response_text(&response, "/api/model").await.and_then(|text| {
+        serde_json::from_str::<tabswarm_protocol::api::ModelInfo>(&text).map_err(|e| format!("/api/model: {e}"))
+    }) {
+        Ok(info) => info,
+        Err(e) => return page.dom.set_state(id::SWARM_MODEL, "error", &e),
+    };
+    page.dom.set_state(id::SWARM_MODEL, "ready", &crate::messages::swarm_model_line(&info));
+    page.dom.set_data(id::SWARM_MODEL, &[(data::VERSION, &info.number.to_string()), (data::SHA256, &info.hash)]);
+    if let Some(link) = page.dom.element(id::SWARM_DOWNLOAD) {
+        let short = info.hash.get(..12).unwrap_or(&info.hash);
+        let _ = link.set_attribute("href", &info.url);
+        let _ = link.set_attribute("download", &format!("tabswarm-swarm-v{}-{short}.tswm", info.number));
+        let _ = link.remove_attribute("hidden");
+    }
 }
 
 /// Joins the swarm from the page (browsers offer WebRTC to pages, not to workers): asks the
@@ -283,9 +311,10 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             page.dom.set(id::DETAIL, &check.detail());
         }
         WorkerReport::Failed { message } => page.status("error", &message),
-        WorkerReport::Base { description, sha256 } => {
+        WorkerReport::Base { description, sha256, version } => {
             page.dom.set_state(id::BASE, if sha256.is_some() { "verified" } else { "none" }, &description);
-            page.dom.set_data(id::BASE, &[(data::SHA256, sha256.as_deref().unwrap_or(""))]);
+            let version = version.map(|v| v.to_string()).unwrap_or_default();
+            page.dom.set_data(id::BASE, &[(data::SHA256, sha256.as_deref().unwrap_or("")), (data::VERSION, &version)]);
         }
         WorkerReport::Train(progress) => {
             let state = if progress.done { "done" } else { "running" };

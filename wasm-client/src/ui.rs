@@ -26,8 +26,14 @@ pub mod id {
     pub const ROTATE_KEY: &str = "rotate-key";
     /// The tab's peer key (`data-peer-id`, `data-persistent`).
     pub const TAB_KEY: &str = "tab-key";
-    /// Where learning starts from (`data-state`: pending, verified, none; `data-sha256`).
+    /// Where learning starts from (`data-state`: pending, verified, none; `data-sha256`, and
+    /// `data-version` when it is a swarm-model version).
     pub const BASE: &str = "base";
+    /// The relay's swarm model (`data-state`: pending, ready, none, error; `data-version`,
+    /// `data-sha256`).
+    pub const SWARM_MODEL: &str = "swarm-model";
+    /// The swarm model's download link (the version's checkpoint URL).
+    pub const SWARM_DOWNLOAD: &str = "swarm-download";
     /// Which backend training uses and why (`data-state`: webgpu, cpu).
     pub const BACKEND: &str = "backend";
     pub const TRAIN_WEBGPU: &str = "train-webgpu";
@@ -60,6 +66,8 @@ pub mod id {
         ROTATE_KEY,
         TAB_KEY,
         BASE,
+        SWARM_MODEL,
+        SWARM_DOWNLOAD,
         BACKEND,
         TRAIN_WEBGPU,
         TRAIN_CPU,
@@ -99,6 +107,7 @@ pub mod data {
     pub const RDNS: &str = "data-rdns";
     pub const UUID: &str = "data-uuid";
     pub const SHA256: &str = "data-sha256";
+    pub const VERSION: &str = "data-version";
     pub const ROUND: &str = "data-round";
     pub const REWARD: &str = "data-reward";
     pub const FIRST_REWARD: &str = "data-first-reward";

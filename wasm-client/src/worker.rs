@@ -9,7 +9,9 @@ use std::rc::Rc;
 use burn::tensor::Device;
 use tabswarm_kernels::GpuContext;
 use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
+use tabswarm_learn::sync::SwarmSync;
 use tabswarm_net::Inbox;
+use tabswarm_protocol::api::ModelInfo;
 use tabswarm_protocol::checkpoint::BaseInfo;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -162,7 +164,25 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
     let sharing = peer.is_some();
     let plan = RunPlan { rounds, seed, peer, families: Vec::new() };
     let device = burn_device(state, backend).await?;
-    let mut run = match fetch_base(scope).await? {
+    // A newcomer starts from the swarm model's latest version, not the base.
+    if let Some((info, bytes)) = fetch_swarm_model(scope).await? {
+        let run = TrainingRun::from_checkpoint(&bytes, &device, backend, plan.clone())
+            .map_err(|e| format!("The swarm model's checkpoint cannot be used: {e}"))?;
+        SwarmSync::new(&run, &info.hash, info.number, info.sync_every)
+            .await
+            .map_err(|e| format!("The swarm model from the relay was refused: {e}"))?;
+        let short = info.hash.get(..12).unwrap_or(&info.hash);
+        let description = format!(
+            "Learning from the swarm model, version {} ({short}…, {} KB, made from {} updates) — its parameters \
+             verified against the version's hash in this tab.",
+            info.number,
+            info.bytes.div_ceil(1024),
+            info.updates
+        );
+        post(scope, &WorkerReport::Base { description, sha256: Some(info.hash), version: Some(info.number) });
+        return train_rounds(scope, state, run, sharing).await;
+    }
+    let run = match fetch_base(scope).await? {
         Some((info, bytes)) => {
             let run = TrainingRun::from_checkpoint(&bytes, &device, backend, plan)
                 .map_err(|e| format!("The relay's base checkpoint cannot be used: {e}"))?;
@@ -172,17 +192,26 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
                 info.step,
                 info.bytes.div_ceil(1024)
             );
-            post(scope, &WorkerReport::Base { description, sha256: Some(info.sha256) });
+            post(scope, &WorkerReport::Base { description, sha256: Some(info.sha256), version: None });
             run
         }
         None => {
             let description = "This relay serves no base checkpoint, so the tab learns from an untrained model, \
                 which rarely earns a reward at first. (Relay operators: --base-checkpoint.)"
                 .to_owned();
-            post(scope, &WorkerReport::Base { description, sha256: None });
+            post(scope, &WorkerReport::Base { description, sha256: None, version: None });
             TrainingRun::fresh(&device, backend, model, plan).map_err(|e| e.to_string())?
         }
     };
+    train_rounds(scope, state, run, sharing).await
+}
+
+async fn train_rounds(
+    scope: &DedicatedWorkerGlobalScope,
+    state: &WorkerState,
+    mut run: TrainingRun,
+    sharing: bool,
+) -> Result<(), String> {
     let now = clock(scope);
     while !run.is_done() {
         let received = state.inbox.borrow_mut().take();
@@ -203,6 +232,41 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
     Ok(())
 }
 
+/// The swarm model's current version when it is past the base (`/api/model`; the caller checks
+/// the parameters against the version's hash); `None` when the relay runs none or it is still the
+/// base.
+async fn fetch_swarm_model(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(ModelInfo, Vec<u8>)>, String> {
+    let url = "/api/model";
+    let response = fetch(scope.fetch_with_str(url), url).await?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for its swarm model.", response.status()));
+    }
+    let text = response_text(&response, "the swarm model's description").await?;
+    let info: ModelInfo =
+        serde_json::from_str(&text).map_err(|e| format!("The relay's swarm model description is unreadable ({e})."))?;
+    if info.number == 0 {
+        return Ok(None);
+    }
+    let bytes = fetch_bytes(scope, &info.url).await?;
+    tabswarm_protocol::checkpoint::verify(&bytes)
+        .map_err(|e| format!("The swarm model's checkpoint from the relay was refused: {e}"))?;
+    Ok(Some((info, bytes)))
+}
+
+async fn fetch_bytes(scope: &DedicatedWorkerGlobalScope, url: &str) -> Result<Vec<u8>, String> {
+    let response = fetch(scope.fetch_with_str(url), url).await?;
+    if !response.ok() {
+        return Err(format!("The relay answered HTTP {} for {url}.", response.status()));
+    }
+    let buffer = wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("downloading {url} failed: {e:?}"))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
 /// The relay's base checkpoint, checked against the hash the relay advertises; `None` when the
 /// relay serves none (404).
 async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseInfo, Vec<u8>)>, String> {
@@ -217,14 +281,7 @@ async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseIn
     let text = response_text(&response, "the base checkpoint description").await?;
     let info: BaseInfo = serde_json::from_str(&text)
         .map_err(|e| format!("The relay's base checkpoint description is unreadable ({e})."))?;
-    let response = fetch(scope.fetch_with_str(&info.url), &info.url).await?;
-    if !response.ok() {
-        return Err(format!("The relay answered HTTP {} for {}.", response.status(), info.url));
-    }
-    let buffer = wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("downloading the base checkpoint failed: {e:?}"))?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let bytes = fetch_bytes(scope, &info.url).await?;
     info.check(&bytes).map_err(|e| format!("The base checkpoint from the relay was refused: {e}"))?;
     Ok(Some((info, bytes)))
 }
