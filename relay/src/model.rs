@@ -353,7 +353,13 @@ impl ModelStore {
         let model = params::load_flat(model, &params).map_err(|e| e.to_string())?;
         let bytes = checkpoint::save(&model, &self.config, lineage.number).map_err(|e| e.to_string())?;
         let record = VersionRecord { lineage: lineage.clone(), root: self.root.clone(), accuracy: BTreeMap::new() };
-        write_version(&self.dir, &record, &bytes, &velocity).map_err(|e| format!("writing the version: {e}"))?;
+        // A version that cannot be written (a full disk, a read-only folder) is still served from
+        // memory, so the swarm goes on; the error is reported, and a restart resumes at the last
+        // version that was written whole.
+        let written = write_version(&self.dir, &record, &bytes, &velocity);
+        if let Err(e) = &written {
+            tracing::error!(folder = %self.dir.display(), "cannot write swarm model version {}: {e}", lineage.number);
+        }
         {
             // Served as soon as it is on disk: peers move on while the relay evaluates it.
             let mut inner = self.lock();
@@ -378,7 +384,7 @@ impl ModelStore {
                 s.record.clone()
             })
         };
-        if let Some(record) = record {
+        if let (Some(record), Ok(())) = (record, written) {
             let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
             write_atomically(&self.dir.join(format!("{}.json", lineage.hash)), &json)
                 .map_err(|e| format!("writing the version's accuracy: {e}"))?;
@@ -472,7 +478,9 @@ fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, 
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

@@ -192,3 +192,23 @@ fn base_with_seed(seed: u64) -> Bytes {
     let model = params::load_flat(model, &flat).expect("load flat");
     Bytes::from(checkpoint::save(&model, &config, 0).expect("save"))
 }
+
+#[test]
+fn a_version_that_cannot_be_written_is_served_from_memory_and_the_disk_keeps_the_last_whole_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = base();
+    let store = ModelStore::open(dir.path(), base.clone(), settings()).expect("open");
+    let v0 = store.info().hash;
+    let len = params_of(&base).len();
+    // `latest` cannot be replaced (its temporary file's name is taken by a folder; running as
+    // root, permissions would not stop the write).
+    std::fs::create_dir(dir.path().join(MODEL_DIR).join("latest.tmp")).expect("block");
+    store.submit(&Peer::new().update(&v0, len, 1.0), |_| true).expect("accepted");
+    store.submit(&Peer::new().update(&v0, len, 1.0), |_| true).expect("accepted");
+    let v1 = store.info();
+    assert_eq!(v1.number, 1, "the swarm goes on from memory");
+    assert!(store.checkpoint(&v1.hash).is_some());
+    drop(store);
+    assert!(!dir.path().join(MODEL_DIR).join("latest").exists());
+    assert_eq!(ModelStore::open(dir.path(), base, settings()).expect("reopen").info().hash, v0);
+}
