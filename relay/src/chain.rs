@@ -347,7 +347,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// reqwest is built without a default TLS provider (aws-lc needs a long C build): use ring, which
 /// the workspace already builds. Installing twice is harmless.
-fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

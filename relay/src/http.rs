@@ -56,6 +56,8 @@ pub struct AppState {
     pub chain: Option<crate::chain::Chain>,
     /// The swarm model (with a base checkpoint).
     pub model: Option<crate::model::ModelStore>,
+    /// Another relay's swarm model, mirrored (`--model-from`), when this relay runs none itself.
+    pub model_mirror: Option<crate::model::mirror::ModelMirror>,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.

@@ -44,6 +44,8 @@ pub struct RelayConfig {
     pub base_checkpoint: Option<PathBuf>,
     /// How the swarm model is run.
     pub model: model::ModelSettings,
+    /// Mirror this relay's swarm model instead of running one (`--model-from`).
+    pub model_from: Option<String>,
     /// The libp2p node.
     pub swarm: swarm::SwarmConfig,
     /// The registry to submit bindings and round totals to (`--rpc-url`, `--registry`); the
@@ -86,7 +88,12 @@ impl Relay {
             reason: format!("cannot create the data folder: {e}"),
         })?;
         let ledger = ledger::Ledger::open(&config.swarm.data_dir.join(ledger::LEDGER_FILE))?;
+        let model_mirror = match &config.model_from {
+            Some(url) => Some(model::mirror::ModelMirror::new(url).map_err(StartError::Model)?),
+            None => None,
+        };
         let model = match &base_checkpoint {
+            Some(_) if model_mirror.is_some() => None,
             Some(base) => {
                 let mut settings = config.model.clone();
                 settings.outer.accept_unbound |= config.swarm.accept_unbound;
@@ -104,6 +111,7 @@ impl Relay {
             domain: config.swarm.domain.clone(),
             chain: config.chain.clone(),
             model,
+            model_mirror,
         };
         Ok(Self { listener, state, event_loop, round_secs: config.swarm.round_secs })
     }

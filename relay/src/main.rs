@@ -96,6 +96,11 @@ struct Cli {
     /// Swarm model: outer learning rate (DiLoCo's 0.7).
     #[arg(long, env = "TABSWARM_OUTER_LR", default_value_t = 0.7)]
     outer_lr: f32,
+    /// Swarm model: mirror this relay's swarm model instead of running one (its URL): /api/model
+    /// and versions are read from it and updates posted here are passed on to it, so peers of
+    /// both relays feed one lineage.
+    #[arg(long, env = "TABSWARM_MODEL_FROM", value_name = "URL")]
+    model_from: Option<String>,
     /// Swarm model: outer Nesterov momentum (DiLoCo's 0.9).
     #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = 0.9)]
     outer_momentum: f32,
@@ -208,6 +213,7 @@ async fn main() -> ExitCode {
         listen: SocketAddr::new(cli.host, cli.port),
         assets: cli.assets,
         base_checkpoint: cli.base_checkpoint,
+        model_from: cli.model_from,
         model: ModelSettings {
             min_updates: cli.min_updates.max(1),
             max_wait: std::time::Duration::from_secs(cli.max_wait_secs),
@@ -251,7 +257,9 @@ async fn main() -> ExitCode {
     if let Some(base) = relay.base_checkpoint() {
         tracing::info!(sha256 = %base.sha256, bytes = base.bytes, step = base.step, "serving the base checkpoint");
     }
-    if let Some(model) = relay.model() {
+    if let Some(upstream) = &config.model_from {
+        tracing::info!(%upstream, "mirroring the swarm model of another relay at /api/model");
+    } else if let Some(model) = relay.model() {
         let info = model.info();
         tracing::info!(version = info.number, hash = %info.hash, "serving the swarm model at /api/model");
     }

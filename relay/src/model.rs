@@ -504,5 +504,7 @@ fn write_version(dir: &Path, record: &VersionRecord, bytes: &[u8], velocity: &[f
     write_atomically(&dir.join("latest"), hash.as_bytes())
 }
 
+pub mod mirror;
+
 #[cfg(test)]
 mod tests;

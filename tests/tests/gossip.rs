@@ -381,6 +381,7 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
         assets: dir.path().to_path_buf(),
         base_checkpoint: base,
         model: Default::default(),
+        model_from: None,
         swarm: SwarmConfig::local(data.to_path_buf()),
         chain: None,
     };

@@ -70,6 +70,7 @@ async fn start_relay_with(
         assets: assets_dir(),
         base_checkpoint,
         model: Default::default(),
+        model_from: None,
         swarm,
         chain,
     };

@@ -17,6 +17,11 @@ use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig};
 
 async fn start_relay(assets: &Path, base: &Path, data: &Path) -> String {
+    start_relay_from(assets, base, data, None).await
+}
+
+/// A relay; with `model_from`, one that mirrors that relay's swarm model.
+async fn start_relay_from(assets: &Path, base: &Path, data: &Path, model_from: Option<String>) -> String {
     let mut swarm = SwarmConfig::local(data.to_path_buf());
     // The peers here are not bound to wallets.
     swarm.accept_unbound = true;
@@ -24,6 +29,7 @@ async fn start_relay(assets: &Path, base: &Path, data: &Path) -> String {
         listen: "127.0.0.1:0".parse().expect("addr"),
         assets: assets.to_path_buf(),
         base_checkpoint: Some(base.to_path_buf()),
+        model_from,
         model: ModelSettings {
             min_updates: 2,
             sync_every: 1,
@@ -85,12 +91,11 @@ impl Peer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
+/// A folder with a page and a base that answers in the tasks' shape after a few supervised
+/// steps, so one round of RL has groups with signal and the updates are not zero.
+async fn site_with_base() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<!doctype html>").expect("index");
-    // A base that answers in the tasks' shape after a few supervised steps, so one round of RL
-    // has groups with signal and the updates are not zero.
     let device = burn::tensor::Device::flex();
     let config = tabswarm_learn::pretrain::PretrainConfig {
         families: vec![Family::Compare],
@@ -107,6 +112,12 @@ async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
     let base = dir.path().join("base.tswm");
     std::fs::write(&base, tabswarm_model::checkpoint::save(&warm, &ModelSize::Tiny.config(), 40).expect("save"))
         .expect("write base");
+    (dir, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
+    let (dir, base) = site_with_base().await;
     let data = tempfile::tempdir().expect("data");
     let url = start_relay(dir.path(), &base, data.path()).await;
 
@@ -147,4 +158,42 @@ async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
     let again = start_relay(dir.path(), &base, data.path()).await;
     let info = model(&again).await;
     assert_eq!((info.number, info.hash.as_str()), (1, v1.hash.as_str()));
+}
+
+/// Two relays, one lineage: relay B mirrors relay A's swarm model (`--model-from`); a peer on
+/// each feeds it, both relays name the same version, B serves its checkpoint, and a newcomer on B
+/// starts from it. When A is gone, B says so (503) rather than inventing a lineage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_two_relays_feed_one_swarm_model() {
+    let (dir, base) = site_with_base().await;
+    let (data_a, data_b) = (tempfile::tempdir().expect("data"), tempfile::tempdir().expect("data"));
+    let a = start_relay(dir.path(), &base, data_a.path()).await;
+    let b = start_relay_from(dir.path(), &base, data_b.path(), Some(a.clone())).await;
+    let v0 = model(&a).await;
+    assert_eq!(model(&b).await, v0, "B answers with A's swarm model");
+    let (mut on_a, mut on_b) = (Peer::join(&a, 1).await, Peer::join(&b, 2).await);
+    for (peer, url) in [(&mut on_a, &a), (&mut on_b, &b)] {
+        match peer.round_and_update(url).await {
+            UpdateOutcome::Accepted(accepted) => assert_eq!(accepted.version, v0.hash),
+            UpdateOutcome::Refused(e) => panic!("refused through {url}: {e:?}"),
+        }
+    }
+    let v1 = wait_for_version(&a, 1).await;
+    let mut contributors = vec![on_a.key.public().to_peer_id().to_string(), on_b.key.public().to_peer_id().to_string()];
+    contributors.sort();
+    assert_eq!(v1.contributors, contributors, "one version from the updates of both relays' peers");
+    assert_eq!(model(&b).await.hash, v1.hash);
+    let newcomer = Peer::join(&b, 3).await;
+    assert_eq!((newcomer.sync.number, newcomer.sync.version.as_str()), (1, v1.hash.as_str()));
+    // Junk is refused at B and never reaches A.
+    match native::post_update(&b, b"junk".to_vec()).await.expect("post") {
+        UpdateOutcome::Refused(e) => assert_eq!(e.error, "bad_signature"),
+        other => panic!("{other:?}"),
+    }
+    // A mirror of a relay that is not there answers 503 with the reason.
+    let data_c = tempfile::tempdir().expect("data");
+    let gone = format!("http://127.0.0.1:{}", tabswarm_e2e::free_tcp_port());
+    let c = start_relay_from(dir.path(), &base, data_c.path(), Some(gone)).await;
+    let err = native::fetch_model(&c, false).await.expect_err("upstream down");
+    assert!(err.contains("503"), "{err}");
 }

@@ -181,6 +181,7 @@ async fn a_relay_whose_domain_names_another_registry_does_not_start() {
         assets: data.path().to_path_buf(),
         base_checkpoint: None,
         model: Default::default(),
+        model_from: None,
         swarm,
         chain: Some(chain),
     };

@@ -27,8 +27,12 @@ pub(crate) async fn by_hash(
     Path(sha256): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    // A swarm-model version, named by the hash of its parameters.
+    // A swarm-model version, named by the hash of its parameters (this relay's own, or the
+    // mirrored relay's).
     if let Some(bytes) = state.model.as_ref().and_then(|m| m.checkpoint(&sha256)) {
+        return Ok(crate::checkpoint::respond_immutable(bytes, &sha256, &headers));
+    }
+    if let Some(bytes) = super::model::mirrored_checkpoint(&state, &sha256).await? {
         return Ok(crate::checkpoint::respond_immutable(bytes, &sha256, &headers));
     }
     let base = configured(&state)?;

@@ -9,6 +9,7 @@ use tabswarm_protocol::api::{ModelInfo, UpdateAccepted};
 
 use super::AppState;
 use crate::error::HttpError;
+use crate::model::mirror::MirrorError;
 use crate::model::{ModelStore, UpdateRefusal};
 use crate::swarm::unix_now;
 
@@ -17,7 +18,33 @@ pub(crate) fn model_of(state: &AppState) -> Result<&ModelStore, HttpError> {
 }
 
 pub(crate) async fn info(State(state): State<AppState>) -> Result<Json<ModelInfo>, HttpError> {
+    if let (None, Some(mirror)) = (&state.model, &state.model_mirror) {
+        return mirror.info().await.map(Json).map_err(mirror_error);
+    }
     Ok(Json(model_of(&state)?.info()))
+}
+
+fn mirror_error(e: MirrorError) -> HttpError {
+    match e {
+        MirrorError::Upstream(message) => HttpError::api(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            format!("this relay mirrors another relay's swarm model, which cannot be reached now: {message}"),
+        ),
+        MirrorError::Refused(status, error) => {
+            HttpError::Api { status, error: crate::model::mirror::static_kind(&error.error), message: error.message }
+        }
+    }
+}
+
+/// A version's checkpoint from the mirrored relay (`None`: not a version it serves).
+pub(crate) async fn mirrored_checkpoint(state: &AppState, hash: &str) -> Result<Option<Bytes>, HttpError> {
+    match &state.model_mirror {
+        Some(mirror) if crate::model::mirror::looks_like_a_hash(hash) => {
+            mirror.checkpoint(hash).await.map_err(mirror_error)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A signed update (`tabswarm_protocol::update::sign`), kept for the next outer step (202), or
@@ -27,6 +54,10 @@ pub(crate) async fn post_update(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<UpdateAccepted>), HttpError> {
+    if let (None, Some(mirror)) = (&state.model, &state.model_mirror) {
+        let accepted = mirror.forward(body).await.map_err(mirror_error)?;
+        return Ok((StatusCode::ACCEPTED, Json(accepted)));
+    }
     let model = model_of(&state)?.clone();
     let ledger = state.ledger.clone();
     let bound_ledger = state.ledger.clone();

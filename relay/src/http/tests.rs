@@ -32,6 +32,7 @@ fn state(dir: &Path) -> AppState {
         assets: AssetStore::load(dir).expect("load assets"),
         base_checkpoint: None,
         model: None,
+        model_mirror: None,
         swarm: None,
         ledger: Some(crate::ledger::Ledger::in_memory().expect("ledger")),
         domain: crate::ledger::tests::domain(),
@@ -208,6 +209,7 @@ async fn a_port_in_use_is_one_clear_error() {
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
         model: Default::default(),
+        model_from: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
     };
@@ -228,6 +230,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         assets: dir.path().to_path_buf(),
         base_checkpoint: None,
         model: Default::default(),
+        model_from: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
     })
