@@ -271,6 +271,11 @@ struct Learned {
 /// Clicks a learning button and waits for the run to finish.
 async fn train_in_page(client: &Client, button: &str, timeout: Duration) -> Learned {
     client.find(Locator::Id(button)).await.expect("train button").click().await.expect("click");
+    learned(client, timeout).await
+}
+
+/// Waits for the page's learning run to end.
+async fn learned(client: &Client, timeout: Duration) -> Learned {
     let deadline = Instant::now() + timeout;
     loop {
         let status = client.find(Locator::Id(id::TRAIN_STATUS)).await.expect("#train-status");
@@ -749,50 +754,61 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     client.close().await.expect("close browser");
 }
 
-/// A newcomer tab starts from the swarm model's latest version, not the base: two native peers
-/// feed the relay's swarm model (the calls `tabswarm-peer run` makes) until version 1 exists, then
-/// the page shows that version with its download link, and a CPU run in the tab starts from it
-/// (its parameters checked in the worker against the version's hash).
-#[tokio::test]
-#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
-async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version() {
+/// One native peer's update to the relay's swarm model (the calls `tabswarm-peer run` makes):
+/// it joins at the current version, trains one round and posts; returns the version it was for.
+async fn native_update(url: &str, seed: u64) -> String {
     use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
     use tabswarm_learn::sync::SwarmSync;
     use tabswarm_net::native;
+    let (info, bytes) = native::fetch_model(url, true).await.expect("fetch").expect("a swarm model");
+    let device = burn::tensor::Device::flex();
+    let mut run = TrainingRun::from_checkpoint(&bytes.expect("bytes"), &device, Backend::Cpu, RunPlan::solo(1, seed))
+        .expect("run");
+    let mut sync = SwarmSync::new(&run, &info.hash, info.number, 1).await.expect("sync");
+    let origin = Instant::now();
+    run.step(&move || origin.elapsed().as_secs_f64() * 1e3, Vec::new()).await.expect("round");
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let update = sync.update(&run, &key.public().to_peer_id().to_string()).await.expect("update");
+    let signed = tabswarm_protocol::update::sign(&update, &key).expect("sign");
+    let outcome = native::post_update(url, signed).await.expect("post");
+    assert!(matches!(outcome, native::UpdateOutcome::Accepted(_)), "{outcome:?}");
+    info.hash
+}
 
+async fn wait_for_version(url: &str, number: u64) -> tabswarm_protocol::api::ModelInfo {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = tabswarm_net::native::fetch_model(url, false).await.expect("fetch").expect("model").0;
+        if info.number >= number {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "no version {number}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The swarm model in the tab. Two native peers make version 1; a newcomer tab shows it with its
+/// download link and starts from it (its parameters checked in the worker against the version's
+/// hash), not from the base; every 10 rounds the tab sends an update signed with its key, which
+/// together with a third peer's makes version 2, and the tab moves onto it while it trains.
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (base_path, base_sha) = make_base(dir.path());
     let relay = start_relay_serving(Some(base_path)).await;
     let url = relay.url.clone();
-    let v0 = native::fetch_model(&url, false).await.expect("fetch").expect("a swarm model").0;
-    for seed in [1, 2] {
-        let (info, bytes) = native::fetch_model(&url, true).await.expect("fetch").expect("a swarm model");
-        let device = burn::tensor::Device::flex();
-        let mut run =
-            TrainingRun::from_checkpoint(&bytes.expect("bytes"), &device, Backend::Cpu, RunPlan::solo(1, seed))
-                .expect("run");
-        let mut sync = SwarmSync::new(&run, &info.hash, info.number, 1).await.expect("sync");
-        let origin = Instant::now();
-        run.step(&move || origin.elapsed().as_secs_f64() * 1e3, Vec::new()).await.expect("round");
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let update = sync.update(&run, &key.public().to_peer_id().to_string()).await.expect("update");
-        let signed = tabswarm_protocol::update::sign(&update, &key).expect("sign");
-        let outcome = native::post_update(&url, signed).await.expect("post");
-        assert!(matches!(outcome, native::UpdateOutcome::Accepted(_)), "{outcome:?}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let v1 = loop {
-        let info = native::fetch_model(&url, false).await.expect("fetch").expect("model").0;
-        if info.number == 1 {
-            break info;
-        }
-        assert!(Instant::now() < deadline, "no version 1: {info:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(v1.parent.as_deref(), Some(v0.hash.as_str()));
+    let v0 = native_update(&url, 1).await;
+    native_update(&url, 2).await;
+    let v1 = wait_for_version(&url, 1).await;
+    assert_eq!(v1.parent.as_deref(), Some(v0.as_str()));
+    // One update for version 1 waits; the tab's will be the second.
+    assert_eq!(native_update(&url, 3).await, v1.hash);
 
-    let (_driver, client) = start_browser(&[]).await;
-    client.goto(&format!("{url}/?n=32&rounds=1")).await.expect("load page");
+    // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
+    let (_driver, client) =
+        start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
+    client.goto(&format!("{url}/?n=32&rounds=40")).await.expect("load page");
     let shown = client.find(Locator::Id(id::SWARM_MODEL)).await.expect("#swarm-model");
     let deadline = Instant::now() + Duration::from_secs(60);
     while shown.attr(data::STATE).await.expect("attr").as_deref() != Some("ready") {
@@ -806,17 +822,39 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version() {
     let link = client.find(Locator::Id(id::SWARM_DOWNLOAD)).await.expect("#swarm-download");
     assert_eq!(link.attr("href").await.expect("attr"), Some(v1.url.clone()));
     assert!(link.is_displayed().await.expect("displayed"), "the download link stays hidden");
-
-    train_in_page(&client, id::TRAIN_CPU, Duration::from_secs(300)).await;
+    // Wait for the swarm connection, so the run shares (and feeds the swarm model).
+    let net = client.find(Locator::Id(id::NET)).await.expect("#net");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while net.attr(data::STATE).await.expect("attr").as_deref() != Some("connected") {
+        assert!(Instant::now() < deadline, "not connected: {}", net.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    client.find(Locator::Id(id::TRAIN_CPU)).await.expect("train button").click().await.expect("click");
     let origin = client.find(Locator::Id(id::BASE)).await.expect("#base");
-    let origin_text = origin.text().await.expect("text");
-    let (origin_version, origin_sha) = (
-        origin.attr(data::VERSION).await.expect("attr").unwrap_or_default(),
-        origin.attr(data::SHA256).await.expect("attr").unwrap_or_default(),
-    );
-    save_text("newcomer.txt", &format!("{text}\n{origin_text}\n"));
+    let first = loop {
+        let text = origin.text().await.expect("text");
+        if text.contains("swarm model") {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let first_sha = origin.attr(data::SHA256).await.expect("attr").unwrap_or_default();
+    learned(&client, Duration::from_secs(300)).await;
+    let updates = client.find(Locator::Id(id::SWARM_UPDATES)).await.expect("#swarm-updates");
+    let updates_text = updates.text().await.expect("text");
+    let sent: u32 = updates.attr(data::SENT).await.expect("attr").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let accepted: u32 = updates.attr(data::ACCEPTED).await.expect("attr").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (end_version, end_text) =
+        (origin.attr(data::VERSION).await.expect("attr").unwrap_or_default(), origin.text().await.expect("text"));
+    save_text("newcomer.txt", &format!("{text}\n{first}\n{updates_text}\n{end_text}\n"));
     client.close().await.expect("close browser");
-    assert_eq!((origin_version.as_str(), origin_sha.as_str()), ("1", v1.hash.as_str()), "{origin_text}");
-    assert_ne!(origin_sha, base_sha, "the tab started from the base");
-    assert!(origin_text.contains("swarm model, version 1"), "{origin_text}");
+    assert_eq!(first_sha, v1.hash, "the tab did not start from version 1: {first}");
+    assert_ne!(first_sha, base_sha);
+    assert!(first.contains("swarm model, version 1"), "{first}");
+    assert!(sent >= 2 && accepted >= 1, "{updates_text}");
+    let v2 = wait_for_version(&url, 2).await;
+    assert!(v2.contributors.len() == 2 && v2.parent.as_deref() == Some(v1.hash.as_str()), "{v2:?}");
+    assert_eq!(end_version, "2", "the tab did not move onto version 2: {end_text} / {updates_text}");
 }

@@ -36,6 +36,9 @@ pub enum WorkerRequest {
     /// Rollout groups other peers published, as the page's node verified and scored them; the next
     /// round trains on them without scoring them again.
     Received { groups: Vec<ScoredGroup> },
+    /// Move the running training onto this swarm-model version (fetched and checked by the worker)
+    /// after the current round.
+    Adopt { hash: String, number: u64 },
 }
 
 /// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
@@ -114,6 +117,9 @@ pub enum WorkerReport {
     FusedFailed { message: String },
     /// A checkpoint of the trained model; its bytes came in the message just before this one.
     ModelSaved(SavedModel),
+    /// An update for the swarm model (`ModelUpdate::encode`, unsigned; its bytes came in the message
+    /// just before this one), for the page to sign with the tab's key and post to the relay.
+    Update { version: String, number: u64, bytes: usize },
     /// The model could not be saved; `message` says why.
     SaveFailed { message: String },
     /// Something failed; `message` says what.

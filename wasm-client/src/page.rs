@@ -42,6 +42,12 @@ struct Page {
     /// The swarm node's command channel and this tab's peer id, once the node runs.
     net: RefCell<Option<futures::channel::mpsc::Sender<NodeCommand>>>,
     peer_id: RefCell<Option<String>>,
+    /// The tab's peer key (signs its swarm-model updates), once the node runs.
+    key: RefCell<Option<libp2p::identity::Keypair>>,
+    /// Swarm-model updates sent and accepted in this visit.
+    updates: Cell<(u64, u64)>,
+    /// The swarm-model version the run trains on.
+    training_version: Cell<Option<u64>>,
 }
 
 impl Page {
@@ -80,6 +86,9 @@ pub fn start_page() -> Result<(), JsError> {
         train_rounds,
         webgpu: Cell::new(None),
         checkpoint: RefCell::new(None),
+        key: RefCell::new(None),
+        updates: Cell::new((0, 0)),
+        training_version: Cell::new(None),
         checkpoint_url: RefCell::new(None),
         rewards: RefCell::new(Vec::new()),
         net: RefCell::new(None),
@@ -108,6 +117,11 @@ pub fn start_page() -> Result<(), JsError> {
             }
             let text = data.as_string().unwrap_or_default();
             match serde_json::from_str::<WorkerReport>(&text) {
+                Ok(WorkerReport::Update { number, .. }) => {
+                    if let Some(bytes) = page.checkpoint.borrow_mut().take() {
+                        wasm_bindgen_futures::spawn_local(send_update(Rc::clone(&page), bytes.to_vec(), number));
+                    }
+                }
                 Ok(report) => render(&page, report, n),
                 Err(e) => page.status("error", &format!("The worker sent a message the page cannot read ({e}).")),
             }
@@ -174,27 +188,84 @@ pub fn start_page() -> Result<(), JsError> {
         }
         onclick.forget();
     }
-    wasm_bindgen_futures::spawn_local(show_swarm_model(window.clone(), Rc::clone(&page)));
+    {
+        let (window, page) = (window.clone(), Rc::clone(&page));
+        wasm_bindgen_futures::spawn_local(async move {
+            show_swarm_model(window, page).await;
+        });
+    }
     wasm_bindgen_futures::spawn_local(join_swarm(window, Rc::clone(&page)));
     Ok(())
 }
 
+/// Signs a swarm-model update from the worker with the tab's key and posts it to the relay, shows
+/// what became of it, and asks the worker to move onto a newer version if there is one.
+async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
+    let Some(window) = web_sys::window() else { return };
+    let outcome = async {
+        let key = page.key.borrow().clone().ok_or("the tab has no peer key yet")?;
+        let update = tabswarm_protocol::update::ModelUpdate::decode(&encoded).map_err(|e| e.to_string())?;
+        let signed = tabswarm_protocol::update::sign(&update, &key).map_err(|e| e.to_string())?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&js_sys::Uint8Array::from(signed.as_slice()));
+        let url = "/api/model/updates";
+        let response = crate::http::fetch(window.fetch_with_str_and_init(url, &init), url).await?;
+        let text = crate::http::response_text(&response, url).await?;
+        Ok::<_, String>((response.ok(), text))
+    }
+    .await;
+    let (mut sent, mut accepted) = page.updates.get();
+    sent += 1;
+    let (state, line) = match outcome {
+        Ok((true, _)) => {
+            accepted += 1;
+            ("sent", format!("Update for swarm version {number} accepted."))
+        }
+        Ok((false, text)) => match serde_json::from_str::<tabswarm_protocol::api::ApiError>(&text) {
+            Ok(e) => ("refused", format!("Update for swarm version {number} refused: {} ({}).", e.message, e.error)),
+            Err(_) => ("error", format!("Update for swarm version {number}: the relay answered {text}")),
+        },
+        Err(e) => ("error", format!("Update for swarm version {number} not sent: {e}")),
+    };
+    page.updates.set((sent, accepted));
+    page.dom.set_state(
+        id::SWARM_UPDATES,
+        state,
+        &format!("Updates to the swarm model from this tab: {sent} sent, {accepted} accepted. {line}"),
+    );
+    page.dom.set_data(id::SWARM_UPDATES, &[(data::SENT, &sent.to_string()), (data::ACCEPTED, &accepted.to_string())]);
+    // A newer version (made from this update or others'): show it, and train on from it.
+    if let Some(info) = show_swarm_model(window, Rc::clone(&page)).await
+        && page.training_version.get().is_some_and(|v| info.number > v)
+    {
+        page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+    }
+}
+
 /// Shows the relay's swarm model (`/api/model`): its version, lineage and held-out accuracy, and
-/// a link to download it.
-async fn show_swarm_model(window: web_sys::Window, page: Rc<Page>) {
+/// a link to download it. Returns what it showed.
+async fn show_swarm_model(window: web_sys::Window, page: Rc<Page>) -> Option<tabswarm_protocol::api::ModelInfo> {
     let response = match crate::http::fetch(window.fetch_with_str("/api/model"), "/api/model").await {
         Ok(response) => response,
-        Err(e) => return page.dom.set_state(id::SWARM_MODEL, "error", &e),
+        Err(e) => {
+            page.dom.set_state(id::SWARM_MODEL, "error", &e);
+            return None;
+        }
     };
     if response.status() == 404 {
         let text = "This relay runs no swarm model (it serves no base checkpoint).";
-        return page.dom.set_state(id::SWARM_MODEL, "none", text);
+        page.dom.set_state(id::SWARM_MODEL, "none", text);
+        return None;
     }
     let info = match crate::http::response_text(&response, "/api/model").await.and_then(|text| {
         serde_json::from_str::<tabswarm_protocol::api::ModelInfo>(&text).map_err(|e| format!("/api/model: {e}"))
     }) {
         Ok(info) => info,
-        Err(e) => return page.dom.set_state(id::SWARM_MODEL, "error", &e),
+        Err(e) => {
+            page.dom.set_state(id::SWARM_MODEL, "error", &e);
+            return None;
+        }
     };
     page.dom.set_state(id::SWARM_MODEL, "ready", &crate::messages::swarm_model_line(&info));
     page.dom.set_data(id::SWARM_MODEL, &[(data::VERSION, &info.number.to_string()), (data::SHA256, &info.hash)]);
@@ -204,6 +275,7 @@ async fn show_swarm_model(window: web_sys::Window, page: Rc<Page>) {
         let _ = link.set_attribute("download", &format!("tabswarm-swarm-v{}-{short}.tswm", info.number));
         let _ = link.remove_attribute("hidden");
     }
+    Some(info)
 }
 
 /// Joins the swarm from the page (browsers offer WebRTC to pages, not to workers): asks the
@@ -247,6 +319,7 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
     let peer_id = handle.peer_id.to_string();
     page.dom.set_data(id::NET, &[(data::PEER_ID, &peer_id)]);
     *page.peer_id.borrow_mut() = Some(peer_id);
+    *page.key.borrow_mut() = Some(key.clone());
     *page.net.borrow_mut() = Some(handle.commands.clone());
     wasm_bindgen_futures::spawn_local(run);
     Identity::start(
@@ -312,6 +385,7 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
         }
         WorkerReport::Failed { message } => page.status("error", &message),
         WorkerReport::Base { description, sha256, version } => {
+            page.training_version.set(version.or(sha256.as_ref().map(|_| 0)));
             page.dom.set_state(id::BASE, if sha256.is_some() { "verified" } else { "none" }, &description);
             let version = version.map(|v| v.to_string()).unwrap_or_default();
             page.dom.set_data(id::BASE, &[(data::SHA256, sha256.as_deref().unwrap_or("")), (data::VERSION, &version)]);
@@ -347,6 +421,8 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             training_finished(page);
         }
         WorkerReport::ModelSaved(saved) => offer_checkpoint(page, &saved),
+        // Signed and sent by `send_update` (it needs the page's `Rc`), before `render`.
+        WorkerReport::Update { .. } => {}
         WorkerReport::Fused(report) => {
             page.dom.set_state(id::FUSED, if report.passed() { "ok" } else { "error" }, &report.describe());
             if !report.passed() {

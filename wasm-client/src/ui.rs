@@ -34,6 +34,9 @@ pub mod id {
     pub const SWARM_MODEL: &str = "swarm-model";
     /// The swarm model's download link (the version's checkpoint URL).
     pub const SWARM_DOWNLOAD: &str = "swarm-download";
+    /// This tab's updates to the swarm model (`data-state`: idle, sent, refused, error;
+    /// `data-sent`, `data-accepted`).
+    pub const SWARM_UPDATES: &str = "swarm-updates";
     /// Which backend training uses and why (`data-state`: webgpu, cpu).
     pub const BACKEND: &str = "backend";
     pub const TRAIN_WEBGPU: &str = "train-webgpu";
@@ -68,6 +71,7 @@ pub mod id {
         BASE,
         SWARM_MODEL,
         SWARM_DOWNLOAD,
+        SWARM_UPDATES,
         BACKEND,
         TRAIN_WEBGPU,
         TRAIN_CPU,
@@ -108,6 +112,8 @@ pub mod data {
     pub const UUID: &str = "data-uuid";
     pub const SHA256: &str = "data-sha256";
     pub const VERSION: &str = "data-version";
+    pub const SENT: &str = "data-sent";
+    pub const ACCEPTED: &str = "data-accepted";
     pub const ROUND: &str = "data-round";
     pub const REWARD: &str = "data-reward";
     pub const FIRST_REWARD: &str = "data-first-reward";

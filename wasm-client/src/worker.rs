@@ -33,6 +33,8 @@ struct WorkerState {
     last_run: RefCell<Option<TrainingRun>>,
     /// Rollout groups from other peers, waiting for the next round.
     inbox: RefCell<Inbox>,
+    /// A swarm-model version the page asked the run to move onto.
+    adopt: RefCell<Option<(String, u64)>>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -61,6 +63,10 @@ pub fn start_worker() -> Result<(), JsError> {
                     state.inbox.borrow_mut().push(groups);
                     return;
                 }
+                WorkerRequest::Adopt { hash, number } => {
+                    *state.adopt.borrow_mut() = Some((hash, number));
+                    return;
+                }
                 request => request,
             };
             let (scope, state) = (scope.clone(), Rc::clone(&state));
@@ -69,7 +75,7 @@ pub fn start_worker() -> Result<(), JsError> {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::SaveModel => handle_save(&scope, &state).await,
-                    WorkerRequest::Stop | WorkerRequest::Received { .. } => {}
+                    WorkerRequest::Stop | WorkerRequest::Received { .. } | WorkerRequest::Adopt { .. } => {}
                 }
             });
         })
@@ -165,22 +171,26 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
     let plan = RunPlan { rounds, seed, peer, families: Vec::new() };
     let device = burn_device(state, backend).await?;
     // A newcomer starts from the swarm model's latest version, not the base.
-    if let Some((info, bytes)) = fetch_swarm_model(scope).await? {
+    let swarm_model = fetch_model_info(scope).await?;
+    let peer = plan.peer.clone();
+    if let Some(info) = swarm_model.as_ref().filter(|info| info.number > 0) {
+        let bytes = fetch_bytes(scope, &info.url).await?;
+        tabswarm_protocol::checkpoint::verify(&bytes)
+            .map_err(|e| format!("The swarm model's checkpoint from the relay was refused: {e}"))?;
         let run = TrainingRun::from_checkpoint(&bytes, &device, backend, plan.clone())
             .map_err(|e| format!("The swarm model's checkpoint cannot be used: {e}"))?;
-        SwarmSync::new(&run, &info.hash, info.number, info.sync_every)
+        let sync = SwarmSync::new(&run, &info.hash, info.number, info.sync_every)
             .await
             .map_err(|e| format!("The swarm model from the relay was refused: {e}"))?;
-        let short = info.hash.get(..12).unwrap_or(&info.hash);
-        let description = format!(
-            "Learning from the swarm model, version {} ({short}…, {} KB, made from {} updates) — its parameters \
-             verified against the version's hash in this tab.",
-            info.number,
-            info.bytes.div_ceil(1024),
-            info.updates
+        post(
+            scope,
+            &WorkerReport::Base {
+                description: started_from(info),
+                sha256: Some(info.hash.clone()),
+                version: Some(info.number),
+            },
         );
-        post(scope, &WorkerReport::Base { description, sha256: Some(info.hash), version: Some(info.number) });
-        return train_rounds(scope, state, run, sharing).await;
+        return train_rounds(scope, state, run, sharing, peer.map(|p| (p, sync))).await;
     }
     let run = match fetch_base(scope).await? {
         Some((info, bytes)) => {
@@ -203,14 +213,36 @@ async fn train(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, request:
             TrainingRun::fresh(&device, backend, model, plan).map_err(|e| e.to_string())?
         }
     };
-    train_rounds(scope, state, run, sharing).await
+    // From the base, which is the swarm model's version 0 when the relay runs one.
+    let sync = match (&swarm_model, peer) {
+        (Some(info), Some(peer)) => {
+            SwarmSync::new(&run, &info.hash, info.number, info.sync_every).await.ok().map(|sync| (peer, sync))
+        }
+        _ => None,
+    };
+    train_rounds(scope, state, run, sharing, sync).await
 }
 
+fn started_from(info: &ModelInfo) -> String {
+    let short = info.hash.get(..12).unwrap_or(&info.hash);
+    format!(
+        "Learning from the swarm model, version {} ({short}…, {} KB, made from {} updates) — its parameters \
+         verified against the version's hash in this tab.",
+        info.number,
+        info.bytes.div_ceil(1024),
+        info.updates
+    )
+}
+
+/// The rounds of a run; with `sync` (the tab's peer id and its place in the swarm model), an
+/// update for the page to sign every `sync_every` rounds, and a move onto each version the page
+/// names.
 async fn train_rounds(
     scope: &DedicatedWorkerGlobalScope,
     state: &WorkerState,
     mut run: TrainingRun,
     sharing: bool,
+    mut sync: Option<(String, SwarmSync)>,
 ) -> Result<(), String> {
     let now = clock(scope);
     while !run.is_done() {
@@ -226,16 +258,52 @@ async fn train_rounds(
         if stopping {
             break;
         }
+        if let Some((peer, sync)) = sync.as_mut() {
+            if sync.round_done() {
+                let update =
+                    sync.update(&run, peer).await.map_err(|e| format!("The swarm-model update failed: {e}"))?;
+                let encoded = update.encode();
+                let array = js_sys::Uint8Array::from(encoded.as_slice());
+                scope
+                    .post_message_with_transfer(&array, &js_sys::Array::of1(&array.buffer()))
+                    .map_err(|e| format!("cannot hand the update to the page: {e:?}"))?;
+                post(
+                    scope,
+                    &WorkerReport::Update { version: sync.version.clone(), number: sync.number, bytes: encoded.len() },
+                );
+            }
+            let asked = state.adopt.borrow_mut().take();
+            if let Some((hash, number)) = asked.filter(|(_, number)| *number > sync.number) {
+                let url = format!("/api/checkpoint/{hash}");
+                let bytes = fetch_bytes(scope, &url).await?;
+                let config = run.config().clone();
+                match sync.adopt(&mut run, &config, &bytes, &hash, number).await {
+                    Ok(()) => post(
+                        scope,
+                        &WorkerReport::Base {
+                            description: format!(
+                                "Training on swarm model version {number} ({}…) — moved onto it from the relay, its \
+                             parameters verified against the version's hash in this tab.",
+                                hash.get(..12).unwrap_or(&hash)
+                            ),
+                            sha256: Some(hash),
+                            version: Some(number),
+                        },
+                    ),
+                    Err(e) => {
+                        web_sys::console::warn_1(&format!("tabswarm worker: version {number} refused: {e}").into())
+                    }
+                }
+            }
+        }
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
     *state.last_run.borrow_mut() = Some(run);
     Ok(())
 }
 
-/// The swarm model's current version when it is past the base (`/api/model`; the caller checks
-/// the parameters against the version's hash); `None` when the relay runs none or it is still the
-/// base.
-async fn fetch_swarm_model(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(ModelInfo, Vec<u8>)>, String> {
+/// The relay's swarm model (`/api/model`); `None` when it runs none (404).
+async fn fetch_model_info(scope: &DedicatedWorkerGlobalScope) -> Result<Option<ModelInfo>, String> {
     let url = "/api/model";
     let response = fetch(scope.fetch_with_str(url), url).await?;
     if response.status() == 404 {
@@ -245,15 +313,9 @@ async fn fetch_swarm_model(scope: &DedicatedWorkerGlobalScope) -> Result<Option<
         return Err(format!("The relay answered HTTP {} for its swarm model.", response.status()));
     }
     let text = response_text(&response, "the swarm model's description").await?;
-    let info: ModelInfo =
-        serde_json::from_str(&text).map_err(|e| format!("The relay's swarm model description is unreadable ({e})."))?;
-    if info.number == 0 {
-        return Ok(None);
-    }
-    let bytes = fetch_bytes(scope, &info.url).await?;
-    tabswarm_protocol::checkpoint::verify(&bytes)
-        .map_err(|e| format!("The swarm model's checkpoint from the relay was refused: {e}"))?;
-    Ok(Some((info, bytes)))
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("The relay's swarm model description is unreadable ({e})."))
 }
 
 async fn fetch_bytes(scope: &DedicatedWorkerGlobalScope, url: &str) -> Result<Vec<u8>, String> {
