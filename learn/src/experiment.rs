@@ -81,6 +81,23 @@ pub struct Arm {
     /// Peer 0 sends this instead of its honest update at every sync.
     #[serde(default)]
     pub attack: Option<Attack>,
+    /// A peer that joins the running swarm at round `.0` (from the swarm model's version then) and
+    /// leaves after `.1` rounds with its model ("join for an hour").
+    #[serde(default)]
+    pub join: Option<(u64, u64)>,
+}
+
+/// What the peer that joined for a while left with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinResult {
+    /// Round it joined at, and rounds it stayed.
+    pub at: u64,
+    pub rounds: u64,
+    /// Mean held-out accuracy of the model it left with, and per family.
+    pub accuracy: f32,
+    pub per_family: BTreeMap<Family, f32>,
+    /// The swarm versions its updates went into.
+    pub versions_fed: Vec<String>,
 }
 
 /// The swarm model's side of a configuration.
@@ -171,6 +188,9 @@ pub struct ArmResult {
     /// Mean over peers of each family's curriculum level at the end (with a curriculum).
     #[serde(default)]
     pub final_levels: BTreeMap<Family, f32>,
+    /// The peer that joined for a while ([`Arm::join`]).
+    #[serde(default)]
+    pub join: Option<JoinResult>,
 }
 
 /// Runs one configuration from `base` to the end; `progress` sees (round, mean reward) each round.
@@ -200,7 +220,19 @@ pub async fn run_arm(
     };
     let mut reward_per_round = Vec::with_capacity(arm.rounds as usize);
     let (mut cumulative, mut used_local, mut used_external) = (0.0, 0usize, 0usize);
+    let (mut joiner, mut joiner_compressor, mut join_result): (Option<Peer>, Compressor, Option<JoinResult>) =
+        (None, Compressor::default(), None);
     for round in 0..arm.rounds {
+        if let Some((at, rounds)) = arm.join
+            && round == at
+        {
+            let mut peer = Peer::new("joiner", base.clone(), arm.rl.clone(), device, arm.seed * 1_000 + 999)?;
+            if let Some(model) = &swarm {
+                peer.load_flat(model.params())?;
+            }
+            joiner = Some(peer);
+            join_result = Some(JoinResult { at, rounds, ..JoinResult::default() });
+        }
         let mut own = Vec::with_capacity(peers.len());
         for peer in &mut peers {
             let groups = peer.generate_round().await?;
@@ -211,12 +243,25 @@ pub async fn run_arm(
             }
             own.push(groups);
         }
+        let joiner_own = match joiner.as_mut() {
+            Some(peer) => {
+                let groups = peer.generate_round().await?;
+                if sharing {
+                    bus.publish(groups.iter().map(|g| g.group.clone()));
+                }
+                Some(groups)
+            }
+            None => None,
+        };
         let mut total = 0.0;
         for (peer, groups) in peers.iter_mut().zip(&own) {
             let stats = peer.train_round(groups, bus.deliver()).await?;
             total += stats.mean_reward;
             used_local += stats.trained_local;
             used_external += stats.trained_external;
+        }
+        if let (Some(peer), Some(groups)) = (joiner.as_mut(), &joiner_own) {
+            peer.train_round(groups, bus.deliver()).await?;
         }
         bus.next_round();
         if let (Some(sync), Some(model)) = (&arm.swarm, swarm.as_mut())
@@ -239,12 +284,34 @@ pub async fn run_arm(
                 bytes_sent += len;
                 let _ = model.submit(&update, true);
             }
+            if let Some(peer) = &joiner {
+                let mut delta = params::flatten(&peer.model()).await?;
+                delta.iter_mut().zip(&start).for_each(|(d, s)| *d -= s);
+                let header =
+                    UpdateHeader { base: hash.clone(), peer: peer.name.clone(), rounds: sync.every as u32, params: 0 };
+                if let Ok(update) = joiner_compressor.compress(header, &delta) {
+                    let _ = model.submit(&update, true);
+                }
+            }
             if let Some(version) = model.step().version {
+                if let Some(result) =
+                    join_result.as_mut().filter(|_| version.contributors.iter().any(|c| c == "joiner"))
+                {
+                    result.versions_fed.push(version.hash.clone());
+                }
                 versions.push(version);
             }
-            for peer in &mut peers {
+            for peer in peers.iter_mut().chain(joiner.as_mut()) {
                 peer.load_flat(model.params())?;
             }
+        }
+        if let (Some((at, rounds)), Some(peer), Some(result), Some((set, _))) =
+            (arm.join, &joiner, join_result.as_mut(), &arm.heldout)
+            && round + 1 == at + rounds
+        {
+            result.per_family = heldout_accuracy(&peer.model(), &arm.rl.families, set, device).await?;
+            result.accuracy = mean_accuracy(&result.per_family);
+            joiner = None;
         }
         if let Some((set, every)) = &arm.heldout
             && ((round + 1) % every == 0 || round + 1 == arm.rounds)
@@ -308,5 +375,6 @@ pub async fn run_arm(
         versions,
         refused: swarm.map(|m| m.refused().clone()).unwrap_or_default(),
         final_levels,
+        join: join_result,
     })
 }

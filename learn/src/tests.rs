@@ -259,6 +259,7 @@ fn swarm_arm(peers: usize, rounds: u64, every: u64, attack: Option<Attack>) -> A
         swarm: Some(SwarmSync { every, outer: OuterConfig::default() }),
         heldout: Some((HeldOut { levels: vec![1], per_level: 4 }, every)),
         attack,
+        join: None,
     }
 }
 
@@ -326,4 +327,26 @@ fn an_attacker_among_eight_is_refused_at_every_sync() {
         let (a, c) = (attacked.heldout.last().expect("ok").1, clean.heldout.last().expect("ok").1);
         assert!((a - c).abs() <= 0.1, "{attack:?}: held-out {a} against {c} without the attacker");
     }
+}
+
+/// "Join for an hour": a peer joins the running swarm at round 2 from the swarm model's version
+/// then, feeds the next two versions, and leaves after 4 rounds with its model, evaluated.
+#[test]
+fn a_peer_joins_a_running_swarm_feeds_its_versions_and_leaves_with_a_model() {
+    let device = Device::flex();
+    let base = warm_base(&device);
+    let arm = Arm { join: Some((2, 4)), ..swarm_arm(3, 6, 2, None) };
+    let result = block_on(run_arm(&base, &arm, &device, &mut |_, _| {})).expect("run");
+    let join = result.join.expect("the joiner's result");
+    assert_eq!((join.at, join.rounds), (2, 4));
+    // Syncs after rounds 2, 4 and 6; it joined after the first: it fed the last two.
+    assert_eq!(result.versions.len(), 3);
+    let fed: Vec<&str> = result.versions[1..].iter().map(|v| v.hash.as_str()).collect();
+    assert_eq!(join.versions_fed.iter().map(String::as_str).collect::<Vec<_>>(), fed);
+    assert!(result.versions[1..].iter().all(|v| v.updates == 4), "{:?}", result.versions);
+    assert_eq!(result.versions[0].updates, 3);
+    // It left with the last version (it synced at its last round), whose accuracy the arm's last
+    // evaluation also measured.
+    assert_eq!(join.per_family.len(), 2);
+    assert!((join.accuracy - result.heldout.last().expect("evaluated").1).abs() < 1e-6);
 }

@@ -179,6 +179,10 @@ enum Command {
         /// Make peer 0 attack the swarm model: scale:<k>, sign-flip or random.
         #[arg(long)]
         attack: Option<String>,
+        /// "Join for an hour": in meta configurations a peer joins for the last K rounds, and a
+        /// peer given the same K rounds alone from the base is run to compare.
+        #[arg(long, value_name = "K")]
+        join: Option<u64>,
     },
     /// Rewrite the table and plot of an earlier `experiment` from its JSON.
     Report {
@@ -252,6 +256,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The name of the comparison run for `--join`: one peer alone from the base for K rounds.
+const JOIN_SOLO: &str = "join-solo";
 
 /// The file name of `path` without its extension.
 fn stem(path: &std::path::Path) -> String {
@@ -355,6 +362,7 @@ fn run(cli: Cli) -> Result<(), String> {
             heldout_per_level,
             curriculum,
             attack,
+            join,
         } => {
             let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
             let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
@@ -406,6 +414,31 @@ fn run(cli: Cli) -> Result<(), String> {
                             swarm: meta.then(|| SwarmSync { every: sync_every, outer: outer.clone() }),
                             heldout: Some((heldout.clone(), eval_every)),
                             attack: if meta { attack } else { None },
+                            join: join.filter(|_| meta).map(|k| (rounds.saturating_sub(k), k)),
+                        });
+                    }
+                    if let Some(k) = join {
+                        let rl = RlConfig {
+                            families: families.clone(),
+                            group_size,
+                            max_difficulty,
+                            local: 8,
+                            external: 0,
+                            learning_rate,
+                            selection,
+                            groups_per_step,
+                            curriculum: curriculum.then(Curriculum::default),
+                            ..RlConfig::default()
+                        };
+                        arms.push(Arm {
+                            name: JOIN_SOLO.into(),
+                            peers: 1,
+                            rounds: k,
+                            seed,
+                            rl,
+                            eval_per_family: 32,
+                            heldout: Some((heldout.clone(), k)),
+                            ..Arm::default()
                         });
                     }
                 }
@@ -415,10 +448,22 @@ fn run(cli: Cli) -> Result<(), String> {
                 };
                 let runs = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
                 write(out.with_file_name(format!("{}-runs.json", stem(&out))), runs)?;
+                let (solo_join, results): (Vec<ArmResult>, Vec<ArmResult>) =
+                    results.into_iter().partition(|r| r.name == JOIN_SOLO);
                 let summaries = summary::configs(&results);
-                let json = serde_json::json!({ "configs": summaries, "join": null });
+                let joined = summary::join(&results, &solo_join);
+                let json = serde_json::json!({ "configs": summaries, "join": joined });
                 write(out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
-                let table = summary::swarm_markdown(&summaries, &families);
+                let mut table = summary::swarm_markdown(&summaries, &families);
+                if let Some(j) = &joined {
+                    table.push_str(&format!(
+                        "\njoin for the last {} rounds: held-out {:.1}% (from the swarm, {} versions fed) against {:.1}% alone from the base\n",
+                        j.rounds,
+                        j.joined_accuracy * 100.0,
+                        j.versions_fed.len(),
+                        j.solo_accuracy * 100.0
+                    ));
+                }
                 write(out.with_extension("md"), table.clone())?;
                 write(out.with_extension("svg"), summary::heldout_svg(&results))?;
                 println!("{table}");

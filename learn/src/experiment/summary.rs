@@ -248,6 +248,31 @@ pub fn configs(results: &[ArmResult]) -> Vec<ConfigSummary> {
         .collect()
 }
 
+/// The "join for an hour" comparison, in the shape of `docs/learning-swarm.json`'s `join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinSummary {
+    pub rounds: u64,
+    /// Mean over seeds of the held-out accuracy the joining peer left with.
+    pub joined_accuracy: f32,
+    /// Mean over seeds of the held-out accuracy of a peer given the same rounds alone from the base.
+    pub solo_accuracy: f32,
+    /// The swarm versions the joining peer fed (first seed).
+    pub versions_fed: Vec<String>,
+}
+
+/// The joining peers of `results` against the lone peers of `solo` (the same rounds from the base).
+pub fn join(results: &[ArmResult], solo: &[ArmResult]) -> Option<JoinSummary> {
+    let joins: Vec<&super::JoinResult> = results.iter().filter_map(|r| r.join.as_ref()).collect();
+    let first = joins.first()?;
+    let solo: Vec<f32> = solo.iter().filter_map(|r| r.heldout.last().map(|p| p.1)).collect();
+    Some(JoinSummary {
+        rounds: first.rounds,
+        joined_accuracy: mean_std(&joins.iter().map(|j| j.accuracy).collect::<Vec<_>>()).0,
+        solo_accuracy: mean_std(&solo).0,
+        versions_fed: first.versions_fed.clone(),
+    })
+}
+
 /// The configurations as a Markdown table: gain over base, final held-out accuracy (overall and
 /// per family), cumulative training reward, bytes sent per peer, refused updates.
 pub fn swarm_markdown(summaries: &[ConfigSummary], families: &[Family]) -> String {
