@@ -789,7 +789,7 @@ async fn wait_for_version(url: &str, number: u64) -> tabswarm_protocol::api::Mod
 
 /// The swarm model in the tab. Two native peers make version 1; a newcomer tab shows it with its
 /// download link and starts from it (its parameters checked in the worker against the version's
-/// hash), not from the base; every 10 rounds the tab sends an update signed with its key, which
+/// hash), not from the base; after 10 rounds the tab sends an update signed with its key, which
 /// together with a third peer's makes version 2, and the tab moves onto it while it trains.
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
@@ -808,7 +808,7 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
     // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
     let (_driver, client) =
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
-    client.goto(&format!("{url}/?n=32&rounds=40")).await.expect("load page");
+    client.goto(&format!("{url}/?n=32&rounds=2000")).await.expect("load page");
     let shown = client.find(Locator::Id(id::SWARM_MODEL)).await.expect("#swarm-model");
     let deadline = Instant::now() + Duration::from_secs(60);
     while shown.attr(data::STATE).await.expect("attr").as_deref() != Some("ready") {
@@ -841,7 +841,21 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let first_sha = origin.attr(data::SHA256).await.expect("attr").unwrap_or_default();
-    learned(&client, Duration::from_secs(300)).await;
+    // It trains until it has moved onto version 2 (made from its update and the waiting one), then
+    // is stopped.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while origin.attr(data::VERSION).await.expect("attr").as_deref() != Some("2") {
+        let updates = client.find(Locator::Id(id::SWARM_UPDATES)).await.expect("#swarm-updates");
+        assert!(
+            Instant::now() < deadline,
+            "the tab never moved onto version 2: {} / {}",
+            origin.text().await.unwrap_or_default(),
+            updates.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    client.find(Locator::Id(id::TRAIN_STOP)).await.expect("#train-stop").click().await.expect("stop");
+    learned(&client, Duration::from_secs(120)).await;
     let updates = client.find(Locator::Id(id::SWARM_UPDATES)).await.expect("#swarm-updates");
     let updates_text = updates.text().await.expect("text");
     let sent: u32 = updates.attr(data::SENT).await.expect("attr").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -853,7 +867,7 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
     assert_eq!(first_sha, v1.hash, "the tab did not start from version 1: {first}");
     assert_ne!(first_sha, base_sha);
     assert!(first.contains("swarm model, version 1"), "{first}");
-    assert!(sent >= 2 && accepted >= 1, "{updates_text}");
+    assert!(sent >= 1 && accepted >= 1, "{updates_text}");
     let v2 = wait_for_version(&url, 2).await;
     assert!(v2.contributors.len() == 2 && v2.parent.as_deref() == Some(v1.hash.as_str()), "{v2:?}");
     assert_eq!(end_version, "2", "the tab did not move onto version 2: {end_text} / {updates_text}");

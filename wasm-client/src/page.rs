@@ -48,6 +48,8 @@ struct Page {
     updates: Cell<(u64, u64)>,
     /// The swarm-model version the run trains on.
     training_version: Cell<Option<u64>>,
+    /// Whether a learning run is going.
+    training: Cell<bool>,
 }
 
 impl Page {
@@ -89,6 +91,7 @@ pub fn start_page() -> Result<(), JsError> {
         key: RefCell::new(None),
         updates: Cell::new((0, 0)),
         training_version: Cell::new(None),
+        training: Cell::new(false),
         checkpoint_url: RefCell::new(None),
         rewards: RefCell::new(Vec::new()),
         net: RefCell::new(None),
@@ -172,6 +175,7 @@ pub fn start_page() -> Result<(), JsError> {
                         &format!("Starting to learn on {}…", backend_label(backend)),
                     );
                     page.rewards.borrow_mut().clear();
+                    page.training.set(true);
                     page.send(&WorkerRequest::Train(TrainRequest {
                         backend,
                         model: page.train_size,
@@ -235,12 +239,32 @@ async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
         &format!("Updates to the swarm model from this tab: {sent} sent, {accepted} accepted. {line}"),
     );
     page.dom.set_data(id::SWARM_UPDATES, &[(data::SENT, &sent.to_string()), (data::ACCEPTED, &accepted.to_string())]);
-    // A newer version (made from this update or others'): show it, and train on from it.
-    if let Some(info) = show_swarm_model(window, Rc::clone(&page)).await
-        && page.training_version.get().is_some_and(|v| info.number > v)
-    {
-        page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+    // Until a newer version appears (made from this update or others'): look every few seconds,
+    // show it, and train on from it. The relay steps when enough updates are in, or after its
+    // --max-wait-secs; a tab that stopped training stops looking.
+    for _ in 0..VERSION_POLLS {
+        if let Some(info) = show_swarm_model(window.clone(), Rc::clone(&page)).await
+            && page.training_version.get().is_some_and(|v| info.number > v)
+        {
+            page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+            return;
+        }
+        if !page.training.get() {
+            return;
+        }
+        sleep_ms(&window, VERSION_POLL_MS).await;
     }
+}
+
+/// How often, and how many times, the page looks for a newer swarm-model version after an update.
+const VERSION_POLL_MS: i32 = 2_000;
+const VERSION_POLLS: u32 = 300;
+
+async fn sleep_ms(window: &web_sys::Window, ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// Shows the relay's swarm model (`/api/model`): its version, lineage and held-out accuracy, and
@@ -537,6 +561,7 @@ fn refuse_webgpu_training(page: &Page) {
 }
 
 fn training_finished(page: &Page) {
+    page.training.set(false);
     page.dom.enable(id::TRAIN_SAVE, true);
     page.dom.enable(id::TRAIN_CPU, true);
     page.dom.enable(id::TRAIN_STOP, false);
