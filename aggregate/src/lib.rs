@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-pub use tabswarm_protocol::update::{BLOCK, Lineage, ModelUpdate, UpdateError, UpdateHeader, params_hash};
+pub use tabswarm_protocol::update::{
+    BLOCK, Lineage, ModelUpdate, UPDATE_ERROR_KINDS, UpdateError, UpdateHeader, params_hash,
+};
 
 /// How the accepted updates of a step become one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -89,7 +91,25 @@ pub enum Refusal {
     Opposes { cosine: f32 },
 }
 
+/// Every name [`Refusal::kind`] can give: the update's own ([`UPDATE_ERROR_KINDS`]) and then the
+/// swarm model's.
+pub const REFUSAL_KINDS: [&str; 12] = [
+    UPDATE_ERROR_KINDS[0],
+    UPDATE_ERROR_KINDS[1],
+    UPDATE_ERROR_KINDS[2],
+    UPDATE_ERROR_KINDS[3],
+    UPDATE_ERROR_KINDS[4],
+    "unknown_version",
+    "too_old",
+    "wrong_shape",
+    "unbound",
+    "duplicate",
+    "norm_outlier",
+    "opposes_swarm",
+];
+
 impl Refusal {
+    /// A short, stable name for counting refusals (one of [`REFUSAL_KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::Malformed(e) => e.kind(),

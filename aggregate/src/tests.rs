@@ -261,3 +261,33 @@ fn resume_continues_a_stored_version() {
     again.submit(&update(&v1.hash, "p", &exact(&[0.5, 1.27])), true).expect("ok");
     assert_eq!(again.step().version.expect("ok").parent.as_deref(), Some(v1.hash.as_str()));
 }
+
+/// Each refusal's name is listed, and every listed name is some refusal's.
+#[test]
+fn every_refusal_kind_is_listed_once() {
+    let s = String::new;
+    let refusals = [
+        Refusal::Malformed(UpdateError::NotAnUpdate),
+        Refusal::Malformed(UpdateError::UnsupportedFormat { found: 9 }),
+        Refusal::Malformed(UpdateError::Truncated(s())),
+        Refusal::Malformed(UpdateError::BadHeader(s())),
+        Refusal::Malformed(UpdateError::TooLarge { found: 1 }),
+        Refusal::Malformed(UpdateError::WrongLength { expected: 1, found: 2 }),
+        Refusal::Malformed(UpdateError::BadScale { block: 0 }),
+        Refusal::Malformed(UpdateError::NonFinite { index: 0 }),
+        Refusal::Malformed(UpdateError::BadEnvelope(s())),
+        Refusal::Malformed(UpdateError::PeerMismatch { key_peer: s(), peer: s() }),
+        Refusal::Malformed(UpdateError::BadSignature { peer: s() }),
+        Refusal::UnknownVersion { base: s() },
+        Refusal::TooOld { base: s(), number: 1, current: 2 },
+        Refusal::WrongShape { expected: 1, found: 2 },
+        Refusal::Unbound { peer: s() },
+        Refusal::Duplicate { peer: s() },
+        Refusal::NormOutlier { norm: 1.0, median: 0.1, ratio: 10.0 },
+        Refusal::Opposes { cosine: -0.5 },
+    ];
+    let given: std::collections::BTreeSet<&str> = refusals.iter().map(Refusal::kind).collect();
+    let listed: std::collections::BTreeSet<&str> = REFUSAL_KINDS.into_iter().collect();
+    assert_eq!(listed.len(), REFUSAL_KINDS.len(), "a name is listed twice");
+    assert_eq!(given, listed);
+}

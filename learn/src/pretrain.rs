@@ -23,7 +23,15 @@ pub struct PretrainConfig {
     pub families: Vec<Family>,
     /// Sequences per step (questions of every level, `MIN_DIFFICULTY..=MAX_DIFFICULTY`).
     pub batch: usize,
+    /// The peak learning rate (AdamW).
     pub learning_rate: f64,
+    /// Steps over which the learning rate rises linearly to its peak (0: from the first step).
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// After the warm-up, decay the learning rate along a cosine to a tenth of its peak at
+    /// `max_steps` (otherwise it stays at the peak).
+    #[serde(default)]
+    pub cosine_decay: bool,
     /// Stop when the mean greedy accuracy over families at [`MID_DIFFICULTY`] reaches this…
     pub target_accuracy: f32,
     /// …or after this many steps.
@@ -40,11 +48,29 @@ impl Default for PretrainConfig {
             families: Family::ALL.to_vec(),
             batch: 64,
             learning_rate: 3e-3,
+            warmup_steps: 0,
+            cosine_decay: false,
             target_accuracy: 0.3,
             max_steps: 4000,
             eval_every: 100,
             eval_per_family: 32,
         }
+    }
+}
+
+impl PretrainConfig {
+    /// The learning rate of step `step` (counted from 1).
+    pub fn learning_rate_at(&self, step: u64) -> f64 {
+        let peak = self.learning_rate;
+        if step <= self.warmup_steps {
+            return peak * step as f64 / self.warmup_steps as f64;
+        }
+        if !self.cosine_decay || self.max_steps <= self.warmup_steps {
+            return peak;
+        }
+        let progress = ((step - self.warmup_steps) as f64 / (self.max_steps - self.warmup_steps) as f64).min(1.0);
+        let floor = peak / 10.0;
+        floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -91,6 +117,12 @@ pub async fn pretrain(
             "pretraining needs at least one family, a batch, an evaluation interval and evaluation questions".into(),
         ));
     }
+    if !(config.learning_rate.is_finite() && config.learning_rate > 0.0) {
+        return Err(ModelError::InvalidBatch(format!(
+            "the pretraining learning rate must be a positive number, not {}",
+            config.learning_rate
+        )));
+    }
     device.seed(config.seed);
     let model = model_config.init(device)?;
     let train = TrainConfig { learning_rate: config.learning_rate, weight_decay: 0.01, max_grad_norm: 1.0 };
@@ -100,8 +132,9 @@ pub async fn pretrain(
     let mut step = 0;
     loop {
         let batch = answer_batch(&config.families, config.batch, &mut rng)?;
-        let loss = trainer.step(&batch).await?.loss;
         step += 1;
+        trainer.set_learning_rate(config.learning_rate_at(step));
+        let loss = trainer.step(&batch).await?.loss;
         if step % config.eval_every == 0 || step == config.max_steps {
             let model = trainer.inference_model();
             let accuracy = evaluate(&model, &config.families, MID_DIFFICULTY, config.eval_per_family, device).await?;
@@ -115,4 +148,29 @@ pub async fn pretrain(
             }
         }
     }
+}
+
+/// A base of exactly `steps` supervised steps of `batch` questions from `families` (evaluated only
+/// at the end, with no accuracy target), and its checkpoint file: for tests and quick demos, where
+/// a random model would give RL nothing to work on.
+pub async fn quick_base(
+    size: tabswarm_model::ModelSize,
+    families: &[Family],
+    steps: u64,
+    batch: usize,
+    device: &Device,
+) -> Result<(Model, Vec<u8>), ModelError> {
+    let config = PretrainConfig {
+        families: families.to_vec(),
+        batch,
+        max_steps: steps,
+        eval_every: steps.max(1),
+        eval_per_family: 2,
+        target_accuracy: f32::INFINITY,
+        ..PretrainConfig::default()
+    };
+    let model_config = size.config();
+    let (model, report) = pretrain(&model_config, &config, device, &mut |_, _, _| {}).await?;
+    let bytes = tabswarm_model::checkpoint::save(&model, &model_config, report.steps)?;
+    Ok((model, bytes))
 }

@@ -266,16 +266,8 @@ fn swarm_arm(peers: usize, rounds: u64, every: u64, attack: Option<Attack>) -> A
 /// A base that answers `compare` in its shape after a few supervised steps, so RL groups carry
 /// signal and peers' updates are not zero.
 fn warm_base(device: &Device) -> tabswarm_model::Model {
-    let config = crate::pretrain::PretrainConfig {
-        families: vec![Family::Compare, Family::Add],
-        batch: 16,
-        max_steps: 40,
-        eval_every: 40,
-        eval_per_family: 2,
-        target_accuracy: 2.0,
-        ..Default::default()
-    };
-    block_on(crate::pretrain::pretrain(&ModelSize::Tiny.config(), &config, device, &mut |_, _, _| {})).expect("warm").0
+    let families = [Family::Compare, Family::Add];
+    block_on(crate::pretrain::quick_base(ModelSize::Tiny, &families, 40, 16, device)).expect("warm").0
 }
 
 /// The swarm model in the harness: every `every` rounds the peers' updates make one version, with

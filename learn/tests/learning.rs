@@ -50,6 +50,42 @@ fn pretraining_refuses_an_empty_setup() {
     assert!(err.to_string().contains("at least one family"), "{err}");
 }
 
+/// The schedule against hand-computed values: linear warm-up to the peak, then a cosine to a
+/// tenth of it at `max_steps`; without decay it holds the peak.
+#[test]
+fn the_pretraining_learning_rate_warms_up_then_decays() {
+    let config = PretrainConfig {
+        learning_rate: 1e-3,
+        warmup_steps: 100,
+        cosine_decay: true,
+        max_steps: 1100,
+        ..PretrainConfig::default()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(config.learning_rate_at(1), 1e-5));
+    assert!(close(config.learning_rate_at(50), 5e-4));
+    assert!(close(config.learning_rate_at(100), 1e-3));
+    // Half-way through the decay: (peak + floor) / 2.
+    assert!(close(config.learning_rate_at(600), 5.5e-4), "{}", config.learning_rate_at(600));
+    assert!(close(config.learning_rate_at(1100), 1e-4));
+    assert!(close(config.learning_rate_at(5000), 1e-4), "past max_steps it stays at the floor");
+    let flat = PretrainConfig { cosine_decay: false, ..config.clone() };
+    assert!(close(flat.learning_rate_at(600), 1e-3));
+    let none = PretrainConfig { warmup_steps: 0, cosine_decay: false, ..config };
+    assert!(close(none.learning_rate_at(1), 1e-3), "no warm-up: the peak from the first step");
+}
+
+#[test]
+fn pretraining_refuses_a_learning_rate_that_is_not_positive() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for lr in [0.0, -1e-3, f64::NAN] {
+        let config = PretrainConfig { learning_rate: lr, ..PretrainConfig::default() };
+        let err = block_on(pretrain(&ModelSize::Tiny.config(), &config, &Device::flex(), &mut |_, _, _| {}))
+            .expect_err("bad learning rate");
+        assert!(err.to_string().contains("learning rate must be a positive number"), "{lr}: {err}");
+    }
+}
+
 /// Warm start on one easy family (comparing numbers) to about half right, then GRPO on it alone:
 /// the share of sampled answers the verifier accepts must rise clearly above the warm start's.
 #[test]

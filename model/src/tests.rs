@@ -44,6 +44,26 @@ fn default_config_is_about_two_million_parameters() {
 }
 
 #[test]
+fn each_size_has_the_parameters_its_docs_say() {
+    // Counted by hand: embeddings + blocks (two norms, qkv, out, the MLP) + final norm + head.
+    let count = |d: usize, layers: usize, ff: usize, ctx: usize| {
+        let v = Tokenizer::new().vocab_size();
+        let block = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d);
+        v * d + ctx * d + layers * block + 2 * d + (d * v + v)
+    };
+    for (size, expected) in [
+        (ModelSize::Tiny, count(32, 2, 64, 24)),
+        (ModelSize::Small, count(64, 4, 256, 32)),
+        (ModelSize::Default, count(192, 4, 768, 128)),
+    ] {
+        let params = size.config().init(&cpu()).expect("config").num_params();
+        assert_eq!(params, expected, "{size:?}");
+    }
+    assert!((20_000..30_000).contains(&count(32, 2, 64, 24)));
+    assert!((150_000..250_000).contains(&count(64, 4, 256, 32)));
+}
+
+#[test]
 fn bad_configs_are_named() {
     let err = tiny_config().with_n_heads(5).validate().expect_err("32 % 5");
     assert_eq!(err.to_string(), "invalid model config: d_model 32 is not divisible by n_heads 5");

@@ -18,6 +18,9 @@ pub enum ModelSize {
     Default,
     /// d_model 32, 2 layers, context 24: about 24k parameters.
     Tiny,
+    /// d_model 64, 4 layers, context 32: about 0.2M parameters — between the two, for the swarm
+    /// experiments this machine's CPU can run (docs/learning.md says why).
+    Small,
 }
 
 impl ModelSize {
@@ -27,6 +30,7 @@ impl ModelSize {
         match self {
             Self::Default => base,
             Self::Tiny => base.with_d_model(32).with_n_layers(2).with_n_heads(4).with_d_ff(64).with_max_seq_len(24),
+            Self::Small => base.with_d_model(64).with_n_layers(4).with_n_heads(4).with_d_ff(256).with_max_seq_len(32),
         }
     }
 }

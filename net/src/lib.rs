@@ -97,6 +97,9 @@ pub enum NodeEvent {
     },
     /// The counters changed (sent once a second at most).
     Stats(NetStats),
+    /// A relay announced a new swarm-model version (its publisher is that relay). Fetch it from
+    /// this peer's relay (`GET /api/model`), which names the version it serves.
+    ModelVersion(tabswarm_protocol::wire::ModelVersion),
 }
 
 /// Counters for the page and the CLI.
@@ -476,6 +479,10 @@ impl PeerNode {
             }
             // Relays check and keep bindings; a leaf has no use for others'.
             Ok(Verified::Binding(_)) => gossipsub::MessageAcceptance::Ignore,
+            Ok(Verified::ModelVersion(version)) => {
+                out.push(NodeEvent::ModelVersion(version));
+                gossipsub::MessageAcceptance::Accept
+            }
             Ok(Verified::Rollouts(groups)) => {
                 if self.republications.seen_before(source, &groups) {
                     return gossipsub::MessageAcceptance::Ignore;

@@ -103,10 +103,17 @@ pub async fn fetch_model(relay_url: &str, with_bytes: bool) -> Result<Option<(Mo
     if !with_bytes {
         return Ok(Some((info, None)));
     }
-    let url = format!("{root}{}", info.url);
-    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found"))?;
-    tabswarm_protocol::checkpoint::verify(&bytes).map_err(|e| format!("{url} is refused: {e}"))?;
+    let bytes = fetch_version(root, &info).await?;
     Ok(Some((info, Some(bytes))))
+}
+
+/// The checkpoint of the version `info` names (as [`fetch_model`] read it), framing and payload
+/// hash checked.
+pub async fn fetch_version(relay_url: &str, info: &ModelInfo) -> Result<Vec<u8>, String> {
+    let url = format!("{}{}", relay_url.trim_end_matches('/'), info.url);
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found (the relay no longer serves it)"))?;
+    tabswarm_protocol::checkpoint::verify(&bytes).map_err(|e| format!("{url} is refused: {e}"))?;
+    Ok(bytes)
 }
 
 /// What became of an update posted to a relay.

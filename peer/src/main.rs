@@ -43,7 +43,18 @@ enum BackendArg {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Size {
     Tiny,
+    Small,
     Default,
+}
+
+impl Size {
+    fn model(self) -> ModelSize {
+        match self {
+            Self::Tiny => ModelSize::Tiny,
+            Self::Small => ModelSize::Small,
+            Self::Default => ModelSize::Default,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +111,21 @@ enum Command {
         target: f32,
         #[arg(long, default_value_t = 4000)]
         max_steps: u64,
+        /// Peak learning rate (AdamW).
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        /// Steps of linear warm-up to the peak learning rate.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
+        /// Decay the learning rate along a cosine to a tenth of the peak at --max-steps.
+        #[arg(long)]
+        cosine: bool,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Steps between evaluations (the run stops at the first one at --target).
+        #[arg(long, default_value_t = 100)]
+        eval_every: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
         /// Comma-separated task families (default: all).
@@ -260,6 +286,9 @@ fn main() -> ExitCode {
 /// The name of the comparison run for `--join`: one peer alone from the base for K rounds.
 const JOIN_SOLO: &str = "join-solo";
 
+/// Rounds between looks at the relay's `/api/model` when no relay announced a newer version.
+const VERSION_POLL_ROUNDS: u64 = 10;
+
 /// The file name of `path` without its extension.
 fn stem(path: &std::path::Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into())
@@ -298,14 +327,34 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", write_report(&results, &families, &out)?);
             Ok(())
         }
-        Command::Pretrain { out, seed, size, target, max_steps, backend, families } => {
-            let size = match size {
-                Size::Tiny => ModelSize::Tiny,
-                Size::Default => ModelSize::Default,
-            };
+        Command::Pretrain {
+            out,
+            seed,
+            size,
+            target,
+            max_steps,
+            lr,
+            warmup,
+            cosine,
+            batch,
+            eval_every,
+            backend,
+            families,
+        } => {
+            let size = size.model();
             let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
-            let config =
-                PretrainConfig { seed, target_accuracy: target, max_steps, families, ..PretrainConfig::default() };
+            let config = PretrainConfig {
+                seed,
+                target_accuracy: target,
+                max_steps,
+                families,
+                learning_rate: lr,
+                warmup_steps: warmup,
+                cosine_decay: cosine,
+                batch,
+                eval_every,
+                ..PretrainConfig::default()
+            };
             let device = device(backend);
             let model_config = size.config();
             let started = std::time::Instant::now();
@@ -371,6 +420,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 SelectionArg::Uniform => Selection::Uniform,
                 SelectionArg::PreferSignal => Selection::PreferSignal,
             };
+            // Every arm's round, differing only in the split, its question budget and the curriculum.
+            let rl_config = |questions_per_round, local, external, curriculum: bool| RlConfig {
+                families: families.clone(),
+                questions_per_round,
+                group_size,
+                max_difficulty,
+                local,
+                external,
+                learning_rate,
+                selection,
+                groups_per_step,
+                curriculum: curriculum.then(Curriculum::default),
+                ..RlConfig::default()
+            };
             if !configs.is_empty() {
                 let attack = attack.as_deref().map(parse_attack).transpose()?;
                 if sync_every == 0 || eval_every == 0 {
@@ -390,19 +453,7 @@ fn run(cli: Cli) -> Result<(), String> {
                                 return Err(format!("--configs {other:?}: expected solo, sapo, meta or sapo+meta"));
                             }
                         };
-                        let rl = RlConfig {
-                            families: families.clone(),
-                            questions_per_round: 8,
-                            group_size,
-                            max_difficulty,
-                            local,
-                            external,
-                            learning_rate,
-                            selection,
-                            groups_per_step,
-                            curriculum: curriculum.then(Curriculum::default),
-                            ..RlConfig::default()
-                        };
+                        let rl = rl_config(8, local, external, curriculum);
                         rl.validate().map_err(|e| e.to_string())?;
                         arms.push(Arm {
                             name: name.clone(),
@@ -418,18 +469,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         });
                     }
                     if let Some(k) = join {
-                        let rl = RlConfig {
-                            families: families.clone(),
-                            group_size,
-                            max_difficulty,
-                            local: 8,
-                            external: 0,
-                            learning_rate,
-                            selection,
-                            groups_per_step,
-                            curriculum: curriculum.then(Curriculum::default),
-                            ..RlConfig::default()
-                        };
+                        let rl = rl_config(8, 8, 0, curriculum);
                         arms.push(Arm {
                             name: JOIN_SOLO.into(),
                             peers: 1,
@@ -472,18 +512,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut arms = Vec::new();
             for &seed in &seeds {
                 for &(local, external) in &splits {
-                    let rl = RlConfig {
-                        families: families.clone(),
-                        questions_per_round: splits.iter().map(|(i, j)| i + j).max().unwrap_or(8),
-                        group_size,
-                        max_difficulty,
-                        local,
-                        external,
-                        learning_rate,
-                        selection,
-                        groups_per_step,
-                        ..RlConfig::default()
-                    };
+                    let questions = splits.iter().map(|(i, j)| i + j).max().unwrap_or(8);
+                    let rl = rl_config(questions, local, external, false);
                     arms.push(Arm {
                         name: format!("{local}/{external}"),
                         peers,
@@ -607,7 +637,7 @@ fn read_wallet_key(path: &std::path::Path) -> Result<k256::ecdsa::SigningKey, St
 
 /// `tabswarm-peer run`: the network on a tokio runtime, the learning on this thread.
 fn swarm_peer(args: SwarmRun) -> Result<(), String> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
     use futures::{SinkExt, StreamExt};
@@ -715,10 +745,12 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
 
     let inbox: Arc<Mutex<Inbox>> = Arc::default();
     let stats: Arc<Mutex<NetStats>> = Arc::default();
+    // The highest swarm-model version a relay announced over gossip.
+    let announced = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut events = handle.events;
     {
-        let (inbox, stats) = (Arc::clone(&inbox), Arc::clone(&stats));
+        let (inbox, stats, announced) = (Arc::clone(&inbox), Arc::clone(&stats), Arc::clone(&announced));
         runtime.spawn(async move {
             while let Some(event) = events.next().await {
                 match event {
@@ -732,6 +764,9 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
                         if let Ok(mut q) = inbox.lock() {
                             q.push(groups);
                         }
+                    }
+                    NodeEvent::ModelVersion(version) => {
+                        announced.fetch_max(version.number, Ordering::SeqCst);
                     }
                 }
             }
@@ -814,16 +849,16 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
                     Err(e) => eprintln!("warning: {e}"),
                 }
             }
-            match runtime.block_on(native::fetch_model(url, false)) {
+            // Asked when a relay announced a newer version, and every few rounds in case an
+            // announcement was missed.
+            let due = announced.load(Ordering::SeqCst) > state.number || u64::from(p.round) % VERSION_POLL_ROUNDS == 0;
+            match if due { runtime.block_on(native::fetch_model(url, false)) } else { Ok(None) } {
                 Ok(Some((info, _))) if info.number > state.number => {
-                    let moved = runtime.block_on(native::fetch_model(url, true)).and_then(|found| match found {
-                        Some((info, Some(bytes))) => {
-                            let config = run.config().clone();
-                            pollster::block_on(state.adopt(&mut run, &config, &bytes, &info.hash, info.number))
-                                .map_err(|e| e.to_string())
-                                .map(|()| info)
-                        }
-                        _ => Err("the relay stopped serving its swarm model".into()),
+                    let moved = runtime.block_on(native::fetch_version(url, &info)).and_then(|bytes| {
+                        let config = run.config().clone();
+                        pollster::block_on(state.adopt(&mut run, &config, &bytes, &info.hash, info.number))
+                            .map_err(|e| e.to_string())
+                            .map(|()| info)
                     });
                     match moved {
                         Ok(info) => println!(

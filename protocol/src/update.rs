@@ -85,8 +85,11 @@ pub enum UpdateError {
     BadSignature { peer: String },
 }
 
+/// Every name [`UpdateError::kind`] can give.
+pub const UPDATE_ERROR_KINDS: [&str; 5] = ["not_an_update", "malformed", "over_size", "non_finite", "bad_signature"];
+
 impl UpdateError {
-    /// A short name for counting refusals.
+    /// A short name for counting refusals (one of [`UPDATE_ERROR_KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             UpdateError::NotAnUpdate | UpdateError::UnsupportedFormat { .. } => "not_an_update",

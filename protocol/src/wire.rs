@@ -46,6 +46,31 @@ pub enum Message {
     /// with [`crate::identity::verify`]. `sent_at` (unix seconds) makes each re-announcement a new
     /// message, so relays that joined later still hear it.
     Binding { binding: Box<SignedBinding>, sent_at: u64 },
+    /// A relay's word that its swarm model has a new version (sent after each outer step), so
+    /// peers fetch it from their relay's `GET /api/model` when it appears instead of asking every
+    /// round. Only the relay that made the version signs it as the publisher.
+    ModelVersion(ModelVersion),
+}
+
+/// A new swarm-model version, as its relay announces it. What a peer needs to decide whether to
+/// fetch it: which lineage (`root`, the base's hash), how far along (`number`), and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelVersion {
+    /// The publishing relay's libp2p peer id.
+    pub relay: String,
+    /// The lineage's base: the parameter hash of version 0.
+    pub root: String,
+    /// The version's parameter hash (its name in `GET /api/checkpoint/<hash>`).
+    pub hash: String,
+    /// 1 for the first version after the base, then one more per outer step.
+    pub number: u64,
+    /// The version it was made from.
+    pub parent: String,
+    /// Updates aggregated into it.
+    pub updates: u32,
+    /// Peers whose updates made it.
+    pub contributors: u32,
 }
 
 /// A peer's self-description, shown on relays' swarm pages.
@@ -81,6 +106,8 @@ pub enum WireError {
     BadGroup { index: usize, reason: DropReason },
     #[error("announcement field {field} is {bytes} bytes, over the limit of {limit}")]
     LabelTooLong { field: &'static str, bytes: usize, limit: usize },
+    #[error("model version announcement: {0}")]
+    BadModelVersion(String),
 }
 
 impl WireError {
@@ -98,12 +125,13 @@ impl WireError {
             } => "reward_mismatch",
             WireError::BadGroup { .. } => "bad_group",
             WireError::LabelTooLong { .. } => "label_too_long",
+            WireError::BadModelVersion(_) => "bad_model_version",
         }
     }
 }
 
 /// Every reason [`WireError::kind`] can give, for metrics that list zero counts too.
-pub const REFUSAL_KINDS: [&str; 9] = [
+pub const REFUSAL_KINDS: [&str; 10] = [
     "too_large",
     "malformed",
     "wrong_version",
@@ -113,6 +141,7 @@ pub const REFUSAL_KINDS: [&str; 9] = [
     "reward_mismatch",
     "bad_group",
     "label_too_long",
+    "bad_model_version",
 ];
 
 /// A message that passed [`decode`]: announcements as sent, rollout groups scored by this node.
@@ -122,6 +151,8 @@ pub enum Verified {
     Announce(Announcement),
     /// A binding; its signatures are still to be checked (that needs the relay's domain).
     Binding(Box<SignedBinding>),
+    /// A new swarm-model version, announced by the relay that made it (the publisher).
+    ModelVersion(ModelVersion),
 }
 
 /// Encodes a message of this build's version. Errors when the result would be refused by
@@ -201,7 +232,33 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
         // Self-authenticating (wallet and peer-key signatures), so anyone may pass one on: a relay
         // publishes the bindings posted to it over HTTP.
         Message::Binding { binding, .. } => Ok(Verified::Binding(binding)),
+        Message::ModelVersion(version) => {
+            if version.relay != publisher {
+                return Err(WireError::NotThePublisher {
+                    index: 0,
+                    claimed: version.relay,
+                    publisher: publisher.to_owned(),
+                });
+            }
+            for (field, value) in [("root", &version.root), ("hash", &version.hash), ("parent", &version.parent)] {
+                if !is_hash(value) {
+                    return Err(WireError::BadModelVersion(format!("{field} is not 64 lowercase hex digits")));
+                }
+            }
+            if version.number == 0 || version.hash == version.parent {
+                return Err(WireError::BadModelVersion(format!(
+                    "version {} named {} cannot follow {}",
+                    version.number, version.hash, version.parent
+                )));
+            }
+            Ok(Verified::ModelVersion(version))
+        }
     }
+}
+
+/// A SHA-256 hash as the swarm model names versions: 64 lowercase hex digits.
+fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

@@ -172,6 +172,9 @@ impl Relay {
                     tracing::warn!("cannot evaluate the swarm model: {e}");
                 }
             });
+            if let Some(swarm) = self.state.swarm.clone() {
+                tokio::spawn(announce_versions(model.clone(), swarm));
+            }
             tokio::spawn(model.run_timer())
         });
         let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
@@ -225,4 +228,15 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing open requests");
+}
+
+/// Announces each version `model` makes over gossip, until the swarm stops.
+async fn announce_versions(model: model::ModelStore, swarm: swarm::SwarmHandle) {
+    let mut versions = model.versions();
+    while versions.changed().await.is_ok() {
+        let Some(lineage) = versions.borrow_and_update().clone() else { continue };
+        if swarm.announce_version(model.root(), &lineage).await.is_err() {
+            return;
+        }
+    }
 }

@@ -23,7 +23,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use tabswarm_aggregate::{Lineage, ModelUpdate, OuterConfig, Refusal, SwarmModel};
 use tabswarm_learn::{HeldOut, heldout_accuracy};
-use tabswarm_model::{ModelConfig, checkpoint, params};
+use tabswarm_model::{Model, ModelConfig, checkpoint, params};
 use tabswarm_protocol::api::ModelInfo;
 use tabswarm_protocol::tasks::Family;
 use tabswarm_protocol::update::{UpdateError, params_hash, verify_signed};
@@ -96,9 +96,13 @@ pub struct ModelStore {
     inner: Arc<Mutex<Inner>>,
     dir: PathBuf,
     base_bytes: Bytes,
+    /// The base's model, decoded once: each new version is its shape with the version's parameters.
+    template: Arc<Model>,
     config: ModelConfig,
     root: String,
     settings: Arc<ModelSettings>,
+    /// The newest version made here since start (for announcing it).
+    made: Arc<tokio::sync::watch::Sender<Option<Lineage>>>,
 }
 
 /// Why an update posted here was refused.
@@ -110,11 +114,15 @@ pub enum UpdateRefusal {
     Graylisted { peer: String, minutes: u64 },
 }
 
+/// The one name [`UpdateRefusal::kind`] gives that is not a [`tabswarm_aggregate::REFUSAL_KINDS`] one.
+pub const GRAYLISTED: &str = "graylisted";
+
 impl UpdateRefusal {
+    /// One of [`REFUSAL_KINDS`] or [`GRAYLISTED`].
     pub fn kind(&self) -> &'static str {
         match self {
             UpdateRefusal::Refused(r) => r.kind(),
-            UpdateRefusal::Graylisted { .. } => "graylisted",
+            UpdateRefusal::Graylisted { .. } => GRAYLISTED,
         }
     }
 }
@@ -182,10 +190,23 @@ impl ModelStore {
             })),
             dir,
             base_bytes: base,
+            template: Arc::new(base_model),
             config: header.config,
             root,
             settings: Arc::new(settings),
+            made: Arc::new(tokio::sync::watch::Sender::new(None)),
         })
+    }
+
+    /// Each version this store makes, as it is served (the value is the newest; a slow reader
+    /// sees the latest, not every one).
+    pub fn versions(&self) -> tokio::sync::watch::Receiver<Option<Lineage>> {
+        self.made.subscribe()
+    }
+
+    /// The parameter hash of the base this lineage grows from.
+    pub fn root(&self) -> &str {
+        &self.root
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -260,7 +281,7 @@ impl ModelStore {
         {
             let left = GRAYLIST_FOR.saturating_sub(since.elapsed());
             if left > Duration::ZERO {
-                *inner.refused.entry("graylisted".into()).or_default() += 1;
+                *inner.refused.entry(GRAYLISTED.into()).or_default() += 1;
                 return Err(UpdateRefusal::Graylisted { peer, minutes: left.as_secs().div_ceil(60) });
             }
             inner.strikes.remove(&peer);
@@ -349,8 +370,7 @@ impl ModelStore {
         };
         let Some(lineage) = outcome.version else { return Ok(None) };
         let cpu = Device::flex();
-        let (model, _) = checkpoint::load(&self.base_bytes, Some(&self.config), &cpu).map_err(|e| e.to_string())?;
-        let model = params::load_flat(model, &params).map_err(|e| e.to_string())?;
+        let model = params::load_flat(Model::clone(&self.template), &params).map_err(|e| e.to_string())?;
         let bytes = checkpoint::save(&model, &self.config, lineage.number).map_err(|e| e.to_string())?;
         let record = VersionRecord { lineage: lineage.clone(), root: self.root.clone(), accuracy: BTreeMap::new() };
         // A version that cannot be written (a full disk, a read-only folder) is still served from
@@ -366,6 +386,7 @@ impl ModelStore {
             inner.served.push_front(Served { record, bytes: Bytes::from(bytes) });
             inner.served.truncate(self.settings.keep.max(1));
         }
+        self.made.send_replace(Some(lineage.clone()));
         let accuracy =
             futures::executor::block_on(heldout_accuracy(&model, &Family::ALL, &self.settings.heldout, &cpu))
                 .map_err(|e| e.to_string())?;

@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 use tabswarm_protocol::api::{Bootstrap, RelayAddrs, SwarmStats};
 use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL, RELAY_AGENT_PREFIX, Role};
 use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
+use tabswarm_protocol::update::Lineage;
 use tabswarm_protocol::wire::{self, Message, Verified, WIRE_VERSION};
 use tokio::sync::{mpsc, oneshot};
 
@@ -115,6 +116,8 @@ enum Command {
     Stats(oneshot::Sender<SwarmStats>),
     /// Pass a binding accepted over HTTP on to the swarm.
     Announce(Box<SignedBinding>),
+    /// Announce a new version of this relay's swarm model.
+    AnnounceVersion(tabswarm_protocol::wire::ModelVersion),
 }
 
 /// The HTTP side's way into the running node. Cheap to clone.
@@ -154,6 +157,20 @@ impl SwarmHandle {
     /// Publishes a binding this relay accepted over HTTP, so every relay credits the peer.
     pub async fn announce(&self, binding: SignedBinding) -> Result<(), SwarmStopped> {
         self.commands.send(Command::Announce(Box::new(binding))).await.map_err(|_| SwarmStopped)
+    }
+
+    /// Announces a new version of this relay's swarm model (`root`: its base's hash) over gossip.
+    pub async fn announce_version(&self, root: &str, lineage: &Lineage) -> Result<(), SwarmStopped> {
+        let version = tabswarm_protocol::wire::ModelVersion {
+            relay: self.peer_id.to_string(),
+            root: root.to_owned(),
+            hash: lineage.hash.clone(),
+            number: lineage.number,
+            parent: lineage.parent.clone().unwrap_or_default(),
+            updates: lineage.updates,
+            contributors: lineage.contributors.len() as u32,
+        };
+        self.commands.send(Command::AnnounceVersion(version)).await.map_err(|_| SwarmStopped)
     }
 
     /// Prometheus text exposition of the relay's metrics (libp2p's and the swarm's own).
@@ -409,6 +426,18 @@ impl EventLoop {
                     Err(e) => tracing::warn!(%peer, "cannot encode a binding: {e}"),
                 }
             }
+            Command::AnnounceVersion(version) => {
+                let number = version.number;
+                match wire::encode(&Message::ModelVersion(version)) {
+                    Ok(bytes) => {
+                        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes) {
+                            // Nobody subscribed: peers that join later read `/api/model`.
+                            tracing::debug!(number, "swarm model version not announced: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!(number, "cannot encode a version announcement: {e}"),
+                }
+            }
         }
     }
 
@@ -567,6 +596,17 @@ impl EventLoop {
                 }
             }
             Verified::Announce(_) => Accept,
+            // Versions are for relays to announce: passed on when a relay published it or passed
+            // it here; one a leaf peer publishes goes no further (peers check any version against
+            // their own relay's `/api/model` anyway).
+            Verified::ModelVersion(version) => {
+                if self.relays.contains_key(&source) || self.relays.contains_key(&via) {
+                    tracing::debug!(relay = %source, number = version.number, hash = %version.hash, "swarm model version announced");
+                    Accept
+                } else {
+                    Ignore
+                }
+            }
             Verified::Binding(signed) => {
                 // The relay domain was checked by the relay the binding names.
                 let domain = BindingDomain { relay_domain: signed.binding.relay_domain.clone(), ..self.domain.clone() };

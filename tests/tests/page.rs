@@ -245,15 +245,17 @@ async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, Stri
 
 /// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one.
 fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
-    use tabswarm_learn::pretrain::{PretrainConfig, pretrain};
-    use tabswarm_model::checkpoint;
-    let config = PretrainConfig { max_steps: 150, eval_every: 50, eval_per_family: 4, ..PretrainConfig::default() };
-    let model_config = tabswarm_model::ModelSize::Tiny.config();
+    let families = tabswarm_protocol::tasks::Family::ALL;
     let device = burn::tensor::Device::flex();
-    let (model, report) =
-        pollster::block_on(pretrain(&model_config, &config, &device, &mut |_, _, _| {})).expect("pretrain");
-    let bytes = checkpoint::save(&model, &model_config, report.steps).expect("save");
-    let sha = checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
+    let (_, bytes) = pollster::block_on(tabswarm_learn::pretrain::quick_base(
+        tabswarm_model::ModelSize::Tiny,
+        &families,
+        150,
+        64,
+        &device,
+    ))
+    .expect("pretrain");
+    let sha = tabswarm_model::checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
     let path = dir.join("base.tswm");
     std::fs::write(&path, bytes).expect("write base");
     (path, sha)

@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tabswarm_learn::run::{Backend, RunPlan, TrainingRun};
 use tabswarm_learn::sync::SwarmSync;
 use tabswarm_model::ModelSize;
 use tabswarm_net::native::{self, UpdateOutcome};
+use tabswarm_net::{ConnectionState, NodeEvent, NodeHandle};
 use tabswarm_protocol::api::ModelInfo;
 use tabswarm_protocol::tasks::Family;
 use tabswarm_relay::model::ModelSettings;
@@ -60,6 +62,20 @@ async fn wait_for_version(url: &str, number: u64) -> ModelInfo {
     panic!("version {number} never came; the relay is at {:?}", model(url).await);
 }
 
+/// The first event of `node` that `wanted` accepts; panics after 60 s.
+async fn next_event(node: &mut NodeHandle, what: &str, wanted: impl Fn(&NodeEvent) -> bool) -> NodeEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let event = tokio::time::timeout_at(deadline, node.events.next())
+            .await
+            .unwrap_or_else(|_| panic!("never saw {what}"))
+            .expect("node running");
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
 /// A peer: a training run, its key, and where it stands with the swarm model.
 struct Peer {
     run: TrainingRun,
@@ -100,21 +116,11 @@ async fn site_with_base() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<!doctype html>").expect("index");
     let device = burn::tensor::Device::flex();
-    let config = tabswarm_learn::pretrain::PretrainConfig {
-        families: vec![Family::Compare],
-        batch: 16,
-        max_steps: 40,
-        eval_every: 40,
-        eval_per_family: 2,
-        target_accuracy: 2.0,
-        ..Default::default()
-    };
-    let (warm, _) = tabswarm_learn::pretrain::pretrain(&ModelSize::Tiny.config(), &config, &device, &mut |_, _, _| {})
+    let (_, bytes) = tabswarm_learn::pretrain::quick_base(ModelSize::Tiny, &[Family::Compare], 40, 16, &device)
         .await
         .expect("warm start");
     let base = dir.path().join("base.tswm");
-    std::fs::write(&base, tabswarm_model::checkpoint::save(&warm, &ModelSize::Tiny.config(), 40).expect("save"))
-        .expect("write base");
+    std::fs::write(&base, bytes).expect("write base");
     (dir, base)
 }
 
@@ -126,6 +132,18 @@ async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
 
     let v0 = model(&url).await;
     assert_eq!((v0.number, v0.sync_every), (0, 1));
+    // A peer on the gossip topic, to hear the relay announce the version it makes.
+    let (addrs, _) = native::fetch_bootstrap(&url).await.expect("bootstrap");
+    let relay_id = addrs[0].iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id.to_string()),
+        _ => None,
+    });
+    let listener = native::node(libp2p::identity::Keypair::generate_ed25519(), addrs, "cpu").expect("node");
+    let (mut listener, listener_run) = listener.spawn();
+    let _listener_task = tokio::spawn(listener_run);
+    next_event(&mut listener, "a connection", |e| matches!(e, NodeEvent::State(ConnectionState::Connected { .. })))
+        .await;
+
     let (mut a, mut b) = (Peer::join(&url, 1).await, Peer::join(&url, 2).await);
     for peer in [&mut a, &mut b] {
         match peer.round_and_update(&url).await {
@@ -136,6 +154,16 @@ async fn a_newcomer_starts_from_the_latest_version_and_a_restart_keeps_it() {
     }
     let v1 = wait_for_version(&url, 1).await;
     assert_eq!((v1.parent.as_deref(), v1.updates), (Some(v0.hash.as_str()), 2));
+    // The relay announced it over gossip: its name, lineage and maker.
+    let announced =
+        next_event(&mut listener, "a version announcement", |e| matches!(e, NodeEvent::ModelVersion(_))).await;
+    let NodeEvent::ModelVersion(announced) = announced else { unreachable!("matched above") };
+    assert_eq!(
+        (announced.hash.as_str(), announced.number, announced.parent.as_str(), announced.root.as_str()),
+        (v1.hash.as_str(), 1, v0.hash.as_str(), v0.hash.as_str())
+    );
+    assert_eq!((announced.updates, announced.contributors), (2, 2));
+    assert_eq!(Some(announced.relay), relay_id);
 
     // A newcomer starts from version 1, not the base.
     let newcomer = Peer::join(&url, 3).await;

@@ -383,13 +383,14 @@ pub fn size_from_query(query: &str) -> (usize, Option<String>) {
 /// Learning rounds when the page does not say (`?rounds=`).
 pub const DEFAULT_TRAIN_ROUNDS: u32 = 100;
 
-/// Reads `model=tiny|default` and `rounds=N` (1..=10000) from a page query string.
+/// Reads `model=tiny|small|default` and `rounds=N` (1..=10000) from a page query string.
 pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
     let mut size = ModelSize::Default;
     let mut steps = DEFAULT_TRAIN_ROUNDS;
     for (key, value) in query.trim_start_matches('?').split('&').filter_map(|pair| pair.split_once('=')) {
         match (key, value) {
             ("model", "tiny") => size = ModelSize::Tiny,
+            ("model", "small") => size = ModelSize::Small,
             ("rounds", raw) => {
                 if let Ok(n @ 1..=10_000) = raw.parse::<u32>() {
                     steps = n;
@@ -624,6 +625,7 @@ mod tests {
     fn train_options_come_from_the_query() {
         assert_eq!(train_options_from_query(""), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
         assert_eq!(train_options_from_query("?model=tiny&rounds=20"), (ModelSize::Tiny, 20));
+        assert_eq!(train_options_from_query("?model=small"), (ModelSize::Small, DEFAULT_TRAIN_ROUNDS));
         assert_eq!(train_options_from_query("?rounds=0&model=huge"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
         assert_eq!(train_options_from_query("?rounds=99999"), (ModelSize::Default, DEFAULT_TRAIN_ROUNDS));
     }

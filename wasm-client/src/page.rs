@@ -256,6 +256,17 @@ async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
     }
 }
 
+/// Shows the relay's current swarm model and asks the worker to train on from it if it is newer
+/// than the version the tab trains on.
+async fn move_to_newer_version(page: Rc<Page>) {
+    let Some(window) = web_sys::window() else { return };
+    if let Some(info) = show_swarm_model(window, Rc::clone(&page)).await
+        && page.training_version.get().is_some_and(|v| info.number > v)
+    {
+        page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+    }
+}
+
 /// How often, and how many times, the page looks for a newer swarm-model version after an update.
 const VERSION_POLL_MS: i32 = 2_000;
 const VERSION_POLLS: u32 = 300;
@@ -360,6 +371,13 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
             NodeEvent::Stats(stats) => render_net_stats(&page, &stats),
             // Handed over as the node verified and scored them: the worker does not score again.
             NodeEvent::Rollouts { groups, .. } => page.send(&WorkerRequest::Received { groups }),
+            // A relay made a new version: show it, and move the run onto it if it is newer than
+            // what the tab trains on (read from this tab's relay, which names what it serves).
+            NodeEvent::ModelVersion(version) => {
+                if page.training_version.get().is_some_and(|v| version.number > v) {
+                    wasm_bindgen_futures::spawn_local(move_to_newer_version(Rc::clone(&page)));
+                }
+            }
         }
     }
 }

@@ -41,18 +41,12 @@ fn by_split(results: &[ArmResult]) -> Vec<((usize, usize), Vec<&ArmResult>)> {
 pub fn markdown(results: &[ArmResult], families: &[Family]) -> String {
     let groups = by_split(results);
     let baseline = groups.first().map(|(_, m)| mean_std(&m.iter().map(|r| r.cumulative_reward).collect::<Vec<_>>()).0);
-    let mut out = String::new();
-    let _ = write!(out, "| I/J | seeds | cumulative reward | vs {} | mean acc. |", {
-        groups.first().map(|((i, j), _)| format!("{i}/{j}")).unwrap_or_default()
-    });
-    for f in families {
-        let _ = write!(out, " {f} |");
-    }
-    out.push_str(" groups trained / round (own + ext.) |\n|---|---|---|---|---|");
-    for _ in families {
-        out.push_str("---|");
-    }
-    out.push_str("---|\n");
+    let first = groups.first().map(|((i, j), _)| format!("vs {i}/{j}")).unwrap_or_else(|| "vs".into());
+    let mut out = table_header(
+        &["I/J", "seeds", "cumulative reward", &first, "mean acc."],
+        families,
+        &["groups trained / round (own + ext.)"],
+    );
     for ((local, external), members) in &groups {
         let cumulative: Vec<f32> = members.iter().map(|r| r.cumulative_reward).collect();
         let (mean, std) = mean_std(&cumulative);
@@ -276,15 +270,11 @@ pub fn join(results: &[ArmResult], solo: &[ArmResult]) -> Option<JoinSummary> {
 /// The configurations as a Markdown table: gain over base, final held-out accuracy (overall and
 /// per family), cumulative training reward, bytes sent per peer, refused updates.
 pub fn swarm_markdown(summaries: &[ConfigSummary], families: &[Family]) -> String {
-    let mut out = String::from("| config | seeds | gain over base | held-out acc. |");
-    for f in families {
-        let _ = write!(out, " {f} |");
-    }
-    out.push_str(" cumulative reward | bytes sent / peer | versions | refused updates |\n|---|---|---|---|");
-    for _ in families {
-        out.push_str("---|");
-    }
-    out.push_str("---|---|---|---|\n");
+    let mut out = table_header(
+        &["config", "seeds", "gain over base", "held-out acc."],
+        families,
+        &["cumulative reward", "bytes sent / peer", "versions", "refused updates"],
+    );
     for c in summaries {
         let _ = write!(
             out,
@@ -310,6 +300,17 @@ pub fn swarm_markdown(summaries: &[ConfigSummary], families: &[Family]) -> Strin
         );
     }
     out
+}
+
+/// A Markdown table's header and rule: `leading` columns, one per family, then `trailing`.
+fn table_header(leading: &[&str], families: &[Family], trailing: &[&str]) -> String {
+    let names: Vec<String> = leading
+        .iter()
+        .map(|c| c.to_string())
+        .chain(families.iter().map(|f| f.to_string()))
+        .chain(trailing.iter().map(|c| c.to_string()))
+        .collect();
+    format!("| {} |\n|{}\n", names.join(" | "), "---|".repeat(names.len()))
 }
 
 fn human_bytes(bytes: f64) -> String {
@@ -348,7 +349,11 @@ mod tests {
         let table = markdown(&results, &[Family::Add, Family::Sub]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
-        assert!(lines[0].starts_with("| I/J | seeds | cumulative reward | vs 8/0 |"), "{table}");
+        assert_eq!(
+            lines[0],
+            "| I/J | seeds | cumulative reward | vs 8/0 | mean acc. | add | sub | groups trained / round (own + ext.) |"
+        );
+        assert_eq!(lines[1], "|---|".to_owned() + &"---|".repeat(7));
         assert!(
             lines[2].starts_with("| 8/0 | 2 | 110.0 ± 14.1 | +0% | 37.5% ± 0.0 | 50% ± 0 | 25% ± 0 |"),
             "{}",
@@ -387,6 +392,11 @@ mod tests {
         let table = swarm_markdown(&summary, &[Family::Add]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(
+            lines[0],
+            "| config | seeds | gain over base | held-out acc. | add | cumulative reward | bytes sent / peer | versions | refused updates |"
+        );
+        assert_eq!(lines[1], "|---|".to_owned() + &"---|".repeat(8));
         assert!(lines[2].starts_with("| solo | 2 | 0.20 ± 0.14 | 40.0% ± 14.1 | 40% |"), "{}", lines[2]);
         assert!(lines[3].contains("| 2.0 KiB |"), "{}", lines[3]);
         let svg = heldout_svg(&results);

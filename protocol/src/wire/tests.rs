@@ -169,3 +169,49 @@ fn the_wire_shape_is_stable() {
         }]})
     );
 }
+
+fn model_version() -> ModelVersion {
+    ModelVersion {
+        relay: PEER.into(),
+        root: "a".repeat(64),
+        hash: "b".repeat(64),
+        number: 3,
+        parent: "c".repeat(64),
+        updates: 8,
+        contributors: 7,
+    }
+}
+
+/// A relay's announcement of a new swarm-model version round-trips in a fixed shape, and is
+/// refused when someone else claims to be the relay or the names are not version hashes.
+#[test]
+fn a_model_version_announcement_is_checked() {
+    let message = Message::ModelVersion(model_version());
+    let bytes = encode(&message).expect("encodes");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({"v": 1, "type": "model_version", "relay": PEER, "root": "a".repeat(64),
+            "hash": "b".repeat(64), "number": 3, "parent": "c".repeat(64), "updates": 8, "contributors": 7})
+    );
+    assert_eq!(decode(&bytes, PEER).expect("decodes"), Verified::ModelVersion(model_version()));
+
+    let refusal = |version: ModelVersion| {
+        decode(&encode(&Message::ModelVersion(version)).expect("encodes"), PEER).expect_err("refused")
+    };
+    assert_eq!(refusal(ModelVersion { relay: "someone-else".into(), ..model_version() }).kind(), "not_the_publisher");
+    for bad in ["B".repeat(64), "b".repeat(63), "g".repeat(64), String::new()] {
+        let err = refusal(ModelVersion { hash: bad.clone(), ..model_version() });
+        assert_eq!(err, WireError::BadModelVersion("hash is not 64 lowercase hex digits".into()), "{bad:?}");
+    }
+    assert_eq!(refusal(ModelVersion { root: "x".into(), ..model_version() }).kind(), "bad_model_version");
+    assert_eq!(refusal(ModelVersion { parent: "x".into(), ..model_version() }).kind(), "bad_model_version");
+    let err = refusal(ModelVersion { number: 0, ..model_version() });
+    assert!(err.to_string().contains("version 0 named"), "{err}");
+    assert_eq!(refusal(ModelVersion { parent: "b".repeat(64), ..model_version() }).kind(), "bad_model_version");
+    // An unknown field is a malformed message, not a silently dropped one.
+    let mut extra = json.clone();
+    extra["secret"] = serde_json::json!(1);
+    let err = decode(&serde_json::to_vec(&extra).expect("json"), PEER).expect_err("extra field");
+    assert_eq!(err.kind(), "malformed");
+}

@@ -59,20 +59,17 @@ pub(crate) async fn post_update(
         return Ok((StatusCode::ACCEPTED, Json(accepted)));
     }
     let model = model_of(&state)?.clone();
-    let ledger = state.ledger.clone();
+    let ledger = &state.ledger;
     let bound_ledger = state.ledger.clone();
     let now = unix_now();
     let bound = move |peer: &str| bound_ledger.as_ref().is_some_and(|l| l.address_of(peer, now).is_ok());
     // Verifying and decompressing a multi-megabyte update is CPU work: off the async threads.
-    let result = tokio::task::spawn_blocking({
-        let model = model.clone();
-        move || model.submit(&body, bound)
-    })
-    .await
-    .map_err(|e| HttpError::api(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let result = tokio::task::spawn_blocking(move || model.submit(&body, bound))
+        .await
+        .map_err(|e| HttpError::api(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match result {
         Ok((version, pending, peer)) => {
-            if let Some(ledger) = &ledger
+            if let Some(ledger) = ledger
                 && let Err(e) = ledger.record_update(&version, &peer, now)
             {
                 tracing::debug!(%peer, "update accepted but not credited: {e}");
@@ -80,7 +77,7 @@ pub(crate) async fn post_update(
             Ok((StatusCode::ACCEPTED, Json(UpdateAccepted { version, pending })))
         }
         Err((refusal, peer)) => {
-            if let Some(ledger) = &ledger {
+            if let Some(ledger) = ledger {
                 ledger.reject(peer.as_deref(), refusal.kind(), &refusal.to_string(), now);
             }
             let status = match &refusal {

@@ -134,20 +134,6 @@ pub fn looks_like_a_hash(text: &str) -> bool {
 /// The refusal names a relay answers with (`ApiError::error` is `&'static str` in this relay):
 /// the upstream's name when it is one of ours, else `refused`.
 pub fn static_kind(kind: &str) -> &'static str {
-    const KINDS: &[&str] = &[
-        "bad_signature",
-        "not_an_update",
-        "malformed",
-        "over_size",
-        "non_finite",
-        "unknown_version",
-        "too_old",
-        "wrong_shape",
-        "unbound",
-        "duplicate",
-        "norm_outlier",
-        "opposes_swarm",
-        "graylisted",
-    ];
-    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("refused")
+    let mut ours = tabswarm_aggregate::REFUSAL_KINDS.into_iter().chain([crate::model::GRAYLISTED]);
+    ours.find(|k| *k == kind).unwrap_or("refused")
 }

@@ -1,5 +1,5 @@
 use burn::tensor::Device;
-use tabswarm_aggregate::{ModelUpdate, UpdateHeader};
+use tabswarm_aggregate::{ModelUpdate, REFUSAL_KINDS, UpdateHeader};
 use tabswarm_model::ModelSize;
 use tabswarm_protocol::update::sign;
 
@@ -211,4 +211,15 @@ fn a_version_that_cannot_be_written_is_served_from_memory_and_the_disk_keeps_the
     drop(store);
     assert!(!dir.path().join(MODEL_DIR).join("latest").exists());
     assert_eq!(ModelStore::open(dir.path(), base, settings()).expect("reopen").info().hash, v0);
+}
+
+/// A mirror answers with the upstream's refusal name when it is one of ours, and with `refused`
+/// for anything else (a newer or foreign upstream), never with the foreign text.
+#[test]
+fn a_mirrored_refusal_keeps_our_names_only() {
+    for kind in REFUSAL_KINDS.into_iter().chain([GRAYLISTED]) {
+        assert_eq!(mirror::static_kind(kind), kind);
+    }
+    assert_eq!(mirror::static_kind("something_new"), "refused");
+    assert_eq!(mirror::static_kind(""), "refused");
 }
