@@ -118,7 +118,7 @@ pub enum UpdateRefusal {
 pub const GRAYLISTED: &str = "graylisted";
 
 impl UpdateRefusal {
-    /// One of [`REFUSAL_KINDS`] or [`GRAYLISTED`].
+    /// One of [`tabswarm_aggregate::REFUSAL_KINDS`] or [`GRAYLISTED`].
     pub fn kind(&self) -> &'static str {
         match self {
             UpdateRefusal::Refused(r) => r.kind(),
