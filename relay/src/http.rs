@@ -77,7 +77,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/swarm", get(swarm_stats))
         .route("/metrics", get(metrics))
         .route("/api/identity", get(identity::domain))
-        .route("/api/bindings", post(identity::post))
+        .route(
+            "/api/bindings",
+            post(identity::post).layer(axum::extract::DefaultBodyLimit::max(identity::MAX_BINDING_BODY)),
+        )
         .route("/api/leaderboard", get(identity::leaderboard))
         .route("/api/peer/{id}", get(identity::peer))
         .route("/api/checkpoint/base.json", get(checkpoint::base_info))
@@ -100,6 +103,23 @@ pub fn app(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
             .layer(CompressionLayer::new()),
     )
+}
+
+/// A request body read up to its route's limit, or the same JSON refusal as every other one
+/// (413 `too_large` naming the limit) instead of axum's plain-text answer.
+pub(crate) fn read_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+    limit: usize,
+) -> Result<axum::body::Bytes, HttpError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::api(status, "too_large", format!("{what} is over the limit of {limit} bytes"))
+        } else {
+            HttpError::api(status, "unreadable_body", format!("cannot read {what}: {rejection}"))
+        }
+    })
 }
 
 async fn healthz() -> Json<Health> {

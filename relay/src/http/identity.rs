@@ -36,16 +36,11 @@ pub async fn domain(State(state): State<AppState>) -> Json<BindingDomain> {
 /// binding was already stored; 400 for a bad binding, 409 when it conflicts with the ledger.
 pub async fn post(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<BindingAccepted>), HttpError> {
     let ledger = ledger_of(&state)?;
-    if body.len() > MAX_BINDING_BODY {
-        return Err(HttpError::api(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("a binding of {} bytes exceeds the limit of {MAX_BINDING_BODY}", body.len()),
-        ));
-    }
+    // The route's body limit is MAX_BINDING_BODY: nothing larger is buffered.
+    let body = super::read_body(body, "a binding", MAX_BINDING_BODY)?;
     let now = unix_now();
     let signed: SignedBinding = serde_json::from_slice(&body).map_err(|e| {
         ledger.reject(None, "malformed", &format!("binding body: {e}"), now);

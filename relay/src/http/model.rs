@@ -52,8 +52,9 @@ pub(crate) async fn mirrored_checkpoint(state: &AppState, hash: &str) -> Result<
 /// the sender's wallet in the ledger; refusals are logged there against the sender.
 pub(crate) async fn post_update(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<UpdateAccepted>), HttpError> {
+    let body = super::read_body(body, "a model update", super::MAX_UPDATE_BODY)?;
     if let (None, Some(mirror)) = (&state.model, &state.model_mirror) {
         let accepted = mirror.forward(body).await.map_err(mirror_error)?;
         return Ok((StatusCode::ACCEPTED, Json(accepted)));

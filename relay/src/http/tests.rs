@@ -325,8 +325,14 @@ async fn a_binding_posted_over_http_is_stored_and_refusals_say_why() {
     let err = api_error(malformed).await;
     assert_eq!(err.error, "malformed");
     assert!(err.message.contains("missing field"), "{}", err.message);
-    let huge = post_json(router.clone(), "/api/bindings", "x".repeat(9000)).await;
-    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Over the 8 KiB limit, and far over it (read no further than the limit): the JSON refusal.
+    for size in [9000, 3 * 1024 * 1024] {
+        let huge = post_json(router.clone(), "/api/bindings", "x".repeat(size)).await;
+        assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE, "{size} bytes");
+        let err = api_error(huge).await;
+        assert_eq!(err.error, "too_large", "{size} bytes");
+        assert!(err.message.contains("a binding is over the limit of 8192 bytes"), "{}", err.message);
+    }
 
     ledger.record(1, &id, &[scored(&id, 1)], now).expect("record");
     let board = get(router.clone(), "/api/leaderboard", &[]).await;
@@ -404,6 +410,12 @@ async fn the_swarm_model_takes_signed_updates_and_serves_its_versions() {
     let b_id = b.public().to_peer_id().to_string();
     let record = ledger.peer(&b_id).expect("ledger").expect("known");
     assert_eq!(record.rejections[0].kind, "wrong_shape");
+    // A body over the route's limit: 413 with the JSON refusal every other answer uses.
+    let response = post(vec![0; super::MAX_UPDATE_BODY + 1]).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let err = api_error(response).await;
+    assert_eq!(err.error, "too_large");
+    assert!(err.message.contains(&super::MAX_UPDATE_BODY.to_string()), "{}", err.message);
     // An unbound peer: 403.
     let stranger = Keypair::generate_ed25519();
     assert_eq!(post(update(&stranger, &info.hash, len)).await.status(), StatusCode::FORBIDDEN);
