@@ -69,12 +69,12 @@ impl Trainer {
         self.model.valid()
     }
 
-    /// One gradient step on `batch` (policy gradient with its weights, or supervised).
     /// The learning rate of the next steps (a schedule sets it before each step).
     pub fn set_learning_rate(&mut self, learning_rate: f64) {
         self.config.learning_rate = learning_rate;
     }
 
+    /// One gradient step on `batch` (policy gradient with its weights, or supervised).
     pub async fn step(&mut self, batch: &TokenBatch) -> Result<StepStats, ModelError> {
         let trained_tokens = batch.weights.iter().flatten().filter(|w| **w != 0.0).count();
         let loss = batch_loss(&self.model, batch, &self.device)?;

@@ -243,10 +243,7 @@ async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
     // show it, and train on from it. The relay steps when enough updates are in, or after its
     // --max-wait-secs; a tab that stopped training stops looking.
     for _ in 0..VERSION_POLLS {
-        if let Some(info) = show_swarm_model(window.clone(), Rc::clone(&page)).await
-            && page.training_version.get().is_some_and(|v| info.number > v)
-        {
-            page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+        if move_to_newer_version(window.clone(), Rc::clone(&page)).await {
             return;
         }
         if !page.training.get() {
@@ -257,13 +254,14 @@ async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
 }
 
 /// Shows the relay's current swarm model and asks the worker to train on from it if it is newer
-/// than the version the tab trains on.
-async fn move_to_newer_version(page: Rc<Page>) {
-    let Some(window) = web_sys::window() else { return };
-    if let Some(info) = show_swarm_model(window, Rc::clone(&page)).await
-        && page.training_version.get().is_some_and(|v| info.number > v)
-    {
-        page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+/// than the version the tab trains on; says whether it asked.
+async fn move_to_newer_version(window: web_sys::Window, page: Rc<Page>) -> bool {
+    match show_swarm_model(window, Rc::clone(&page)).await {
+        Some(info) if page.training_version.get().is_some_and(|v| info.number > v) => {
+            page.send(&WorkerRequest::Adopt { hash: info.hash, number: info.number });
+            true
+        }
+        _ => false,
     }
 }
 
@@ -375,7 +373,10 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
             // what the tab trains on (read from this tab's relay, which names what it serves).
             NodeEvent::ModelVersion(version) => {
                 if page.training_version.get().is_some_and(|v| version.number > v) {
-                    wasm_bindgen_futures::spawn_local(move_to_newer_version(Rc::clone(&page)));
+                    let (window, page) = (window.clone(), Rc::clone(&page));
+                    wasm_bindgen_futures::spawn_local(async move {
+                        move_to_newer_version(window, page).await;
+                    });
                 }
             }
         }
