@@ -36,6 +36,13 @@ pub fn params_hash(params: &[f32]) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `text` could name a swarm version: 64 lowercase hex digits, as [`params_hash`] writes
+/// them. Every place that takes a version hash from outside (gossip, URLs, the relay's disk) checks
+/// it with this before looking anything up.
+pub fn is_version_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Who sent an update and what it is relative to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateHeader {
@@ -313,6 +320,17 @@ mod tests {
         assert_eq!(ModelUpdate::decode(&bytes).expect("ok"), update);
         // 200 values: 200 bytes of values + 4 scales of 4 bytes, plus the framing.
         assert!(bytes.len() < 200 + 16 + 16 + 200, "{}", bytes.len());
+    }
+
+    #[test]
+    fn version_hashes_are_what_params_hash_writes() {
+        let hash = params_hash(&[1.0, -2.5, 0.0]);
+        assert!(is_version_hash(&hash), "{hash}");
+        assert!(!is_version_hash(&hash.to_uppercase()), "uppercase is another string, never a stored name");
+        assert!(!is_version_hash(&hash[1..]), "63 digits");
+        assert!(!is_version_hash(&format!("{hash}0")), "65 digits");
+        assert!(!is_version_hash(&format!("g{}", &hash[1..])), "not hex");
+        assert!(!is_version_hash(&format!("../{}", &hash[3..])), "a path");
     }
 
     #[test]

@@ -241,7 +241,7 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
                 });
             }
             for (field, value) in [("root", &version.root), ("hash", &version.hash), ("parent", &version.parent)] {
-                if !is_hash(value) {
+                if !crate::update::is_version_hash(value) {
                     return Err(WireError::BadModelVersion(format!("{field} is not 64 lowercase hex digits")));
                 }
             }
@@ -254,11 +254,6 @@ pub fn decode(bytes: &[u8], publisher: &str) -> Result<Verified, WireError> {
             Ok(Verified::ModelVersion(version))
         }
     }
-}
-
-/// A SHA-256 hash as the swarm model names versions: 64 lowercase hex digits.
-fn is_hash(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tabswarm_learn::{HeldOut, heldout_accuracy};
 use tabswarm_model::{Model, ModelConfig, checkpoint, params};
 use tabswarm_protocol::api::ModelInfo;
 use tabswarm_protocol::tasks::Family;
-use tabswarm_protocol::update::{UpdateError, params_hash, verify_signed};
+use tabswarm_protocol::update::{UpdateError, is_version_hash, params_hash, verify_signed};
 
 use crate::error::StartError;
 
@@ -471,7 +471,7 @@ struct Stored {
 }
 
 fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, StartError> {
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_version_hash(hash) {
         return Err(start_error(&dir.join("latest"), format!("{hash:?} is not a version hash")));
     }
     let path = |ext: &str| dir.join(format!("{hash}.{ext}"));

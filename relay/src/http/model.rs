@@ -40,7 +40,7 @@ fn mirror_error(e: MirrorError) -> HttpError {
 /// A version's checkpoint from the mirrored relay (`None`: not a version it serves).
 pub(crate) async fn mirrored_checkpoint(state: &AppState, hash: &str) -> Result<Option<Bytes>, HttpError> {
     match &state.model_mirror {
-        Some(mirror) if crate::model::mirror::looks_like_a_hash(hash) => {
+        Some(mirror) if tabswarm_protocol::update::is_version_hash(hash) => {
             mirror.checkpoint(hash).await.map_err(mirror_error)
         }
         _ => Ok(None),

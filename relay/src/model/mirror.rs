@@ -126,11 +126,6 @@ impl ModelMirror {
     }
 }
 
-/// Whether a hash could name a version (64 hex digits), before asking anyone.
-pub fn looks_like_a_hash(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// The refusal names a relay answers with (`ApiError::error` is `&'static str` in this relay):
 /// the upstream's name when it is one of ours, else `refused`.
 pub fn static_kind(kind: &str) -> &'static str {
