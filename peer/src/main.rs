@@ -795,23 +795,28 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     eprintln!("training on {}", run.backend().label());
-    let can_share = binding_made || accepts_unbound;
+    // A peer the relay takes updates from feeds the swarm model; any other follows it, training on
+    // each new version (what the swarm learned) without sending what it learned itself.
+    let feeds = binding_made || accepts_unbound;
     let mut sync = match (&swarm_model, &model_relay) {
-        (Some((info, _)), Some(_)) if can_share => {
+        (Some((info, _)), Some(_)) => {
             match pollster::block_on(SwarmSync::new(&run, &info.hash, info.number, info.sync_every)) {
-                Ok(sync) => {
+                Ok(sync) if feeds => {
                     eprintln!("feeding the swarm model: an update every {} rounds", info.sync_every);
                     Some(sync)
                 }
+                Ok(sync) => {
+                    eprintln!(
+                        "following the swarm model without feeding it: the relay takes updates only from peers \
+                         bound to a wallet (--wallet-key); this peer trains on from each new version"
+                    );
+                    Some(sync)
+                }
                 Err(e) => {
-                    eprintln!("not feeding the swarm model: {e} (started from --base)");
+                    eprintln!("not following the swarm model: {e} (started from --base)");
                     None
                 }
             }
-        }
-        (Some(_), Some(_)) => {
-            eprintln!("not feeding the swarm model: the relay takes updates only from peers bound to a wallet");
-            None
         }
         _ => None,
     };
@@ -833,7 +838,7 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
             p.round, p.reward, p.external_trained, p.received
         );
         if let (Some(state), Some(url)) = (sync.as_mut(), &model_relay) {
-            if state.round_done() {
+            if feeds && state.round_done() {
                 let update = pollster::block_on(state.update(&run, &peer_id)).map_err(|e| e.to_string())?;
                 let signed = tabswarm_protocol::update::sign(&update, &signing_key).map_err(|e| e.to_string())?;
                 let bytes = signed.len();
@@ -882,11 +887,13 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
         std::fs::write(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote my model to {} ({} bytes)", path.display(), bytes.len());
     }
-    if let Some(state) = &sync {
-        println!(
+    match &sync {
+        Some(state) if feeds => println!(
             "swarm model: {} updates sent, {} accepted; training on version {} at the end",
             state.sent, state.accepted, state.number
-        );
+        ),
+        Some(state) => println!("swarm model: followed, not fed; training on version {} at the end", state.number),
+        None => {}
     }
     drop(commands);
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -136,6 +136,12 @@ impl Identity {
         click.forget();
     }
 
+    /// Whether the relay would take this tab's rollouts and swarm-model updates: it is bound to a
+    /// wallet, or the relay takes unbound peers' (uncredited).
+    pub(crate) fn can_feed(&self) -> bool {
+        self.accepts_unbound || self.bound.borrow().is_some()
+    }
+
     /// What an unbound tab does, in words.
     fn unbound_message(&self) {
         let sharing = if self.accepts_unbound {

@@ -44,6 +44,8 @@ struct Page {
     peer_id: RefCell<Option<String>>,
     /// The tab's peer key (signs its swarm-model updates), once the node runs.
     key: RefCell<Option<libp2p::identity::Keypair>>,
+    /// The tab's wallet binding, once the node runs: whether the relay would take its updates.
+    identity: RefCell<Option<Rc<Identity>>>,
     /// Swarm-model updates sent and accepted in this visit.
     updates: Cell<(u64, u64)>,
     /// The swarm-model version the run trains on.
@@ -89,6 +91,7 @@ pub fn start_page() -> Result<(), JsError> {
         webgpu: Cell::new(None),
         checkpoint: RefCell::new(None),
         key: RefCell::new(None),
+        identity: RefCell::new(None),
         updates: Cell::new((0, 0)),
         training_version: Cell::new(None),
         training: Cell::new(false),
@@ -203,9 +206,26 @@ pub fn start_page() -> Result<(), JsError> {
 }
 
 /// Signs a swarm-model update from the worker with the tab's key and posts it to the relay, shows
-/// what became of it, and asks the worker to move onto a newer version if there is one.
+/// what became of it, and asks the worker to move onto a newer version if there is one. A tab the
+/// relay would refuse (not bound to a wallet, on a relay that takes only bound peers' updates)
+/// sends nothing and still trains on each new version.
 async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
     let Some(window) = web_sys::window() else { return };
+    let feeds = page.identity.borrow().as_ref().is_some_and(|identity| identity.can_feed());
+    if !feeds {
+        let (sent, accepted) = page.updates.get();
+        page.dom.set_state(
+            id::SWARM_UPDATES,
+            "unbound",
+            &format!(
+                "Updates to the swarm model from this tab: {sent} sent, {accepted} accepted. Update for swarm version \
+                 {number} not sent: this relay takes updates only from tabs bound to a wallet. This tab still trains \
+                 on each new swarm version."
+            ),
+        );
+        follow_versions(&window, &page).await;
+        return;
+    }
     let outcome = async {
         let key = page.key.borrow().clone().ok_or("the tab has no peer key yet")?;
         let update = tabswarm_protocol::update::ModelUpdate::decode(&encoded).map_err(|e| e.to_string())?;
@@ -239,17 +259,21 @@ async fn send_update(page: Rc<Page>, encoded: Vec<u8>, number: u64) {
         &format!("Updates to the swarm model from this tab: {sent} sent, {accepted} accepted. {line}"),
     );
     page.dom.set_data(id::SWARM_UPDATES, &[(data::SENT, &sent.to_string()), (data::ACCEPTED, &accepted.to_string())]);
-    // Until a newer version appears (made from this update or others'): look every few seconds,
-    // show it, and train on from it. The relay steps when enough updates are in, or after its
-    // --max-wait-secs; a tab that stopped training stops looking.
+    follow_versions(&window, &page).await;
+}
+
+/// Until a newer version appears (made from this tab's update or others'): looks every few
+/// seconds, shows it, and has the worker train on from it. The relay steps when enough updates are
+/// in, or after its --max-wait-secs; a tab that stopped training stops looking.
+async fn follow_versions(window: &web_sys::Window, page: &Rc<Page>) {
     for _ in 0..VERSION_POLLS {
-        if move_to_newer_version(window.clone(), Rc::clone(&page)).await {
+        if move_to_newer_version(window.clone(), Rc::clone(page)).await {
             return;
         }
         if !page.training.get() {
             return;
         }
-        sleep_ms(&window, VERSION_POLL_MS).await;
+        sleep_ms(window, VERSION_POLL_MS).await;
     }
 }
 
@@ -355,7 +379,7 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
     *page.key.borrow_mut() = Some(key.clone());
     *page.net.borrow_mut() = Some(handle.commands.clone());
     wasm_bindgen_futures::spawn_local(run);
-    Identity::start(
+    let identity = Identity::start(
         Rc::clone(&page.dom),
         window.clone(),
         store,
@@ -363,6 +387,7 @@ async fn join_swarm(window: web_sys::Window, page: Rc<Page>) {
         handle.commands.clone(),
         bootstrap.accepts_unbound,
     );
+    *page.identity.borrow_mut() = Some(identity);
     while let Some(event) = handle.events.next().await {
         match event {
             NodeEvent::State(state) => render_connection(&page, &state),
