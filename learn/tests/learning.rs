@@ -127,7 +127,7 @@ fn a_short_rl_run_beats_its_warm_start() {
 /// The small base of docs/learning.md ("Room to learn"), committed because making it takes about
 /// four minutes of this CPU: `tabswarm-peer pretrain --size small --seed 1 --lr 3e-3 --warmup 200
 /// --cosine --max-steps 3000 --target 0.4 --out base-small-seed1.tswm` (deterministic from the seed).
-const SMALL_BASE: &[u8] = include_bytes!("data/base-small-seed1.tswm");
+const SMALL_BASE: &[u8] = include_bytes!("../../checkpoints/base-small-seed1.tswm");
 const SMALL_BASE_PAYLOAD_SHA256: &str = "606680a981d8b1ebb470f1843c468f93f724e95e5eac6054c6398235e8549a7a";
 
 /// Equal compute per peer (8 peers, the same questions, completions and steps each round), the

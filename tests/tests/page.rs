@@ -243,8 +243,17 @@ async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, Stri
     }
 }
 
-/// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one.
+/// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one, or
+/// the checkpoint at `TABSWARM_E2E_BASE` (to measure the page on the swarm's real base, e.g.
+/// `checkpoints/base-small-seed1.tswm`; docs/benchmarks.md).
 fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
+    let path = dir.join("base.tswm");
+    if let Some(given) = std::env::var_os("TABSWARM_E2E_BASE") {
+        std::fs::copy(&given, &path).unwrap_or_else(|e| panic!("TABSWARM_E2E_BASE={given:?}: {e}"));
+        let bytes = std::fs::read(&path).expect("read base");
+        let sha = tabswarm_model::checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
+        return (path, sha);
+    }
     let families = tabswarm_protocol::tasks::Family::ALL;
     let device = burn::tensor::Device::flex();
     let (_, bytes) = pollster::block_on(tabswarm_learn::pretrain::quick_base(
@@ -256,7 +265,6 @@ fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
     ))
     .expect("pretrain");
     let sha = tabswarm_model::checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
-    let path = dir.join("base.tswm");
     std::fs::write(&path, bytes).expect("write base");
     (path, sha)
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use sha2::{Digest, Sha256};
 use tabswarm_devchain::{Anvil, CHAIN_ID, DEV_KEYS};
 
 mod docs;
@@ -142,33 +143,29 @@ fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
     Ok(dist)
 }
 
-/// Seed of the base checkpoint `cargo xtask run` serves (see docs/learning.md).
-const BASE_SEED: u64 = 1;
+/// The swarm's base checkpoint `cargo xtask run` serves: the small model (0.2 M parameters; why
+/// that size: docs/learning.md, "Room to learn"), committed because pretraining it takes minutes of
+/// a small CPU. `checkpoints/README.md` has the command that remakes it; its SHA-256 is checked
+/// before the relay is given it (the relay then checks the payload hash inside the frame).
+pub(crate) const BASE_CHECKPOINT: &str = "checkpoints/base-small-seed1.tswm";
+pub(crate) const BASE_SHA256: &str = "995d4ea45432fdd6b7b06c7ea25002bba08d16b3855fee9798a52cdc01f7f45b";
 
-/// The swarm's base checkpoint, made once by `tabswarm-peer pretrain` (about a minute and a half on
-/// one core) and kept in `target/tabswarm/`; pretraining is deterministic from its seed. Built with
-/// the relay's profile, so a plain `cargo xtask run` compiles no release build of burn.
-fn base_checkpoint(root: &Path, release: bool) -> Result<PathBuf, XtaskError> {
-    let path = root.join("target/tabswarm").join(format!("base-tiny-seed{BASE_SEED}.tswm"));
-    if path.exists() {
-        return Ok(path);
+fn base_checkpoint(root: &Path) -> Result<PathBuf, XtaskError> {
+    let path = root.join(BASE_CHECKPOINT);
+    let bytes = std::fs::read(&path).map_err(|e| XtaskError::io(&path, e))?;
+    let found: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if found != BASE_SHA256 {
+        return Err(XtaskError::Invalid(format!(
+            "{BASE_CHECKPOINT} hashes to {found}, not to {BASE_SHA256}: restore it with `git checkout -- \
+             {BASE_CHECKPOINT}` (checkpoints/README.md has the command that remakes it)"
+        )));
     }
-    let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| XtaskError::io(dir, e))?;
-    println!("xtask: making the swarm's base checkpoint (pretraining, about a minute and a half; once)");
-    let mut cmd = cargo(root);
-    cmd.args(["run", "-p", "tabswarm-peer"]);
-    if release {
-        cmd.arg("--release");
-    }
-    cmd.args(["--", "pretrain", "--seed"]).arg(BASE_SEED.to_string()).arg("--out").arg(&path);
-    Step::new("pretrain the base checkpoint", &mut cmd).run()?;
     Ok(path)
 }
 
 fn run(root: &Path, host: &str, port: u16, release: bool, with_chain: bool) -> Result<(), XtaskError> {
     let dist = build_page(root)?;
-    let base = base_checkpoint(root, release)?;
+    let base = base_checkpoint(root)?;
     let relay = |extra: &[&str]| {
         let mut cmd = cargo(root);
         cmd.args(["run", "-p", "tabswarm-relay"]);
@@ -182,10 +179,12 @@ fn run(root: &Path, host: &str, port: u16, release: bool, with_chain: bool) -> R
     let mut cmd = relay(&[]);
     cmd.args(["--host", host, "--port", &port.to_string(), "--assets"]).arg(&dist);
     cmd.arg("--base-checkpoint").arg(&base);
-    // The relay's libp2p key, WebRTC certificate and ledger, kept across runs (so is its swarm
-    // address). A fresh local chain each run means a fresh registry: its own ledger, too.
-    let data = if chain.is_some() { "target/tabswarm/relay-data-chain" } else { "target/tabswarm/relay-data" };
-    cmd.arg("--data-dir").arg(root.join(data));
+    // The relay's libp2p key, WebRTC certificate, ledger and swarm-model versions, kept across runs
+    // (so is its swarm address). One folder per base: a relay refuses versions grown from another
+    // base (those of the tiny base served before 2026-12-02 stay in `relay-data`). A fresh local
+    // chain each run means a fresh registry: its own ledger, too.
+    let data = if chain.is_some() { "relay-data-small-chain" } else { "relay-data-small" };
+    cmd.arg("--data-dir").arg(root.join("target/tabswarm").join(data));
     if let Some(chain) = &chain {
         cmd.args(["--rpc-url", LocalChain::URL, "--registry", &chain.registry, "--chain-key-file"])
             .arg(&chain.key_file);
@@ -351,21 +350,39 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     Step::new("build wasm tests", &mut wasm_tests(&["--no-run"])).run()?;
     Step::new("wasm tests in headless Chromium (WebGPU)", &mut isolation.wrap(wasm_tests(&["--offline"]))).run()?;
 
-    let e2e = |extra: &[&str]| {
-        let mut cmd = cargo(root);
-        cmd.args(["test", "-p", "tabswarm-e2e"])
-            .args(extra)
-            .env("TABSWARM_ASSETS", &dist)
-            .env("CHROMEDRIVER", &browser.chromedriver)
-            .env("CHROME", &browser.chrome);
-        cmd
-    };
-    Step::new("build end-to-end tests", &mut e2e(&["--no-run"])).run()?;
-    Step::new(
-        "end-to-end tests (relay + page in headless Chromium)",
-        &mut isolation.wrap(e2e(&["--offline", "--", "--ignored", "--test-threads=1"])),
-    )
-    .run()?;
+    // The browser tests are the workspace's `#[ignore]`d ones (tests/tests/page.rs). They run from the
+    // test binaries "native tests" already built: `cargo test -p tabswarm-e2e` would resolve other
+    // features, build burn, libp2p and the relay a second time and double the target dir.
+    let mut e2e = cargo(root);
+    e2e.args(["test", "--workspace", "--tests", "--offline", "--", "--ignored", "--test-threads=1"])
+        .env("TABSWARM_ASSETS", &dist)
+        .env("CHROMEDRIVER", &browser.chromedriver)
+        .env("CHROME", &browser.chrome);
+    Step::new("end-to-end tests (relay + page in headless Chromium)", &mut isolation.wrap(e2e)).run()?;
     println!("xtask: all checks passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_base_is_the_one_run_serves_and_a_changed_one_is_refused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert_eq!(base_checkpoint(&root).expect("the committed base"), root.join(BASE_CHECKPOINT));
+
+        let elsewhere = std::env::temp_dir().join(format!("xtask-base-{}", std::process::id()));
+        let copy = elsewhere.join(BASE_CHECKPOINT);
+        std::fs::create_dir_all(copy.parent().expect("a folder")).expect("mkdir");
+        let mut bytes = std::fs::read(root.join(BASE_CHECKPOINT)).expect("read");
+        bytes[100] ^= 1;
+        std::fs::write(&copy, &bytes).expect("write");
+        let refused = base_checkpoint(&elsewhere).expect_err("one flipped bit").to_string();
+        std::fs::remove_file(&copy).expect("remove");
+        assert!(refused.contains("hashes to") && refused.contains("git checkout"), "{refused}");
+        let missing = base_checkpoint(&elsewhere).expect_err("no file").to_string();
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        assert!(missing.contains("base-small-seed1.tswm"), "{missing}");
+    }
 }

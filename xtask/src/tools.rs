@@ -15,6 +15,8 @@ pub enum XtaskError {
     Io { path: PathBuf, error: std::io::Error },
     /// Something the machine lacks, with the command that fixes it.
     Missing(String),
+    /// A file of the repository is not what it should be, with how to mend it.
+    Invalid(String),
 }
 
 impl XtaskError {
@@ -29,7 +31,7 @@ impl fmt::Display for XtaskError {
             Self::StepFailed { step, status } => write!(f, "step '{step}' failed ({status})"),
             Self::Spawn { program, error } => write!(f, "cannot start {program}: {error}"),
             Self::Io { path, error } => write!(f, "{}: {error}", path.display()),
-            Self::Missing(what) => f.write_str(what),
+            Self::Missing(what) | Self::Invalid(what) => f.write_str(what),
         }
     }
 }
