@@ -24,6 +24,7 @@ use crate::swarm::SwarmHandle;
 use tabswarm_protocol::identity::BindingDomain;
 
 mod checkpoint;
+pub mod embed;
 pub mod identity;
 mod model;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub model: Option<crate::model::ModelStore>,
     /// Another relay's swarm model, mirrored (`--model-from`), when this relay runs none itself.
     pub model_mirror: Option<crate::model::mirror::ModelMirror>,
+    /// Which sites may frame the widget's page (`--embed-from`).
+    pub embedders: embed::Embedders,
 }
 
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
@@ -93,11 +96,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/", get(asset))
         .route("/{*path}", get(asset))
-        .with_state(state);
+        .with_state(state.clone());
     for (name, value) in security_headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
-    router.layer(
+    // The widget's script and frame, with their own headers (loadable and frameable by other sites).
+    let widget =
+        Router::new().route("/widget.js", get(embed::script)).route("/embed", get(embed::page)).with_state(state);
+    router.merge(widget).layer(
         ServiceBuilder::new()
             .layer(TraceLayer::new_for_http())
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -51,6 +51,8 @@ pub struct RelayConfig {
     /// The registry to submit bindings and round totals to (`--rpc-url`, `--registry`); the
     /// swarm's binding domain must name its chain and address. None: the ledger alone.
     pub chain: Option<chain::Chain>,
+    /// Which sites may frame the widget's page, `/embed` (`--embed-from`; default any).
+    pub embedders: http::embed::Embedders,
 }
 
 /// A relay whose socket is bound and whose assets are loaded, ready to [`Relay::serve`].
@@ -112,6 +114,7 @@ impl Relay {
             chain: config.chain.clone(),
             model,
             model_mirror,
+            embedders: config.embedders.clone(),
         };
         Ok(Self { listener, state, event_loop, round_secs: config.swarm.round_secs })
     }

@@ -9,6 +9,7 @@ use clap::Parser;
 use tabswarm_aggregate::{OuterConfig, Rule};
 use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_relay::chain::{Chain, redact_url};
+use tabswarm_relay::http::embed::Embedders;
 use tabswarm_relay::model::ModelSettings;
 use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
 use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
@@ -81,6 +82,11 @@ struct Cli {
     /// and score their senders down). Also lets unbound peers feed the swarm model.
     #[arg(long, env = "TABSWARM_ACCEPT_UNBOUND")]
     accept_unbound: bool,
+    /// Sites that may show the contribution widget (frame /embed): origins such as
+    /// https://blog.example or https://*.example, comma-separated; default any site. Every other
+    /// page of the relay refuses to be framed.
+    #[arg(long = "embed-from", env = "TABSWARM_EMBED_FROM", value_delimiter = ',', value_name = "ORIGINS")]
+    embed_from: Vec<String>,
     /// Swarm model: updates for the current version that make the relay take the outer step.
     #[arg(long, env = "TABSWARM_MIN_UPDATES", default_value_t = 2)]
     min_updates: usize,
@@ -209,7 +215,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let embedders = match Embedders::parse(&cli.embed_from) {
+        Ok(embedders) => embedders,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = RelayConfig {
+        embedders,
         listen: SocketAddr::new(cli.host, cli.port),
         assets: cli.assets,
         base_checkpoint: cli.base_checkpoint,

@@ -384,6 +384,7 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
         model_from: None,
         swarm: SwarmConfig::local(data.to_path_buf()),
         chain: None,
+        embedders: Default::default(),
     };
     let (data_a, data_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let with_base = Relay::bind(&start(Some(base_path), data_a.path())).await.expect("relay");

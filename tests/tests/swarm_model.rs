@@ -40,6 +40,7 @@ async fn start_relay_from(assets: &Path, base: &Path, data: &Path, model_from: O
         },
         swarm,
         chain: None,
+        embedders: Default::default(),
     };
     let relay = Relay::bind(&config).await.expect("relay");
     let url = format!("http://{}", relay.local_addr().expect("addr"));

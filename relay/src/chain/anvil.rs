@@ -184,6 +184,7 @@ async fn a_relay_whose_domain_names_another_registry_does_not_start() {
         model_from: None,
         swarm,
         chain: Some(chain),
+        embedders: Default::default(),
     };
     let e = crate::Relay::bind(&config).await.expect_err("chain 1 is not anvil's");
     assert!(e.to_string().contains("bindings would name chain 1"), "{e}");

@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use tabswarm_protocol::{Health, PROTOCOL_VERSION};
 use tower::ServiceExt;
 
+use super::embed::Embedders;
 use super::*;
 use crate::error::StartError;
 use crate::swarm::SwarmConfig;
@@ -24,6 +25,8 @@ fn site() -> tempfile::TempDir {
     write("pkg/tabswarm_client_bg.wasm", &[0, b'a', b's', b'm', 1, 0, 0, 0]);
     // Large and repetitive, so compression has something to do.
     write("worker.js", "export const x = 1;\n".repeat(500).as_bytes());
+    write("embed.html", b"<!doctype html><title>Contribute</title>");
+    write("widget.js", b"customElements.define('tabswarm-widget', class extends HTMLElement {});");
     dir
 }
 
@@ -37,6 +40,7 @@ fn state(dir: &Path) -> AppState {
         ledger: Some(crate::ledger::Ledger::in_memory().expect("ledger")),
         domain: crate::ledger::tests::domain(),
         chain: None,
+        embedders: Default::default(),
     }
 }
 
@@ -212,6 +216,7 @@ async fn a_port_in_use_is_one_clear_error() {
         model_from: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
+        embedders: Default::default(),
     };
     let err = Relay::bind(&config).await.expect_err("port taken");
     let message = err.to_string();
@@ -233,6 +238,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         model_from: None,
         swarm: SwarmConfig::local(data.path().to_path_buf()),
         chain: None,
+        embedders: Default::default(),
     })
     .await
     .expect("bind");
@@ -449,4 +455,71 @@ async fn the_swarm_model_takes_signed_updates_and_serves_its_versions() {
     let response = post(b"not an update".to_vec()).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(api_error(response).await.error, "bad_signature");
+}
+
+#[tokio::test]
+async fn only_the_widget_frame_may_be_framed_and_only_the_widget_script_loads_cross_origin() {
+    let dir = site();
+    let only = Embedders::parse(&["https://blog.example".into(), "http://127.0.0.1:8000/".into()]).expect("origins");
+    for (embedders, ancestors) in
+        [(Embedders::Any, "frame-ancestors *"), (only, "frame-ancestors https://blog.example http://127.0.0.1:8000")]
+    {
+        let router = app(AppState { embedders, ..state(dir.path()) });
+        let embed = get(router.clone(), "/embed", &[]).await;
+        assert_eq!(embed.status(), StatusCode::OK);
+        let csp = embed.headers()[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").to_owned();
+        assert!(csp.ends_with(ancestors) && !csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"), "the rest of the policy stays: {csp}");
+        assert!(!embed.headers().contains_key(header::X_FRAME_OPTIONS), "DENY would forbid every embedder");
+        assert!(body_text(embed).await.contains("Contribute"));
+
+        let script = get(router.clone(), "/widget.js", &[]).await;
+        assert_eq!(script.status(), StatusCode::OK);
+        let h = script.headers();
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*", "a module script from another site needs CORS");
+        assert_eq!(h["cross-origin-resource-policy"], "cross-origin");
+        assert!(h[header::CONTENT_TYPE].to_str().expect("ascii").contains("javascript"));
+
+        // Every other page keeps refusing frames and other sites' reads.
+        for uri in ["/", "/index.html", "/embed.html", "/worker.js"] {
+            let response = get(router.clone(), uri, &[]).await;
+            let h = response.headers();
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+            assert!(h[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").ends_with("frame-ancestors 'none'"));
+            assert_eq!(h["cross-origin-resource-policy"], "same-origin", "{uri}");
+            assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{uri}");
+        }
+    }
+}
+
+#[test]
+fn embedders_are_origins_and_a_bad_one_is_named() {
+    assert_eq!(Embedders::parse(&[]), Ok(Embedders::Any));
+    assert_eq!(Embedders::parse(&["*".into()]), Ok(Embedders::Any));
+    assert_eq!(
+        Embedders::parse(&["https://*.Example.org".into(), " http://localhost:3000 ".into()]),
+        Ok(Embedders::Only(vec!["https://*.example.org".into(), "http://localhost:3000".into()]))
+    );
+    for (bad, why) in [
+        ("blog.example", "starts with https://"),
+        ("ftp://blog.example", "starts with https://"),
+        ("https://blog.example/path", "not a host name"),
+        ("https://blog.example; script-src *", "not a host name"),
+        ("https://", "not a host name"),
+        ("https://blog.example:99999", "the port"),
+    ] {
+        let err = Embedders::parse(&[bad.into()]).expect_err(bad);
+        assert!(err.contains(bad) && err.contains(why), "{bad}: {err}");
+    }
+    let err = Embedders::parse(&["*".into(), "https://a.example".into()]).expect_err("mixed");
+    assert!(err.contains("cannot be listed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_build_without_the_widget_says_how_to_make_it() {
+    let dir = site();
+    std::fs::remove_file(dir.path().join("widget.js")).expect("rm");
+    let response = get(router(dir.path()), "/widget.js", &[]).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(body_text(response).await.contains("cargo xtask build"));
 }
