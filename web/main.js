@@ -1,6 +1,7 @@
 // Page entry: load the wasm module and hand over to Rust (`start_page`). Any failure to load is
 // shown on the page, never only in the console.
-import init, { start_page } from './pkg/tabswarm_client.js';
+import init, { start_page, set_pace } from './pkg/tabswarm_client.js';
+import { politeCompute } from './polite.js';
 
 function fail(message) {
   const status = document.getElementById('status');
@@ -11,6 +12,8 @@ function fail(message) {
 try {
   await init();
   start_page();
+  // The whole tab's time, but none while it is hidden, on a low battery or under pressure.
+  politeCompute({ budget: 100, apply: set_pace });
 } catch (error) {
   fail(`Tabswarm could not start: ${error}. This browser may lack WebAssembly support.`);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tabswarm_client::ui::{data, id};
+use tabswarm_client::ui::{data, embed, id};
 use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS, free_tcp_port};
 use tabswarm_relay::swarm::SwarmConfig;
 use tabswarm_relay::{Relay, RelayConfig};
@@ -73,6 +73,7 @@ async fn start_relay_with(
         model_from: None,
         swarm,
         chain,
+        embedders: Default::default(),
     };
     let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
     let addr = relay.local_addr().expect("relay addr");
@@ -881,4 +882,171 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
     let v2 = wait_for_version(&url, 2).await;
     assert!(v2.contributors.len() == 2 && v2.parent.as_deref() == Some(v1.hash.as_str()), "{v2:?}");
     assert_eq!(end_version, "2", "the tab did not move onto version 2: {end_text} / {updates_text}");
+}
+
+/// A site owner's page on another origin: the widget snippet, an event log of what the element
+/// reports, and `/foreign.html` (served to a third origin) that posts the element a forged state.
+fn host_site(relay: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the host site");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let host = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A site owner's blog</title>
+<script type="module" src="{relay}/widget.js"></script></head>
+<body><h1>A blog post</h1><p>Some text.</p>
+<tabswarm-widget relay="{relay}" budget="50"></tabswarm-widget>
+<script>
+window.__events = [];
+document.addEventListener('tabswarm:state', (e) => window.__events.push({{ t: performance.now(), kind: 'state', ...e.detail }}));
+document.addEventListener('visibilitychange', () => window.__events.push({{ t: performance.now(), kind: document.visibilityState }}));
+</script></body></html>"#
+    );
+    let foreign = r#"<!doctype html><title>Someone else</title><script>
+setInterval(() => parent.postMessage({ type: 'tabswarm:state', state: 'error', rounds: 999999 }, '*'), 100);
+</script>"#
+        .to_owned();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let (host, foreign) = (host.clone(), foreign.clone());
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let asked = String::from_utf8_lossy(&request[..n]);
+                let body = if asked.starts_with("GET /foreign.html") { foreign } else { host };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), server)
+}
+
+/// The widget element's `state` and `rounds`, as the host page reads them.
+async fn widget_state(client: &Client) -> (String, u64) {
+    let el = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
+    let state = el.attr("state").await.expect("attr").unwrap_or_default();
+    let rounds = el.attr("rounds").await.expect("attr").and_then(|r| r.parse().ok()).unwrap_or(0);
+    (state, rounds)
+}
+
+async fn wait_widget(client: &Client, what: &str, timeout: Duration, done: impl Fn(&str, u64) -> bool) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (state, rounds) = widget_state(client).await;
+        if done(&state, rounds) {
+            return rounds;
+        }
+        assert!(Instant::now() < deadline, "the widget never {what}: state {state}, {rounds} rounds");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let (site, _server) = host_site(&relay.url);
+    let (_driver, client) = start_browser(&[]).await;
+    client.goto(&format!("{site}/")).await.expect("load the host page");
+    wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
+
+    // The host page cannot reach into the frame (another origin: its storage, keys and wallet).
+    let frame_js = "document.querySelector('tabswarm-widget').shadowRoot.querySelector('iframe')";
+    let reach = client
+        .execute(
+            &format!(
+                "try {{ return String({frame_js}.contentWindow.localStorage.length); }} catch (e) {{ return e.name; }}"
+            ),
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(reach, "SecurityError", "the host page read the frame's storage");
+
+    // Before the click: the consent card, and not one byte of wasm, model or swarm.
+    let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
+    let frame = widget.shadow_root().await.expect("its card").find(Locator::Css("iframe")).await.expect("its frame");
+    frame.enter_frame().await.expect("into the widget's frame");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let consent = client.find(Locator::Id(embed::CONSENT)).await.expect("consent").text().await.expect("text");
+        if consent.contains("Nothing runs until you click") && consent.contains("50 %") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the consent card does not say what it will take: {consent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(attr_of(&client, embed::STATE, data::STATE).await, "idle");
+    let fetched: Vec<String> = serde_json::from_value(
+        client.execute("return performance.getEntriesByType('resource').map((e) => e.name)", vec![]).await.expect("js"),
+    )
+    .expect("names");
+    assert!(
+        fetched.iter().all(|url| !url.ends_with(".wasm") && !url.contains("/api/")),
+        "loaded before consent: {fetched:?}"
+    );
+    assert!(fetched.iter().any(|url| url.ends_with("/embed.js")), "{fetched:?}");
+    client.find(Locator::Id(embed::CONTRIBUTE)).await.expect("Contribute").click().await.expect("click");
+    client.enter_parent_frame().await.expect("back to the host page");
+
+    // After the click the frame learns, and the element says so.
+    let started = wait_widget(&client, "learned", Duration::from_secs(240), |s, r| s == "running" && r >= 2).await;
+
+    // A third origin's forged report changes nothing: the element hears its own frame only.
+    client
+        .execute(
+            &format!(
+                "const f = document.createElement('iframe'); f.src = '{}'; document.body.append(f);",
+                site.replace("127.0.0.1", "localhost") + "/foreign.html"
+            ),
+            vec![],
+        )
+        .await
+        .expect("add a foreign frame");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (state, after_foreign) = widget_state(&client).await;
+    assert_eq!(state, "running", "a foreign origin's message set the widget's state");
+    assert!(after_foreign > started && after_foreign < 999_999, "rounds {after_foreign} after a forged report");
+
+    // The host may pause and resume, and a pause loses no round.
+    client.execute("document.querySelector('tabswarm-widget').pause()", vec![]).await.expect("pause");
+    let paused_at = wait_widget(&client, "paused", Duration::from_secs(2), |s, _| s == "paused").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the round under way when asked
+    let (_, settled) = widget_state(&client).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (state, still) = widget_state(&client).await;
+    assert_eq!((state.as_str(), still), ("paused", settled), "rounds went on while paused (paused at {paused_at})");
+    client.execute("document.querySelector('tabswarm-widget').resume()", vec![]).await.expect("resume");
+    wait_widget(&client, "resumed", Duration::from_secs(60), |s, r| s == "running" && r > still).await;
+    save_screenshot(&client, "widget-host.png").await;
+
+    // Hidden (another tab in front), the frame pauses within a second; shown again, it resumes.
+    let first = client.window().await.expect("this tab");
+    let second = client.new_window(true).await.expect("a second tab").handle;
+    client.switch_to_window(second).await.expect("switch");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    client.close_window().await.expect("close the second tab");
+    client.switch_to_window(first).await.expect("back");
+    wait_widget(&client, "resumed after being shown", Duration::from_secs(30), |s, _| s == "running").await;
+    let events: Vec<serde_json::Value> =
+        serde_json::from_value(client.execute("return window.__events", vec![]).await.expect("js")).expect("events");
+    save_text("widget-events.json", &serde_json::to_string_pretty(&events).expect("json"));
+    let time = |e: &serde_json::Value| e["t"].as_f64().unwrap_or(f64::NAN);
+    let hidden =
+        events.iter().position(|e| e["kind"] == "hidden").unwrap_or_else(|| panic!("never hidden: {events:?}"));
+    let paused = events[hidden..]
+        .iter()
+        .find(|e| e["kind"] == "state" && e["state"] == "paused")
+        .unwrap_or_else(|| panic!("no pause while the tab was hidden: {events:?}"));
+    let after = time(paused) - time(&events[hidden]);
+    assert!(after < 1000.0, "paused {after:.0} ms after the tab was hidden");
 }

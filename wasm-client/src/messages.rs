@@ -39,6 +39,32 @@ pub enum WorkerRequest {
     /// Move the running training onto this swarm-model version (fetched and checked by the worker)
     /// after the current round.
     Adopt { hash: String, number: u64 },
+    /// How much of the tab the run may take from the next round on (the widget's `budget`, and
+    /// pausing while the tab is hidden, on a low battery or under pressure).
+    Pace(Pace),
+}
+
+/// The share of wall time a run computes, and whether it waits: after a round that took `t`, the
+/// worker rests `t × (100 − budget) / budget` ([`rest_ms`]) and, while `paused`, does nothing until
+/// resumed. The run keeps its place: a pause loses no round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pace {
+    /// Percent of wall time spent computing, 1–100 (values outside are clamped).
+    pub budget: u8,
+    pub paused: bool,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self { budget: 100, paused: false }
+    }
+}
+
+/// How long to rest after a round that took `spent_ms`, so that computing takes `budget` percent of
+/// wall time.
+pub fn rest_ms(spent_ms: f64, budget: u8) -> f64 {
+    let budget = f64::from(budget.clamp(1, 100));
+    spent_ms.max(0.0) * (100.0 - budget) / budget
 }
 
 /// Learn for `rounds` rounds on `backend`: from the relay's base checkpoint when it serves one, else
@@ -404,6 +430,26 @@ pub fn train_options_from_query(query: &str) -> (ModelSize, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_rest_after_a_round_holds_the_budget_share_of_wall_time() {
+        use super::{Pace, WorkerRequest, rest_ms};
+        assert_eq!(rest_ms(300.0, 100), 0.0, "a full budget never rests");
+        assert_eq!(rest_ms(300.0, 50), 300.0);
+        assert_eq!(rest_ms(300.0, 25), 900.0, "25 %: 300 ms of work in every 1200 ms");
+        for budget in [1, 10, 25, 33, 50, 75, 99] {
+            let (work, rest) = (120.0, rest_ms(120.0, budget));
+            let share = work / (work + rest);
+            assert!((share - f64::from(budget) / 100.0).abs() < 1e-9, "{budget}: {share}");
+        }
+        assert_eq!(rest_ms(100.0, 0), rest_ms(100.0, 1), "0 is clamped to 1 %");
+        assert_eq!(rest_ms(100.0, 200), 0.0, "over 100 is clamped to 100 %");
+        assert_eq!(rest_ms(-5.0, 50), 0.0, "a clock that went back rests nothing");
+        let request = WorkerRequest::Pace(Pace { budget: 25, paused: true });
+        let json = serde_json::to_string(&request).expect("json");
+        assert_eq!(json, r#"{"kind":"pace","budget":25,"paused":true}"#);
+        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("back"), request);
+    }
 
     #[test]
     fn the_swarm_model_is_described_with_its_version_lineage_and_accuracy() {

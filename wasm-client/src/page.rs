@@ -18,8 +18,8 @@ use crate::http::fetch_text;
 use crate::identity::Identity;
 use crate::keystore::KeyStore;
 use crate::messages::{
-    BackendChoice, CheckRequest, SavedModel, TrainRequest, WorkerReport, WorkerRequest, backend_label, progress_line,
-    size_from_query, train_options_from_query,
+    BackendChoice, CheckRequest, Pace, SavedModel, TrainRequest, WorkerReport, WorkerRequest, backend_label,
+    progress_line, size_from_query, train_options_from_query,
 };
 use crate::ui::{data, id, template};
 
@@ -69,6 +69,27 @@ impl Page {
     }
 }
 
+thread_local! {
+    /// The page's worker, for [`set_pace`] (the page's JavaScript calls it).
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Paces the learning run from the page's JavaScript (`web/polite.js`): `budget` percent of wall
+/// time (1–100), or none at all while `paused` (the tab hidden, a low battery, the CPU under
+/// pressure, or the visitor's pause). Takes effect at the end of the current round; the run keeps
+/// its place.
+#[wasm_bindgen]
+pub fn set_pace(budget: u8, paused: bool) -> Result<(), JsError> {
+    let request = serde_json::to_string(&WorkerRequest::Pace(Pace { budget, paused }))
+        .map_err(|e| JsError::new(&format!("cannot encode the pace: {e}")))?;
+    WORKER.with(|worker| match worker.borrow().as_ref() {
+        Some(worker) => {
+            worker.post_message(&request.into()).map_err(|e| JsError::new(&format!("cannot reach the worker: {e:?}")))
+        }
+        None => Err(JsError::new("set_pace needs start_page to have run")),
+    })
+}
+
 /// Runs on the page: reports whether this browser has WebGPU, starts the worker and renders what it
 /// reports. Never leaves the page blank: every failure becomes a sentence on the page.
 #[wasm_bindgen]
@@ -100,6 +121,7 @@ pub fn start_page() -> Result<(), JsError> {
         net: RefCell::new(None),
         peer_id: RefCell::new(None),
     });
+    WORKER.with(|worker| *worker.borrow_mut() = Some(page.worker.clone()));
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
     if has_webgpu {

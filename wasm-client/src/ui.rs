@@ -85,6 +85,42 @@ pub mod id {
     ];
 }
 
+/// What the widget's frame (`web/embed.html`, read by `web/embed.js`) holds: its own controls, and
+/// the page's elements the learning run needs (the rest are optional: a missing one is skipped).
+pub mod embed {
+    use super::id;
+
+    pub const CONSENT: &str = "embed-consent";
+    pub const BUDGET: &str = "embed-budget";
+    pub const CONTRIBUTE: &str = "embed-contribute";
+    pub const PAUSE: &str = "embed-pause";
+    pub const FORGET: &str = "embed-forget";
+    /// The frame's state (`data-state`: idle, running, paused, error), as the widget reports it.
+    pub const STATE: &str = "embed-state";
+    pub const DETAILS: &str = "embed-details";
+
+    /// Every id `web/embed.html` must hold once.
+    pub const ALL: &[&str] = &[
+        CONSENT,
+        BUDGET,
+        CONTRIBUTE,
+        PAUSE,
+        FORGET,
+        STATE,
+        DETAILS,
+        id::STATUS,
+        id::BACKEND,
+        id::BASE,
+        id::NET,
+        id::SWARM_MODEL,
+        id::SWARM_UPDATES,
+        id::TRAIN_STATUS,
+        id::TRAIN_WEBGPU,
+        id::TRAIN_CPU,
+        id::TRAIN_STOP,
+    ];
+}
+
 /// Ids of the `<template>` elements in `web/index.html` the page clones and fills.
 pub mod template {
     /// A row of the accuracy table: `<tr>` with cells `.family`, `.tally`, `.accuracy`.
@@ -139,6 +175,23 @@ mod tests {
         for name in template::ALL {
             assert!(INDEX_HTML.contains(&format!("<template id=\"{name}\">")), "#{name} should be a <template>");
         }
+    }
+
+    #[test]
+    fn the_widget_frame_holds_its_controls_and_what_the_run_needs_once_each() {
+        const EMBED_HTML: &str = include_str!("../../web/embed.html");
+        const EMBED_JS: &str = include_str!("../../web/embed.js");
+        for name in embed::ALL {
+            let needle = format!("id=\"{name}\"");
+            assert_eq!(EMBED_HTML.matches(&needle).count(), 1, "web/embed.html should have exactly one {needle}");
+        }
+        let read_by_the_script = [embed::BUDGET, embed::CONTRIBUTE, embed::PAUSE, embed::FORGET, embed::STATE];
+        for name in read_by_the_script.iter().chain(&[embed::DETAILS, id::BACKEND, id::TRAIN_STATUS, id::TRAIN_STOP]) {
+            assert!(EMBED_JS.contains(&format!("'{name}'")), "web/embed.js never reads #{name}");
+        }
+        // Before consent the frame loads its own script only: the client is imported on the click.
+        assert!(!EMBED_HTML.contains("main.js") && !EMBED_HTML.contains("pkg/"), "embed.html loads the client");
+        assert!(EMBED_JS.contains("await import('./pkg/tabswarm_client.js')"), "the client is not imported lazily");
     }
 
     #[test]

@@ -19,7 +19,9 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use crate::check::run_check;
 use crate::fused_check::run_fused_check;
 use crate::http::{fetch, response_text};
-use crate::messages::{AdapterSummary, CheckRequest, SavedModel, TrainRequest, WorkerReport, WorkerRequest};
+use crate::messages::{
+    AdapterSummary, CheckRequest, Pace, SavedModel, TrainRequest, WorkerReport, WorkerRequest, rest_ms,
+};
 
 #[derive(Default)]
 struct WorkerState {
@@ -35,6 +37,8 @@ struct WorkerState {
     inbox: RefCell<Inbox>,
     /// A swarm-model version the page asked the run to move onto.
     adopt: RefCell<Option<(String, u64)>>,
+    /// The share of the tab the run may take, and whether it waits ([`Pace`]).
+    pace: Cell<Pace>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -67,6 +71,10 @@ pub fn start_worker() -> Result<(), JsError> {
                     *state.adopt.borrow_mut() = Some((hash, number));
                     return;
                 }
+                WorkerRequest::Pace(pace) => {
+                    state.pace.set(pace);
+                    return;
+                }
                 request => request,
             };
             let (scope, state) = (scope.clone(), Rc::clone(&state));
@@ -75,7 +83,10 @@ pub fn start_worker() -> Result<(), JsError> {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::SaveModel => handle_save(&scope, &state).await,
-                    WorkerRequest::Stop | WorkerRequest::Received { .. } | WorkerRequest::Adopt { .. } => {}
+                    WorkerRequest::Stop
+                    | WorkerRequest::Received { .. }
+                    | WorkerRequest::Adopt { .. }
+                    | WorkerRequest::Pace(_) => {}
                 }
             });
         })
@@ -246,6 +257,7 @@ async fn train_rounds(
 ) -> Result<(), String> {
     let now = clock(scope);
     while !run.is_done() {
+        let started = now();
         let received = state.inbox.borrow_mut().take();
         let round = run.step(&now, received).await.map_err(|e| format!("Learning failed: {e}"))?;
         let mut progress = round.progress;
@@ -296,6 +308,7 @@ async fn train_rounds(
                 }
             }
         }
+        rest(scope, state, now() - started).await;
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
     *state.last_run.borrow_mut() = Some(run);
@@ -380,6 +393,29 @@ async fn handle_save(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) {
 }
 
 /// Resolves on the next macrotask, so messages queued for the worker are handled between steps.
+/// Holds the run to its [`Pace`] after a round that took `spent_ms`: rests so that computing takes
+/// the budget's share of wall time, then waits while paused. Wakes every 100 ms to see a Stop, a
+/// new budget or a resume.
+async fn rest(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, spent_ms: f64) {
+    const TICK_MS: f64 = 100.0;
+    let mut left = rest_ms(spent_ms, state.pace.get().budget);
+    while left > 0.0 && !state.stop.get() && state.pace.get().budget < 100 {
+        let tick = left.min(TICK_MS);
+        sleep_ms(scope, tick).await;
+        left -= tick;
+    }
+    while state.pace.get().paused && !state.stop.get() {
+        sleep_ms(scope, TICK_MS).await;
+    }
+}
+
+async fn sleep_ms(scope: &DedicatedWorkerGlobalScope, ms: f64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms.ceil() as i32);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 async fn yield_to_event_loop(scope: &DedicatedWorkerGlobalScope) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
