@@ -308,7 +308,9 @@ async fn train_rounds(
                 }
             }
         }
-        rest(scope, state, now() - started).await;
+        if !run.is_done() {
+            rest(scope, state, now() - started).await;
+        }
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
     *state.last_run.borrow_mut() = Some(run);
@@ -363,6 +365,14 @@ async fn fetch_base(scope: &DedicatedWorkerGlobalScope) -> Result<Option<(BaseIn
 
 /// Sends the last run's model to the page: the bytes (transferred, not copied), then their summary.
 async fn handle_save(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) {
+    // The last round's report reaches the page a moment before the run has wound up (its last
+    // update, a rest): a click on Save right after it waits for that instead of failing.
+    for _ in 0..50 {
+        if !state.training.get() {
+            break;
+        }
+        sleep_ms(scope, 100.0).await;
+    }
     if state.training.get() {
         post(scope, &WorkerReport::SaveFailed { message: "Stop training before saving the model.".into() });
         return;
