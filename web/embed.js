@@ -41,11 +41,17 @@ function hostOrigin() {
   }
 }
 
+function tell() {
+  // The content's own height (the document's would never be less than the frame's).
+  const height = Math.ceil(document.querySelector('main').getBoundingClientRect().height);
+  if (host) window.parent.postMessage({ type: 'tabswarm:state', state, rounds, height }, host);
+}
+
 function show(next, text) {
   state = next;
   line.dataset.state = next;
   line.textContent = text;
-  if (host) window.parent.postMessage({ type: 'tabswarm:state', state, rounds }, host);
+  tell();
 }
 
 function remember(yes) {
@@ -116,6 +122,7 @@ async function start() {
   pauseButton.hidden = false;
   forget.hidden = false;
   $('embed-details').hidden = false;
+  $('embed-consent').hidden = true; // the state line says what goes on now
   try {
     if (!client) {
       show('running', 'Starting: loading the learning code…');
@@ -154,10 +161,13 @@ function stop() {
   contribute.hidden = false;
   pauseButton.hidden = true;
   forget.hidden = true;
+  $('embed-consent').hidden = false;
   show('idle', `Stopped after ${rounds} rounds. This site will ask again next time.`);
 }
 
 $('embed-budget').textContent = budget >= 100 ? 'all' : `${budget} %`;
+// The card grows and shrinks with what the frame shows (the consent text, the details).
+new ResizeObserver(tell).observe(document.querySelector('main'));
 contribute.addEventListener('click', start);
 forget.addEventListener('click', stop);
 pauseButton.addEventListener('click', () => {

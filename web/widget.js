@@ -19,7 +19,7 @@ function clampBudget(raw) {
 const STYLE = `
 :host { display: block; max-width: 26rem; font-family: system-ui, sans-serif; color-scheme: light dark; }
 .card { border: 1px solid #8888; border-radius: 0.6rem; overflow: hidden; }
-iframe { display: block; width: 100%; height: 11rem; border: 0; }
+iframe { display: block; width: 100%; height: 12rem; border: 0; }
 `;
 
 class TabswarmWidget extends HTMLElement {
@@ -54,8 +54,9 @@ class TabswarmWidget extends HTMLElement {
     this.#frame = frame;
     this.#onMessage = (event) => {
       if (event.origin !== this.#origin || event.source !== frame.contentWindow) return;
-      const { type, state, rounds } = event.data ?? {};
+      const { type, state, rounds, height } = event.data ?? {};
       if (type !== 'tabswarm:state' || !STATES.includes(state)) return;
+      if (Number.isFinite(height)) frame.style.height = `${Math.min(640, Math.max(64, height))}px`;
       this.#set(state, Number.isSafeInteger(rounds) && rounds >= 0 ? rounds : 0);
     };
     window.addEventListener('message', this.#onMessage);

@@ -986,6 +986,7 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(attr_of(&client, embed::STATE, data::STATE).await, "idle");
+    save_screenshot(&client, "widget-consent.png").await;
     let fetched: Vec<String> = serde_json::from_value(
         client.execute("return performance.getEntriesByType('resource').map((e) => e.name)", vec![]).await.expect("js"),
     )
@@ -1000,6 +1001,7 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
 
     // After the click the frame learns, and the element says so.
     let started = wait_widget(&client, "learned", Duration::from_secs(240), |s, r| s == "running" && r >= 2).await;
+    save_screenshot(&client, "widget-running.png").await;
 
     // A third origin's forged report changes nothing: the element hears its own frame only.
     client
@@ -1027,7 +1029,6 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     assert_eq!((state.as_str(), still), ("paused", settled), "rounds went on while paused (paused at {paused_at})");
     client.execute("document.querySelector('tabswarm-widget').resume()", vec![]).await.expect("resume");
     wait_widget(&client, "resumed", Duration::from_secs(60), |s, r| s == "running" && r > still).await;
-    save_screenshot(&client, "widget-host.png").await;
 
     // Hidden (another tab in front), the frame pauses within a second; shown again, it resumes.
     let first = client.window().await.expect("this tab");
