@@ -63,16 +63,21 @@ pub struct AppState {
     pub embedders: embed::Embedders,
 }
 
+/// Headers every response carries, the widget's script and frame included.
+const COMMON_HEADERS: [(HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (HeaderName::from_static("permissions-policy"), "geolocation=(), payment=(), usb=()"),
+];
+
 /// The relay's router, with its middleware. Tests call it with `oneshot`, no socket needed.
 pub fn app(state: AppState) -> Router {
-    let security_headers = [
+    // Every page but the widget's: not frameable, not readable by other sites.
+    let own_pages = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
         (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
-        (HeaderName::from_static("permissions-policy"), "geolocation=(), payment=(), usb=()"),
     ];
     let mut router = Router::new()
         .route("/healthz", get(healthz))
@@ -97,7 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(asset))
         .route("/{*path}", get(asset))
         .with_state(state.clone());
-    for (name, value) in security_headers {
+    for (name, value) in COMMON_HEADERS.into_iter().chain(own_pages) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
     // The widget's script and frame, with their own headers (loadable and frameable by other sites).

@@ -427,10 +427,7 @@ async fn sleep_ms(scope: &DedicatedWorkerGlobalScope, ms: f64) {
 }
 
 async fn yield_to_event_loop(scope: &DedicatedWorkerGlobalScope) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    sleep_ms(scope, 0.0).await;
 }
 
 fn post(scope: &DedicatedWorkerGlobalScope, report: &WorkerReport) {

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::{AppState, CONTENT_SECURITY_POLICY};
+use super::{AppState, COMMON_HEADERS, CONTENT_SECURITY_POLICY};
 use crate::error::HttpError;
 
 /// Which sites may frame `/embed`.
@@ -80,7 +80,7 @@ pub(crate) async fn page(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, HttpError> {
-    let mut response = state.assets.respond("embed.html", &headers).ok_or_else(|| missing(&request))?;
+    let mut response = widget_file(&state, "embed.html", &headers, &request)?;
     let policy = CONTENT_SECURITY_POLICY
         .replace("frame-ancestors 'none'", &format!("frame-ancestors {}", state.embedders.frame_ancestors()));
     let headers = response.headers_mut();
@@ -100,7 +100,7 @@ pub(crate) async fn script(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, HttpError> {
-    let mut response = state.assets.respond("widget.js", &headers).ok_or_else(|| missing(&request))?;
+    let mut response = widget_file(&state, "widget.js", &headers, &request)?;
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("cross-origin"));
@@ -109,17 +109,17 @@ pub(crate) async fn script(
 }
 
 fn common(headers: &mut HeaderMap) {
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        HeaderName::from_static("permissions-policy"),
-        HeaderValue::from_static("geolocation=(), payment=(), usb=()"),
-    );
+    for (name, value) in COMMON_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
-fn missing(request: &Request) -> HttpError {
-    HttpError::NotFound(format!(
-        "{} (the page build has no widget; rebuild it with `cargo xtask build`)",
-        request.uri().path()
-    ))
+/// One of the page build's widget files, or a 404 that says how to build them.
+fn widget_file(state: &AppState, name: &str, headers: &HeaderMap, request: &Request) -> Result<Response, HttpError> {
+    state.assets.respond(name, headers).ok_or_else(|| {
+        HttpError::NotFound(format!(
+            "{} (the page build has no widget; rebuild it with `cargo xtask build`)",
+            request.uri().path()
+        ))
+    })
 }
