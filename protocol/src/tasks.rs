@@ -14,6 +14,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod pose;
+pub use pose::{MAX_POSED_BYTES, PoseError, Posed, pose, verify_posed};
+
 /// Version of the generators and verifiers. Bump on any change to what an id generates or how an
 /// answer is scored; ids of other versions are refused, not misread.
 pub const SUITE_VERSION: u32 = 1;
@@ -243,11 +246,16 @@ pub fn regenerate(id: &QuestionId) -> Result<Question, TaskError> {
 /// empty, huge, non-ASCII or control-character answer scores 0 rather than failing. Surrounding
 /// whitespace is not forgiven: the completion must be the answer.
 pub fn verify(question: &Question, answer: &str) -> Score {
+    score(question.id.family, &question.answer, answer)
+}
+
+/// `answer` scored against the `expected` answer of a `family` question.
+fn score(family: Family, expected: &str, answer: &str) -> Score {
     if answer.len() > MAX_ANSWER_BYTES || !answer.is_ascii() {
         return Score::ZERO;
     }
-    let well_formed = question.id.family.well_formed(answer);
-    let correct = well_formed && answer == question.answer;
+    let well_formed = family.well_formed(answer);
+    let correct = well_formed && answer == expected;
     let reward = f32::from(u8::from(correct)) * CORRECT_REWARD + f32::from(u8::from(well_formed)) * FORMAT_REWARD;
     Score { reward, correct, well_formed }
 }

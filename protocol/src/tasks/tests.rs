@@ -170,3 +170,62 @@ fn splitmix_matches_the_published_sequence() {
     let mut rng = SplitMix64::new(9);
     assert!((0..10_000).all(|_| rng.below(7) < 7));
 }
+
+#[test]
+fn every_generated_question_typed_back_is_read_as_the_suite_wrote_it() {
+    for family in Family::ALL {
+        for difficulty in MIN_DIFFICULTY..=MAX_DIFFICULTY {
+            for seed in 0..32 {
+                let question = q(family, difficulty, seed);
+                let posed = pose(&question.prompt).unwrap_or_else(|e| panic!("{}: {e}", question.prompt));
+                assert_eq!(
+                    (posed.family, posed.prompt.as_str(), posed.answer.as_str()),
+                    (family, question.prompt.as_str(), question.answer.as_str())
+                );
+                assert!(verify_posed(&posed, &question.answer).correct);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_typed_question_is_read_loosely_and_scored_like_a_generated_one() {
+    let cases = [
+        (" 12 + 34 ", Family::Add, "12+34=", "46"),
+        ("100-1", Family::Sub, "100-1=", "99"),
+        ("123*7=", Family::MulDigit, "123*7=", "861"),
+        ("s:3141", Family::SortDigits, "s:3141=", "1134"),
+        ("r:abc=", Family::Reverse, "r:abc=", "cba"),
+        ("b:10", Family::ToBinary, "b:10=", "1010"),
+        ("c:12,7=", Family::Compare, "c:12,7=", ">"),
+        ("c:5,5", Family::Compare, "c:5,5=", "="),
+        ("3x+4=19;x=", Family::Linear, "3x+4=19;x=", "5"),
+        ("3x+4=19", Family::Linear, "3x+4=19;x=", "5"),
+    ];
+    for (typed, family, prompt, answer) in cases {
+        let posed = pose(typed).unwrap_or_else(|e| panic!("{typed:?}: {e}"));
+        assert_eq!(posed, Posed { family, prompt: prompt.into(), answer: answer.into() }, "{typed:?}");
+    }
+    let posed = pose("2+2").expect("a sum");
+    let right = verify_posed(&posed, "4");
+    assert!(right.correct && right.well_formed && right.reward == MAX_REWARD);
+    let wrong = verify_posed(&posed, "5");
+    assert!(!wrong.correct && wrong.well_formed && wrong.reward == FORMAT_REWARD);
+    assert_eq!(verify_posed(&posed, "four"), Score::ZERO);
+}
+
+#[test]
+fn text_that_is_no_question_of_the_suite_is_refused_with_what_would_be() {
+    let refused = |text: &str| pose(text).expect_err(text);
+    assert_eq!(refused("   "), PoseError::Empty);
+    assert!(matches!(refused(&"1".repeat(60)), PoseError::TooLong { len: 60 }));
+    assert_eq!(refused("hello"), PoseError::Unrecognised);
+    assert!(refused("hello").to_string().contains("a+b="), "the refusal lists the forms");
+    assert_eq!(refused("12+x"), PoseError::Number("x".into()));
+    assert_eq!(refused("-3+4"), PoseError::Number("-3".into()));
+    assert_eq!(refused("99999999999999999999+1"), PoseError::Number("99999999999999999999".into()));
+    for text in ["3-5", "12*10", "12*1", "2x+1=4", "0x+1=1", "r:ABC", "s:12a", "c:12", "x+1=3"] {
+        assert!(matches!(refused(text), PoseError::Outside(_) | PoseError::Number(_)), "{text}: {:?}", pose(text));
+    }
+    assert!(refused("3-5").to_string().contains("a ≥ b"));
+}
