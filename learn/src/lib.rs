@@ -238,6 +238,11 @@ impl Peer {
         self.trainer.inference_model()
     }
 
+    /// The device the peer's model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// GRPO steps taken (the policy version stamped on shared rollouts).
     pub fn policy_version(&self) -> u64 {
         self.steps
@@ -387,13 +392,25 @@ pub async fn complete(
     sampling: &SamplingConfig,
     device: &Device,
 ) -> Result<Vec<Vec<String>>, ModelError> {
+    let prompts: Vec<&str> = questions.iter().map(|q| q.prompt.as_str()).collect();
+    complete_prompts(model, &prompts, per_question, sampling, device).await
+}
+
+/// `per_prompt` completions of every prompt text, as text (what [`complete`] does for questions).
+pub async fn complete_prompts(
+    model: &Model,
+    texts: &[&str],
+    per_question: usize,
+    sampling: &SamplingConfig,
+    device: &Device,
+) -> Result<Vec<Vec<String>>, ModelError> {
     let tokenizer = Tokenizer::new();
-    let prompts = questions.iter().map(|q| tokenizer.prompt(&q.prompt)).collect::<Result<Vec<_>, _>>()?;
+    let prompts = texts.iter().map(|text| tokenizer.prompt(text)).collect::<Result<Vec<_>, _>>()?;
     let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, p) in prompts.iter().enumerate() {
         by_len.entry(p.len()).or_default().push(i);
     }
-    let mut out = vec![Vec::new(); questions.len()];
+    let mut out = vec![Vec::new(); texts.len()];
     for (len, members) in by_len {
         let rows: Vec<Vec<u32>> =
             members.iter().flat_map(|&i| std::iter::repeat_n(prompts[i].clone(), per_question)).collect();

@@ -14,9 +14,10 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use tabswarm_model::checkpoint;
+use tabswarm_model::generate::SamplingConfig;
 use tabswarm_model::{Model, ModelConfig, ModelError, ModelSize};
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
-use tabswarm_protocol::tasks::Family;
+use tabswarm_protocol::tasks::{Family, Posed};
 
 use crate::{Peer, RlConfig, RoundStats};
 
@@ -194,6 +195,16 @@ impl TrainingRun {
     /// The policy as trained so far, as a checkpoint, without blocking (works on WebGPU).
     pub async fn checkpoint(&self) -> Result<Vec<u8>, ModelError> {
         checkpoint::save_async(&self.peer.model(), &self.config, self.peer.policy_version()).await
+    }
+
+    /// The policy's greedy answer to a typed question (`tabswarm_protocol::tasks::pose`), as the
+    /// held-out evaluation answers: the most likely token each step, at most 16 of them.
+    pub async fn answer(&self, posed: &Posed) -> Result<String, ModelError> {
+        let greedy = SamplingConfig { temperature: 0.0, max_new_tokens: 16, ..SamplingConfig::default() };
+        let mut answers =
+            crate::complete_prompts(&self.peer.model(), &[posed.prompt.as_str()], 1, &greedy, self.peer.device())
+                .await?;
+        Ok(answers.pop().and_then(|mut a| a.pop()).unwrap_or_default())
     }
 
     pub fn is_done(&self) -> bool {

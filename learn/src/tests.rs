@@ -342,3 +342,32 @@ fn a_peer_joins_a_running_swarm_feeds_its_versions_and_leaves_with_a_model() {
     assert_eq!(join.per_family.len(), 2);
     assert!((join.accuracy - result.heldout.last().expect("evaluated").1).abs() < 1e-6);
 }
+
+#[test]
+fn a_run_answers_a_typed_question_as_the_greedy_evaluation_answers_it() {
+    use crate::run::{Backend, RunPlan, TrainingRun};
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../checkpoints/base-small-seed1.tswm")).expect("base");
+    let device = Device::flex();
+    let run = TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, RunPlan::solo(1, 1)).expect("run");
+    let greedy = tabswarm_model::SamplingConfig { temperature: 0.0, max_new_tokens: 16, ..Default::default() };
+    let mut right = 0;
+    for family in [Family::Reverse, Family::Add, Family::Compare] {
+        for seed in 0..4 {
+            let question = generate(family, 2, EVAL_SEED_BASE + seed).expect("q");
+            let posed = tabswarm_protocol::tasks::pose(&question.prompt).expect("a suite question");
+            let answer = block_on(run.answer(&posed)).expect("answer");
+            let reference =
+                block_on(complete(&run_model(&run), std::slice::from_ref(&question), 1, &greedy, &device)).expect("c");
+            assert_eq!(answer, reference[0][0], "{}", question.prompt);
+            right += usize::from(tabswarm_protocol::tasks::verify_posed(&posed, &answer).correct);
+        }
+    }
+    // The base reverses letters (100 % held-out): the answers are the model's, not noise.
+    assert!(right >= 4, "{right} of 12 right");
+}
+
+fn run_model(run: &crate::run::TrainingRun) -> tabswarm_model::Model {
+    let bytes = block_on(run.checkpoint()).expect("checkpoint");
+    tabswarm_model::checkpoint::load(&bytes, None, &Device::flex()).expect("load").0
+}

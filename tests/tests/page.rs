@@ -174,7 +174,7 @@ async fn page_runs_the_wgsl_kernel_on_webgpu_and_checks_it() {
     let relay = start_relay().await;
     let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
-    client.goto(&format!("{base}/")).await.expect("load page");
+    open_page(&client, &format!("{base}/")).await;
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(180)).await;
     save_screenshot(&client, "page-webgpu.png").await;
     let (backend, why) = backend_choice(&client).await;
@@ -199,7 +199,7 @@ async fn page_without_webgpu_says_so_and_uses_the_cpu_path() {
     let relay = start_relay().await;
     let base = &relay.url;
     let (_driver, client) = start_browser(&["--disable-features=WebGPU"]).await;
-    client.goto(&format!("{base}/?n=96")).await.expect("load page");
+    open_page(&client, &format!("{base}/?n=96")).await;
     let (state, text, adapter) = settled_status(&client, Duration::from_secs(120)).await;
     save_screenshot(&client, "page-cpu.png").await;
     let (backend, why) = backend_choice(&client).await;
@@ -218,7 +218,7 @@ async fn a_bad_size_is_explained_and_the_default_used() {
     let relay = start_relay().await;
     let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
-    client.goto(&format!("{base}/?n=banana")).await.expect("load page");
+    open_page(&client, &format!("{base}/?n=banana")).await;
     let (state, text, _) = settled_status(&client, Duration::from_secs(180)).await;
     let note = client.find(Locator::Id(id::NOTE)).await.expect("#note").text().await.expect("text");
     client.close().await.expect("close browser");
@@ -318,7 +318,7 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
     let relay = start_relay_serving(Some(base_path)).await;
     let base = &relay.url;
     let (_driver, client) = start_browser(&[ENABLE_WEBGPU]).await;
-    client.goto(&format!("{base}/?n=64&rounds=3")).await.expect("load page");
+    open_page(&client, &format!("{base}/?n=64&rounds=3")).await;
     let (state, text, _) = settled_status(&client, Duration::from_secs(120)).await;
     assert_eq!(state, "ok", "{text}");
     let mut results = Vec::new();
@@ -422,7 +422,7 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
     let (_driver, client) =
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
-    client.goto(&format!("{}/?n=64&rounds=60", relay.url)).await.expect("load page");
+    open_page(&client, &format!("{}/?n=64&rounds=60", relay.url)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let state = attr_of(&client, id::NET, data::STATE).await;
@@ -616,7 +616,7 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
     client.issue_cmd(InjectBeforePage { source: test_wallet_script(account) }).await.expect("inject the test wallet");
     let wallet = tokio::spawn(serve_test_wallet(client.clone(), anvil.url.clone()));
-    client.goto(&format!("{}/?n=64&rounds=4", relay.url)).await.expect("load page");
+    open_page(&client, &format!("{}/?n=64&rounds=4", relay.url)).await;
 
     // The wallet is listed by its EIP-6963 name and icon.
     let text = wait_state(&client, id::WALLET, "found", Duration::from_secs(60)).await;
@@ -722,7 +722,7 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
     let first = client.window().await.expect("this tab");
     let second = client.new_window(true).await.expect("a second tab").handle;
     client.switch_to_window(second).await.expect("switch");
-    client.goto(&format!("{}/?n=64", relay.url)).await.expect("load page in the second tab");
+    open_page(&client, &format!("{}/?n=64", relay.url)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let second_id = loop {
         let id = attr_of(&client, id::TAB_KEY, data::PEER_ID).await;
@@ -819,7 +819,7 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
     // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
     let (_driver, client) =
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
-    client.goto(&format!("{url}/?n=32&rounds=2000")).await.expect("load page");
+    open_page(&client, &format!("{url}/?n=32&rounds=2000")).await;
     let shown = client.find(Locator::Id(id::SWARM_MODEL)).await.expect("#swarm-model");
     let deadline = Instant::now() + Duration::from_secs(60);
     while shown.attr(data::STATE).await.expect("attr").as_deref() != Some("ready") {
@@ -1050,4 +1050,88 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
         .unwrap_or_else(|| panic!("no pause while the tab was hidden: {events:?}"));
     let after = time(paused) - time(&events[hidden]);
     assert!(after < 1000.0, "paused {after:.0} ms after the tab was hidden");
+}
+
+/// Loads the page and opens its *Diagnostics* (the GPU checks' lines, which the tests read, are
+/// collapsed there for contributors).
+async fn open_page(client: &Client, url: &str) {
+    client.goto(url).await.expect("load page");
+    client.execute("document.getElementById('diagnostics').open = true", vec![]).await.expect("open the diagnostics");
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_click_the_moment_the_page_loads_is_kept_and_the_model_answers_a_typed_question() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let (_driver, client) = start_browser(&[]).await;
+    open_page(&client, &format!("{}/?n=32&rounds=3", relay.url)).await;
+    // As a new user would: the moment the button can be pressed, while the worker still loads.
+    let cpu = client.find(Locator::Id(id::TRAIN_CPU)).await.expect("#train-cpu");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cpu.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "Train on CPU never became clickable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cpu.click().await.expect("click Train on CPU");
+    let learned = learned(&client, Duration::from_secs(300)).await;
+    assert_eq!(learned.round, "3", "the first click started the run: {}", learned.text);
+    // The charts drew the run (uPlot's canvas, from the page's own data attributes).
+    for chart in ["chart-reward", "chart-families", "chart-swarm"] {
+        let canvases = client.find_all(Locator::Css(&format!("#{chart} canvas"))).await.expect("find");
+        assert_eq!(canvases.len(), 1, "#{chart} has its chart");
+    }
+
+    let ask = async |typed: &str| -> (String, String, String, String) {
+        let input = client.find(Locator::Id(id::TRY_QUESTION)).await.expect("#try-question");
+        input.clear().await.expect("clear");
+        input.send_keys(typed).await.expect("type");
+        client.find(Locator::Id(id::TRY_ASK)).await.expect("#try-ask").click().await.expect("ask");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = client.find(Locator::Id(id::TRY_ANSWER)).await.expect("#try-answer");
+            let state = answer.attr(data::STATE).await.expect("attr").unwrap_or_default();
+            if !["idle", "asking"].contains(&state.as_str()) {
+                let attr = async |name: &str| answer.attr(name).await.expect("attr").unwrap_or_default();
+                return (
+                    state,
+                    answer.text().await.expect("text"),
+                    attr(data::ANSWER).await,
+                    attr(data::CORRECT).await,
+                );
+            }
+            assert!(Instant::now() < deadline, "no answer to {typed:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // A suite question, as a person types it: answered, and judged by the suite's verifier.
+    let (state, text, answer, correct) = ask("r: abcd").await;
+    assert!(["right", "wrong"].contains(&state.as_str()), "{state}: {text}");
+    assert_eq!(correct, (answer == "dcba").to_string(), "{text}");
+    assert_eq!(state == "right", answer == "dcba", "{text}");
+    assert!(text.starts_with("r:abcd= ") && text.contains("the model this tab trained"), "{text}");
+    let (state, text, _, _) = ask("12+7").await;
+    assert!(["right", "wrong"].contains(&state.as_str()) && text.contains("(add,"), "{state}: {text}");
+    // Not a question of the suite: refused at once, saying what would be.
+    let (state, text, _, _) = ask("what is love").await;
+    assert_eq!(state, "refused", "{text}");
+    assert!(text.contains("a+b="), "{text}");
+    // The button that fills in a suite question gives one the suite reads.
+    client.find(Locator::Id(id::TRY_EXAMPLE)).await.expect("#try-example").click().await.expect("example");
+    let filled = client.find(Locator::Id(id::TRY_QUESTION)).await.expect("input").prop("value").await.expect("value");
+    let filled = filled.unwrap_or_default();
+    assert!(tabswarm_protocol::tasks::pose(&filled).is_ok(), "{filled:?}");
+
+    save_screenshot(&client, "page-desktop.png").await;
+    client.set_window_size(375, 1400).await.expect("375 px");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let overflow: bool = client
+        .execute("return document.documentElement.scrollWidth > window.innerWidth + 1", vec![])
+        .await
+        .expect("js")
+        .as_bool()
+        .unwrap_or(true);
+    assert!(!overflow, "the page scrolls sideways at 375 px");
+    save_screenshot(&client, "page-375.png").await;
 }

@@ -3,7 +3,7 @@
 //! from [`crate::ui`]; a missing element is skipped (the page never throws over its own markup).
 
 use wasm_bindgen::JsCast;
-use web_sys::{Document, DocumentFragment, Element, HtmlButtonElement, HtmlTemplateElement};
+use web_sys::{Document, DocumentFragment, Element, HtmlButtonElement, HtmlInputElement, HtmlTemplateElement};
 
 use crate::ui::data;
 
@@ -48,6 +48,17 @@ impl Dom {
     pub(crate) fn enable(&self, id: &str, enabled: bool) {
         if let Some(button) = self.button(id) {
             button.set_disabled(!enabled);
+        }
+    }
+
+    /// The text in an `<input>`.
+    pub(crate) fn input_value(&self, id: &str) -> Option<String> {
+        self.element(id)?.dyn_into::<HtmlInputElement>().ok().map(|input| input.value())
+    }
+
+    pub(crate) fn set_input_value(&self, id: &str, value: &str) {
+        if let Some(input) = self.element(id).and_then(|el| el.dyn_into::<HtmlInputElement>().ok()) {
+            input.set_value(value);
         }
     }
 

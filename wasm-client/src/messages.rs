@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tabswarm_learn::run::{Backend, RunProgress};
 use tabswarm_model::ModelSize;
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
+use tabswarm_protocol::tasks::Posed;
 
 /// The size the page multiplies unless `?n=` asks for another.
 pub const DEFAULT_SIZE: usize = 512;
@@ -42,6 +43,9 @@ pub enum WorkerRequest {
     /// How much of the tab the run may take from the next round on (the widget's `budget`, and
     /// pausing while the tab is hidden, on a low battery or under pressure).
     Pace(Pace),
+    /// Answer a typed question greedily (*Try the model*): with the running policy between two
+    /// rounds, else the last run's model, else the model the relay serves.
+    Ask { question: Posed },
 }
 
 /// The share of wall time a run computes, and whether it waits: after a round that took `t`, the
@@ -148,6 +152,10 @@ pub enum WorkerReport {
     Update { version: String, number: u64, bytes: usize },
     /// The model could not be saved; `message` says why.
     SaveFailed { message: String },
+    /// The model's answer to an [`WorkerRequest::Ask`].
+    Answer(TriedAnswer),
+    /// The question could not be answered; `message` says why.
+    AskFailed { message: String },
     /// Something failed; `message` says what.
     Failed { message: String },
 }
@@ -175,6 +183,33 @@ pub fn swarm_model_line(info: &tabswarm_protocol::api::ModelInfo) -> String {
             info.updates,
             info.contributors.len()
         )
+    }
+}
+
+/// What the model answered to a typed question, and whether it is right.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriedAnswer {
+    pub question: Posed,
+    /// The model's greedy completion, as text.
+    pub answer: String,
+    pub correct: bool,
+    /// Which model answered, in words ("the policy this tab is training, after round 12").
+    pub model: String,
+}
+
+impl TriedAnswer {
+    /// Scores `answer` as the suite's verifier does.
+    pub fn new(question: Posed, answer: String, model: String) -> Self {
+        let correct = tabswarm_protocol::tasks::verify_posed(&question, &answer).correct;
+        Self { question, answer, correct, model }
+    }
+
+    /// `12+34= → 46: right (the base model the relay serves).`
+    pub fn describe(&self) -> String {
+        let shown = if self.answer.is_empty() { "(nothing)" } else { self.answer.as_str() };
+        let verdict =
+            if self.correct { "right".to_owned() } else { format!("wrong, the answer is {}", self.question.answer) };
+        format!("{} {shown} — {verdict} ({}, {}).", self.question.prompt, self.question.family, self.model)
     }
 }
 
@@ -707,5 +742,26 @@ mod tests {
             assert_eq!(n, DEFAULT_SIZE, "{bad}");
             assert!(warning.expect("warning").contains("is not a size from 1 to 2048"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_tried_answer_is_scored_by_the_verifier_and_says_what_was_right() {
+        use super::{TriedAnswer, WorkerReport, WorkerRequest};
+        let question = tabswarm_protocol::tasks::pose("12 + 34").expect("a sum");
+        let ask = WorkerRequest::Ask { question: question.clone() };
+        let json = serde_json::to_string(&ask).expect("json");
+        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).expect("back"), ask);
+
+        let right = TriedAnswer::new(question.clone(), "46".into(), "the base".into());
+        assert!(right.correct);
+        assert_eq!(right.describe(), "12+34= 46 — right (add, the base).");
+        let wrong = TriedAnswer::new(question.clone(), "47".into(), "the base".into());
+        assert!(!wrong.correct);
+        assert_eq!(wrong.describe(), "12+34= 47 — wrong, the answer is 46 (add, the base).");
+        let silent = TriedAnswer::new(question, String::new(), "the base".into());
+        assert!(!silent.correct && silent.describe().contains("(nothing)"));
+        let report = WorkerReport::Answer(right);
+        let json = serde_json::to_string(&report).expect("json");
+        assert_eq!(serde_json::from_str::<WorkerReport>(&json).expect("back"), report);
     }
 }

@@ -10,6 +10,7 @@ use tabswarm_learn::run::{Backend, FamilyAccuracy};
 use tabswarm_model::ModelSize;
 use tabswarm_net::{ConnectionState, NetStats, NodeCommand, NodeEvent, describe_connection};
 use tabswarm_protocol::api::Bootstrap;
+use tabswarm_protocol::tasks::{Family, generate, pose};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
@@ -52,6 +53,11 @@ struct Page {
     training_version: Cell<Option<u64>>,
     /// Whether a learning run is going.
     training: Cell<bool>,
+    /// Whether the worker has said [`WorkerReport::Ready`]: a module worker drops what is posted
+    /// to it while its wasm still loads, so until then requests wait in `queued` (a click on
+    /// *Train* the moment the page appears is kept, not lost).
+    ready: Cell<bool>,
+    queued: RefCell<Vec<String>>,
 }
 
 impl Page {
@@ -59,19 +65,38 @@ impl Page {
         self.dom.set_state(id::STATUS, state, text);
     }
 
+    /// Sends `request` to the worker, or keeps it until the worker is ready.
     fn send(&self, request: &WorkerRequest) {
-        let sent = serde_json::to_string(request)
-            .map_err(|e| e.to_string())
-            .and_then(|json| self.worker.post_message(&json.into()).map_err(|e| format!("{e:?}")));
-        if let Err(e) = sent {
-            self.status("error", &format!("Cannot talk to the worker: {e}"));
+        let json = match serde_json::to_string(request) {
+            Ok(json) => json,
+            Err(e) => return self.status("error", &format!("Cannot encode a request for the worker: {e}")),
+        };
+        if !self.ready.get() {
+            self.queued.borrow_mut().push(json);
+            return;
+        }
+        self.post(json);
+    }
+
+    fn post(&self, json: String) {
+        if let Err(e) = self.worker.post_message(&json.into()) {
+            self.status("error", &format!("Cannot talk to the worker: {e:?}"));
+        }
+    }
+
+    /// The worker listens now: hands it what waited, in order.
+    fn worker_ready(&self) {
+        self.ready.set(true);
+        let waiting: Vec<String> = self.queued.borrow_mut().drain(..).collect();
+        for json in waiting {
+            self.post(json);
         }
     }
 }
 
 thread_local! {
-    /// The page's worker, for [`set_pace`] (the page's JavaScript calls it).
-    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    /// The page, for [`set_pace`] (the page's JavaScript calls it).
+    static PAGE: RefCell<Option<Rc<Page>>> = const { RefCell::new(None) };
 }
 
 /// Paces the learning run from the page's JavaScript (`web/polite.js`): `budget` percent of wall
@@ -80,11 +105,10 @@ thread_local! {
 /// its place.
 #[wasm_bindgen]
 pub fn set_pace(budget: u8, paused: bool) -> Result<(), JsError> {
-    let request = serde_json::to_string(&WorkerRequest::Pace(Pace { budget, paused }))
-        .map_err(|e| JsError::new(&format!("cannot encode the pace: {e}")))?;
-    WORKER.with(|worker| match worker.borrow().as_ref() {
-        Some(worker) => {
-            worker.post_message(&request.into()).map_err(|e| JsError::new(&format!("cannot reach the worker: {e:?}")))
+    PAGE.with(|page| match page.borrow().as_ref() {
+        Some(page) => {
+            page.send(&WorkerRequest::Pace(Pace { budget, paused }));
+            Ok(())
         }
         None => Err(JsError::new("set_pace needs start_page to have run")),
     })
@@ -120,8 +144,10 @@ pub fn start_page() -> Result<(), JsError> {
         rewards: RefCell::new(Vec::new()),
         net: RefCell::new(None),
         peer_id: RefCell::new(None),
+        ready: Cell::new(false),
+        queued: RefCell::new(Vec::new()),
     });
-    WORKER.with(|worker| *worker.borrow_mut() = Some(page.worker.clone()));
+    PAGE.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&page)));
 
     let has_webgpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined());
     if has_webgpu {
@@ -217,6 +243,11 @@ pub fn start_page() -> Result<(), JsError> {
         }
         onclick.forget();
     }
+    wire_try_the_model(&page);
+    // The markup keeps the buttons disabled until they do something: a click before now would
+    // have gone nowhere.
+    page.dom.enable(id::TRAIN_CPU, true);
+    page.dom.enable(id::TRAIN_WEBGPU, has_webgpu);
     {
         let (window, page) = (window.clone(), Rc::clone(&page));
         wasm_bindgen_futures::spawn_local(async move {
@@ -454,7 +485,12 @@ fn render_net_stats(page: &Page, stats: &NetStats) {
 
 fn render(page: &Page, report: WorkerReport, n: usize) {
     match report {
-        WorkerReport::Ready => page.send(&WorkerRequest::Check(CheckRequest { n, seed: PAGE_SEED })),
+        WorkerReport::Ready => {
+            // The check first: a Train clicked before now waits behind it, as it would have.
+            page.ready.set(true);
+            page.send(&WorkerRequest::Check(CheckRequest { n, seed: PAGE_SEED }));
+            page.worker_ready();
+        }
         WorkerReport::Adapter(summary) => {
             page.dom.set(id::ADAPTER, &format!("WebGPU adapter: {}", summary.describe()));
             page.webgpu.set(Some(true));
@@ -527,7 +563,63 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             page.dom.enable(id::TRAIN_SAVE, true);
             page.dom.set(id::TRAIN_SAVE_STATUS, &message);
         }
+        WorkerReport::Answer(tried) => {
+            let state = if tried.correct { "right" } else { "wrong" };
+            page.dom.set_state(id::TRY_ANSWER, state, &tried.describe());
+            page.dom.set_data(
+                id::TRY_ANSWER,
+                &[
+                    (data::ANSWER, &tried.answer),
+                    (data::FAMILY, tried.question.family.name()),
+                    (data::CORRECT, &tried.correct.to_string()),
+                ],
+            );
+        }
+        WorkerReport::AskFailed { message } => page.dom.set_state(id::TRY_ANSWER, "error", &message),
     }
+}
+
+/// *Try the model*: a typed question is read by the task suite's rules ([`pose`]) here, so a
+/// text that is no question is refused at once with the forms it could take; a question goes
+/// to the worker, which answers greedily. *A suite question* fills the box with a generated one.
+fn wire_try_the_model(page: &Rc<Page>) {
+    let ask = {
+        let page = Rc::clone(page);
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            event.prevent_default();
+            let typed = page.dom.input_value(id::TRY_QUESTION).unwrap_or_default();
+            match pose(&typed) {
+                Ok(question) => {
+                    page.dom.set_state(id::TRY_ANSWER, "asking", &format!("Asking the model: {}", question.prompt));
+                    page.send(&WorkerRequest::Ask { question });
+                }
+                Err(e) => page.dom.set_state(id::TRY_ANSWER, "refused", &format!("{e}.")),
+            }
+        })
+    };
+    if let Some(form) = page.dom.element(id::TRY_FORM) {
+        let _ = form.add_event_listener_with_callback("submit", ask.as_ref().unchecked_ref());
+    }
+    ask.forget();
+    let example = {
+        let page = Rc::clone(page);
+        Closure::<dyn FnMut()>::new(move || {
+            let draw = |n: usize| (js_sys::Math::random() * n as f64) as usize % n;
+            let family = Family::ALL[draw(Family::ALL.len())];
+            let level = 1 + draw(3) as u8;
+            // Seeds below the held-out ones: questions like those the swarm trains on.
+            let seed = draw(1 << 30) as u64;
+            if let Ok(question) = generate(family, level, seed) {
+                page.dom.set_input_value(id::TRY_QUESTION, &question.prompt);
+            }
+        })
+    };
+    if let Some(button) = page.dom.button(id::TRY_EXAMPLE) {
+        button.set_onclick(Some(example.as_ref().unchecked_ref()));
+    }
+    example.forget();
+    page.dom.enable(id::TRY_ASK, true);
+    page.dom.enable(id::TRY_EXAMPLE, true);
 }
 
 /// Says which backend training uses and why, and marks that button as the recommended one; the

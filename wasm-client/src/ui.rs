@@ -52,6 +52,14 @@ pub mod id {
     pub const TRAIN_SAVE_STATUS: &str = "train-save-status";
     /// The checkpoint download link (`data-bytes`, `data-sha256`).
     pub const TRAIN_DOWNLOAD: &str = "train-download";
+    /// *Try the model*: the form, its question box, a button that fills in a suite question,
+    /// and the answer (`data-state`: idle, asking, right, wrong, refused, error; `data-answer`,
+    /// `data-family`, `data-correct`).
+    pub const TRY_FORM: &str = "try-form";
+    pub const TRY_QUESTION: &str = "try-question";
+    pub const TRY_ASK: &str = "try-ask";
+    pub const TRY_EXAMPLE: &str = "try-example";
+    pub const TRY_ANSWER: &str = "try-answer";
 
     /// Every id above, for the check against `index.html`.
     pub const ALL: &[&str] = &[
@@ -82,6 +90,11 @@ pub mod id {
         TRAIN_FAMILIES,
         TRAIN_SAVE_STATUS,
         TRAIN_DOWNLOAD,
+        TRY_FORM,
+        TRY_QUESTION,
+        TRY_ASK,
+        TRY_EXAMPLE,
+        TRY_ANSWER,
     ];
 }
 
@@ -158,6 +171,9 @@ pub mod data {
     pub const FAMILY: &str = "data-family";
     pub const ACCURACY: &str = "data-accuracy";
     pub const BYTES: &str = "data-bytes";
+    /// *Try the model*'s answer and whether it is right (`true`/`false`).
+    pub const ANSWER: &str = "data-answer";
+    pub const CORRECT: &str = "data-correct";
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -20,8 +20,9 @@ use crate::check::run_check;
 use crate::fused_check::run_fused_check;
 use crate::http::{fetch, response_text};
 use crate::messages::{
-    AdapterSummary, CheckRequest, Pace, SavedModel, TrainRequest, WorkerReport, WorkerRequest, rest_ms,
+    AdapterSummary, CheckRequest, Pace, SavedModel, TrainRequest, TriedAnswer, WorkerReport, WorkerRequest, rest_ms,
 };
+use tabswarm_protocol::tasks::Posed;
 
 #[derive(Default)]
 struct WorkerState {
@@ -39,6 +40,11 @@ struct WorkerState {
     adopt: RefCell<Option<(String, u64)>>,
     /// The share of the tab the run may take, and whether it waits ([`Pace`]).
     pace: Cell<Pace>,
+    /// Typed questions waiting for the running policy's next pause between rounds.
+    asked: RefCell<Vec<Posed>>,
+    /// The model the relay serves, loaded on the CPU to answer questions while nothing has been
+    /// trained here: its hash (swarm version or base), the run holding it, and its name in words.
+    looker: RefCell<Option<(String, TrainingRun, String)>>,
 }
 
 /// Runs inside the Web Worker: answers [`WorkerRequest`]s with [`WorkerReport`]s.
@@ -75,6 +81,11 @@ pub fn start_worker() -> Result<(), JsError> {
                     state.pace.set(pace);
                     return;
                 }
+                // The running policy answers between two rounds.
+                WorkerRequest::Ask { question } if state.training.get() => {
+                    state.asked.borrow_mut().push(question);
+                    return;
+                }
                 request => request,
             };
             let (scope, state) = (scope.clone(), Rc::clone(&state));
@@ -83,6 +94,7 @@ pub fn start_worker() -> Result<(), JsError> {
                     WorkerRequest::Check(check) => handle_check(&scope, &state, check).await,
                     WorkerRequest::Train(train) => handle_train(&scope, &state, train).await,
                     WorkerRequest::SaveModel => handle_save(&scope, &state).await,
+                    WorkerRequest::Ask { question } => handle_ask(&scope, &state, question).await,
                     WorkerRequest::Stop
                     | WorkerRequest::Received { .. }
                     | WorkerRequest::Adopt { .. }
@@ -266,7 +278,9 @@ async fn train_rounds(
         if sharing {
             post(scope, &WorkerReport::Share { groups: round.share });
         }
+        let finished = progress.round;
         post(scope, &WorkerReport::Train(progress));
+        answer_asked(scope, state, &run, &format!("the policy this tab trains, after round {finished}")).await;
         if stopping {
             break;
         }
@@ -313,7 +327,81 @@ async fn train_rounds(
         }
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
+    answer_asked(scope, state, &run, "the model this tab trained").await;
     *state.last_run.borrow_mut() = Some(run);
+    Ok(())
+}
+
+/// Answers the questions asked while the run computed, with its policy as it is now.
+async fn answer_asked(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, run: &TrainingRun, model: &str) {
+    let asked: Vec<Posed> = state.asked.borrow_mut().drain(..).collect();
+    for question in asked {
+        answer_with(scope, run, question, model).await;
+    }
+}
+
+async fn answer_with(scope: &DedicatedWorkerGlobalScope, run: &TrainingRun, question: Posed, model: &str) {
+    let report = match run.answer(&question).await {
+        Ok(answer) => WorkerReport::Answer(TriedAnswer::new(question, answer, model.to_owned())),
+        Err(e) => WorkerReport::AskFailed { message: format!("The model could not answer {}: {e}", question.prompt) },
+    };
+    post(scope, &report);
+}
+
+/// Answers a typed question while no run computes: with the model this tab trained last, else
+/// with the model the relay serves now (its latest swarm version, or its base), fetched once per
+/// version and checked like a run's.
+async fn handle_ask(scope: &DedicatedWorkerGlobalScope, state: &WorkerState, question: Posed) {
+    // Taken out while it answers (a borrow must not live across an await) and put back after.
+    let trained = state.last_run.borrow_mut().take();
+    if let Some(run) = trained {
+        answer_with(scope, &run, question, "the model this tab trained").await;
+        *state.last_run.borrow_mut() = Some(run);
+        return;
+    }
+    match served_model(scope, state).await {
+        Ok(()) => {
+            let looker = state.looker.borrow_mut().take();
+            if let Some((hash, run, name)) = looker {
+                answer_with(scope, &run, question, &name).await;
+                *state.looker.borrow_mut() = Some((hash, run, name));
+            }
+        }
+        Err(message) => post(scope, &WorkerReport::AskFailed { message }),
+    }
+}
+
+/// Loads the model the relay serves into `state.looker`, unless it holds that version already.
+async fn served_model(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) -> Result<(), String> {
+    let device = Device::flex();
+    let plan = RunPlan::solo(0, 0);
+    let info = fetch_model_info(scope).await?;
+    let held = state.looker.borrow().as_ref().map(|(hash, ..)| hash.clone());
+    if let Some(info) = info.as_ref().filter(|info| info.number > 0) {
+        if held.as_deref() == Some(info.hash.as_str()) {
+            return Ok(());
+        }
+        let bytes = fetch_bytes(scope, &info.url).await?;
+        tabswarm_protocol::checkpoint::verify(&bytes)
+            .map_err(|e| format!("The swarm model's checkpoint from the relay was refused: {e}"))?;
+        let run = TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, plan)
+            .map_err(|e| format!("The swarm model's checkpoint cannot be used: {e}"))?;
+        let name = format!("the swarm model, version {}", info.number);
+        *state.looker.borrow_mut() = Some((info.hash.clone(), run, name));
+        return Ok(());
+    }
+    // The base does not change under a relay that runs no swarm model.
+    if held.is_some() && info.as_ref().is_none_or(|info| held.as_deref() == Some(info.hash.as_str())) {
+        return Ok(());
+    }
+    let Some((base, bytes)) = fetch_base(scope).await? else {
+        return Err("This relay serves no model to ask yet; contribute to train one in this tab.".into());
+    };
+    let run = TrainingRun::from_checkpoint(&bytes, &device, Backend::Cpu, plan)
+        .map_err(|e| format!("The relay's base checkpoint cannot be used: {e}"))?;
+    // The base is the swarm model's version 0: held under the hash /api/model names for it.
+    let hash = info.map_or(base.sha256, |info| info.hash);
+    *state.looker.borrow_mut() = Some((hash, run, "the base model the relay serves".to_owned()));
     Ok(())
 }
 

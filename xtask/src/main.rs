@@ -132,11 +132,13 @@ fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
     let web = root.join("web");
     for entry in std::fs::read_dir(&web).map_err(|e| XtaskError::io(&web, e))? {
         let path = entry.map_err(|e| XtaskError::io(&web, e))?.path();
-        if path.is_file() {
+        let npm_file = path.extension().is_some_and(|ext| ext == "json");
+        if path.is_file() && !npm_file {
             let to = dist.join(path.file_name().expect("file has a name"));
             std::fs::copy(&path, &to).map_err(|e| XtaskError::io(&to, e))?;
         }
     }
+    copy_chart_library(root, &dist)?;
     let wasm_out = dist.join("pkg/tabswarm_client_bg.wasm");
     let size = std::fs::metadata(&wasm_out).map_err(|e| XtaskError::io(&wasm_out, e))?.len();
     println!("xtask: page built in {} (wasm {:.2} MB)", dist.display(), size as f64 / 1e6);
@@ -229,6 +231,38 @@ impl LocalChain {
         let registry = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         Ok(Self { _anvil: anvil, registry, key_file })
     }
+}
+
+/// The chart library the page draws with, pinned in `web/package.json` and its lockfile.
+const UPLOT_VERSION: &str = "1.6.32";
+
+/// Installs uPlot from npm into `web/node_modules` if it is missing or another version (no
+/// install scripts run), and copies its ES module and stylesheet into `dist/vendor/`, where the
+/// relay serves them with the page.
+fn copy_chart_library(root: &Path, dist: &Path) -> Result<(), XtaskError> {
+    let web = root.join("web");
+    let installed = web.join("node_modules/uplot/package.json");
+    let pinned = format!("\"version\": \"{UPLOT_VERSION}\"");
+    if !std::fs::read_to_string(&installed).is_ok_and(|text| text.contains(&pinned)) {
+        Step::new(
+            "npm ci (web: uPlot)",
+            Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"]).current_dir(&web),
+        )
+        .run()?;
+    }
+    let vendor = dist.join("vendor");
+    std::fs::create_dir_all(&vendor).map_err(|e| XtaskError::io(&vendor, e))?;
+    for file in ["uPlot.esm.js", "uPlot.min.css"] {
+        let from = web.join("node_modules/uplot/dist").join(file);
+        let to = vendor.join(file);
+        std::fs::copy(&from, &to).map_err(|e| XtaskError::io(&from, e))?;
+    }
+    let license = web.join("node_modules/uplot/LICENSE");
+    if license.exists() {
+        let to = vendor.join("uPlot.LICENSE.txt");
+        std::fs::copy(&license, &to).map_err(|e| XtaskError::io(&license, e))?;
+    }
+    Ok(())
 }
 
 /// Installs the contract toolchain (solc, anvil) from npm into `contracts/node_modules` if
@@ -365,6 +399,18 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_page_pins_the_chart_library_xtask_installs() {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+        let manifest = std::fs::read_to_string(web.join("package.json")).expect("web/package.json");
+        let lock = std::fs::read_to_string(web.join("package-lock.json")).expect("web/package-lock.json");
+        let pinned = format!("\"uplot\": \"{}\"", super::UPLOT_VERSION);
+        assert!(manifest.contains(&pinned), "web/package.json must pin {pinned}");
+        let locked = format!("\"node_modules/uplot\": {{\n      \"version\": \"{}\"", super::UPLOT_VERSION);
+        assert!(lock.contains(&locked), "web/package-lock.json must lock uplot {}", super::UPLOT_VERSION);
+        assert!(lock.contains("\"integrity\": \"sha512-"), "the lockfile holds the package's hash");
+    }
+
     use super::*;
 
     #[test]

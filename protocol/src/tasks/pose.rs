@@ -77,9 +77,8 @@ pub fn pose(text: &str) -> Result<Posed, PoseError> {
         (Family::Compare, format!("c:{a},{b}="), answer.to_owned())
     } else if let Some((left, c)) = body.split_once('=') {
         // ax+b=c, solved for a whole x.
-        let (a, b) = left
-            .split_once("x+")
-            .ok_or(PoseError::Outside("an equation is written ax+b=c;x=, as in 3x+4=19;x="))?;
+        let (a, b) =
+            left.split_once("x+").ok_or(PoseError::Outside("an equation is written ax+b=c;x=, as in 3x+4=19;x="))?;
         let (a, b, c) = (number(a)?, number(b)?, number(c)?);
         if a == 0 || c < b || (c - b) % a != 0 {
             return Err(PoseError::Outside("the suite's equations have a whole, non-negative x"));
