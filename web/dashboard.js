@@ -28,7 +28,8 @@ function chart(container, series, { yRange, xLabel, time = false } = {}) {
     width: Math.max(240, container.clientWidth),
     height: 200,
     scales: { x: { time }, y: yRange ? { range: yRange } : {} },
-    axes: [{ ...axis(), label: xLabel }, axis()],
+    // Rounds are whole numbers: no ticks between them.
+    axes: [{ ...axis(), label: xLabel, ...(time ? {} : { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }) }, axis()],
     legend: { live: false },
     series: [{}, ...series],
   };

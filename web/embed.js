@@ -4,8 +4,8 @@
 // rounds. The choice is remembered for this embedding site (this frame's storage is partitioned
 // by the top-level site) until "Stop" forgets it. Nothing heavy loads before the click.
 import { politeCompute, describeReasons } from './polite.js';
+import { consentRemembered, loadClient, pressWhenReady, recommendedButton, rememberConsent } from './consent.js';
 
-const CONSENT = 'tabswarm.consent';
 const params = new URLSearchParams(location.search);
 const budget = clampBudget(params.get('budget'));
 // The embedding page: the only window told anything, and the only one listened to.
@@ -54,35 +54,6 @@ function show(next, text) {
   tell();
 }
 
-function remember(yes) {
-  try {
-    if (yes) localStorage.setItem(CONSENT, 'yes');
-    else localStorage.removeItem(CONSENT);
-  } catch {
-    // Storage refused (private mode, blocked third-party storage): the choice lasts this visit.
-  }
-}
-
-function remembered() {
-  try {
-    return localStorage.getItem(CONSENT) === 'yes';
-  } catch {
-    return false;
-  }
-}
-
-function until(ready, what, timeoutMs = 120_000) {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const look = () => {
-      if (ready()) resolve();
-      else if (performance.now() - started > timeoutMs) reject(new Error(`gave up waiting for ${what}`));
-      else setTimeout(look, 100);
-    };
-    look();
-  });
-}
-
 function running() {
   const paused = pauseButton.dataset.paused === 'true';
   return contributing && !paused;
@@ -90,10 +61,7 @@ function running() {
 
 // Presses the train button the GPU check recommends, once it can be pressed.
 async function startRun() {
-  await until(() => ['webgpu', 'cpu'].includes($('backend').dataset.state), 'the GPU check');
-  const button = $($('backend').dataset.state === 'webgpu' ? 'train-webgpu' : 'train-cpu');
-  await until(() => !button.disabled, 'the train button');
-  if (contributing) button.click();
+  await pressWhenReady(await recommendedButton(), () => contributing);
 }
 
 function watchRuns() {
@@ -116,7 +84,7 @@ function watchRuns() {
 }
 
 async function start() {
-  remember(true);
+  rememberConsent(true);
   contributing = true;
   contribute.hidden = true;
   pauseButton.hidden = false;
@@ -126,10 +94,7 @@ async function start() {
   try {
     if (!client) {
       show('running', 'Starting: loading the learning code…');
-      const module = await import('./pkg/tabswarm_client.js');
-      await module.default();
-      module.start_page();
-      client = module;
+      client = await loadClient();
       watchRuns();
       control = politeCompute({
         budget,
@@ -156,7 +121,7 @@ async function start() {
 
 function stop() {
   contributing = false;
-  remember(false);
+  rememberConsent(false);
   $('train-stop')?.click();
   contribute.hidden = false;
   pauseButton.hidden = true;
@@ -183,5 +148,5 @@ window.addEventListener('message', (event) => {
   else if (type === 'tabswarm:resume') control?.resume();
 });
 
-if (remembered()) start();
+if (consentRemembered()) start();
 else show('idle', 'Not contributing.');

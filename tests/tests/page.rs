@@ -6,114 +6,16 @@
 //! these inside a loopback-only network namespace; they are `#[ignore]`d for a plain `cargo test`.
 //! Paths can be changed with `TABSWARM_ASSETS`, `CHROMEDRIVER` and `CHROME`.
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tabswarm_client::ui::{data, embed, id};
-use tabswarm_e2e::{ENABLE_WEBGPU, HEADLESS_CHROME_ARGS, free_tcp_port};
-use tabswarm_relay::swarm::SwarmConfig;
-use tabswarm_relay::{Relay, RelayConfig};
+use tabswarm_e2e::ENABLE_WEBGPU;
 
-/// Kills chromedriver and the Chromium it started when a test ends, pass or fail.
-///
-/// chromedriver runs in a process group of its own, which the browser it launches inherits; killing
-/// the group stops exactly those processes. Killing chromedriver alone would orphan Chromium when a
-/// test panics before closing its session.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn assets_dir() -> PathBuf {
-    std::env::var_os("TABSWARM_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/dist"))
-}
-
-/// A relay serving the built page; its data folder lives as long as this does.
-struct TestRelay {
-    url: String,
-    bootstrap: tabswarm_protocol::api::Bootstrap,
-    ledger: tabswarm_relay::ledger::Ledger,
-    _data: tempfile::TempDir,
-}
-
-async fn start_relay() -> TestRelay {
-    start_relay_serving(None).await
-}
-
-async fn start_relay_serving(base_checkpoint: Option<PathBuf>) -> TestRelay {
-    // The tab has no wallet in these tests: the relay lets unbound peers share, uncredited.
-    start_relay_with(base_checkpoint, |swarm| swarm.accept_unbound = true, None).await
-}
-
-async fn start_relay_with(
-    base_checkpoint: Option<PathBuf>,
-    configure: impl FnOnce(&mut SwarmConfig),
-    chain: Option<tabswarm_relay::chain::Chain>,
-) -> TestRelay {
-    let data = tempfile::tempdir().expect("relay data dir");
-    let mut swarm = SwarmConfig::local(data.path().to_path_buf());
-    configure(&mut swarm);
-    let config = RelayConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: assets_dir(),
-        base_checkpoint,
-        model: Default::default(),
-        model_from: None,
-        swarm,
-        chain,
-        embedders: Default::default(),
-    };
-    let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
-    let addr = relay.local_addr().expect("relay addr");
-    let bootstrap = relay.bootstrap();
-    let ledger = relay.ledger().expect("the relay keeps a ledger").clone();
-    tokio::spawn(relay.serve(std::future::pending()));
-    TestRelay { url: format!("http://{addr}"), bootstrap, ledger, _data: data }
-}
-
-async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
-    let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let port = free_tcp_port();
-    let child = Command::new(&chromedriver)
-        .process_group(0)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (Debian: apt-get install chromium-driver)"));
-    let driver = Driver(child);
-
-    let mut args = HEADLESS_CHROME_ARGS.to_vec();
-    args.push("--window-size=900,560");
-    args.extend_from_slice(extra_args);
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chrome, "args": args }));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(client) => return (driver, client),
-            Err(e) if Instant::now() > deadline => panic!("chromedriver on port {port} did not start a browser: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
+#[path = "../browser.rs"]
+mod browser;
+use browser::*;
 
 /// Waits until `#status` leaves the `pending` state; returns (state, status text, adapter text).
 async fn settled_status(client: &Client, timeout: Duration) -> (String, String, String) {
@@ -149,23 +51,6 @@ async fn settled(client: &Client, id: &str, timeout: Duration) -> (String, Strin
 async fn backend_choice(client: &Client) -> (String, String) {
     let el = client.find(Locator::Id(id::BACKEND)).await.expect("#backend");
     (el.attr(data::STATE).await.expect("attr").unwrap_or_default(), el.text().await.expect("text"))
-}
-
-fn artifacts_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
-    std::fs::create_dir_all(&dir).expect("create target/e2e");
-    dir
-}
-
-/// Keeps what the user would have seen in `target/e2e/` (a person can look at it after a run).
-async fn save_screenshot(client: &Client, name: &str) {
-    let png = client.screenshot().await.expect("screenshot");
-    std::fs::write(artifacts_dir().join(name), png).expect("write screenshot");
-}
-
-/// Keeps what the page said (the in-browser timing quoted in docs/benchmarks.md).
-fn save_text(name: &str, text: &str) {
-    std::fs::write(artifacts_dir().join(name), text).expect("write page text");
 }
 
 #[tokio::test]
@@ -242,32 +127,6 @@ async fn save_model_in_page(client: &Client, timeout: Duration) -> (String, Stri
         assert!(Instant::now() < deadline, "no download link after {timeout:?}; the page says: {status}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// A small base checkpoint, pretrained here the way `tabswarm-peer pretrain` makes the real one, or
-/// the checkpoint at `TABSWARM_E2E_BASE` (to measure the page on the swarm's real base, e.g.
-/// `checkpoints/base-small-seed1.tswm`; docs/benchmarks.md).
-fn make_base(dir: &std::path::Path) -> (PathBuf, String) {
-    let path = dir.join("base.tswm");
-    if let Some(given) = std::env::var_os("TABSWARM_E2E_BASE") {
-        std::fs::copy(&given, &path).unwrap_or_else(|e| panic!("TABSWARM_E2E_BASE={given:?}: {e}"));
-        let bytes = std::fs::read(&path).expect("read base");
-        let sha = tabswarm_model::checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
-        return (path, sha);
-    }
-    let families = tabswarm_protocol::tasks::Family::ALL;
-    let device = burn::tensor::Device::flex();
-    let (_, bytes) = pollster::block_on(tabswarm_learn::pretrain::quick_base(
-        tabswarm_model::ModelSize::Tiny,
-        &families,
-        150,
-        64,
-        &device,
-    ))
-    .expect("pretrain");
-    let sha = tabswarm_model::checkpoint::read_header(&bytes).expect("header").0.payload_sha256;
-    std::fs::write(&path, bytes).expect("write base");
-    (path, sha)
 }
 
 /// What `#train-status` says when a learning run has ended.
@@ -364,12 +223,6 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         // The pretrained base answers some questions right (the reverse family is learnt first).
         assert!(families.iter().any(|(_, a)| *a > 0.0), "{button}: the base never answers right: {families:?}");
     }
-}
-
-/// Reads an attribute of an element, empty when absent.
-async fn attr_of(client: &Client, id: &str, name: &str) -> String {
-    let el = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
-    el.attr(name).await.expect("attr").unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,27 +333,6 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     publisher.abort();
     client.close().await.expect("close browser");
     assert!(received_total > 0 && from_tab > 0);
-}
-
-/// chromedriver's Chrome DevTools bridge: runs `source` in every new document before the page's
-/// own scripts (how a wallet extension's content script arrives).
-#[derive(Debug)]
-struct InjectBeforePage {
-    source: String,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for InjectBeforePage {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = serde_json::json!({
-            "cmd": "Page.addScriptToEvaluateOnNewDocument",
-            "params": { "source": self.source },
-        });
-        (http::Method::POST, Some(body.to_string()))
-    }
 }
 
 /// A test wallet extension: announces itself by EIP-6963 and answers EIP-1193 requests for one
@@ -614,7 +446,13 @@ async fn a_tab_binds_its_wallet_and_is_credited_on_the_leaderboard_and_on_chain(
 
     let (_driver, client) =
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
-    client.issue_cmd(InjectBeforePage { source: test_wallet_script(account) }).await.expect("inject the test wallet");
+    client
+        .issue_cmd(Cdp {
+            cmd: "Page.addScriptToEvaluateOnNewDocument",
+            params: serde_json::json!({ "source": test_wallet_script(account) }),
+        })
+        .await
+        .expect("inject the test wallet");
     let wallet = tokio::spawn(serve_test_wallet(client.clone(), anvil.url.clone()));
     open_page(&client, &format!("{}/?n=64&rounds=4", relay.url)).await;
 
@@ -884,77 +722,13 @@ async fn a_newcomer_tab_starts_from_the_latest_swarm_model_version_and_feeds_it(
     assert_eq!(end_version, "2", "the tab did not move onto version 2: {end_text} / {updates_text}");
 }
 
-/// A site owner's page on another origin: the widget snippet, an event log of what the element
-/// reports, and `/foreign.html` (served to a third origin) that posts the element a forged state.
-fn host_site(relay: &str) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the host site");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let host = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A site owner's blog</title>
-<script type="module" src="{relay}/widget.js"></script></head>
-<body><h1>A blog post</h1><p>Some text.</p>
-<tabswarm-widget relay="{relay}" budget="50"></tabswarm-widget>
-<script>
-window.__events = [];
-document.addEventListener('tabswarm:state', (e) => window.__events.push({{ t: performance.now(), kind: 'state', ...e.detail }}));
-document.addEventListener('visibilitychange', () => window.__events.push({{ t: performance.now(), kind: document.visibilityState }}));
-</script></body></html>"#
-    );
-    let foreign = r#"<!doctype html><title>Someone else</title><script>
-setInterval(() => parent.postMessage({ type: 'tabswarm:state', state: 'error', rounds: 999999 }, '*'), 100);
-</script>"#
-        .to_owned();
-    let server = tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let (host, foreign) = (host.clone(), foreign.clone());
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                let asked = String::from_utf8_lossy(&request[..n]);
-                let body = if asked.starts_with("GET /foreign.html") { foreign } else { host };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    (format!("http://127.0.0.1:{port}"), server)
-}
-
-/// The widget element's `state` and `rounds`, as the host page reads them.
-async fn widget_state(client: &Client) -> (String, u64) {
-    let el = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
-    let state = el.attr("state").await.expect("attr").unwrap_or_default();
-    let rounds = el.attr("rounds").await.expect("attr").and_then(|r| r.parse().ok()).unwrap_or(0);
-    (state, rounds)
-}
-
-async fn wait_widget(client: &Client, what: &str, timeout: Duration, done: impl Fn(&str, u64) -> bool) -> u64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (state, rounds) = widget_state(client).await;
-        if done(&state, rounds) {
-            return rounds;
-        }
-        assert!(Instant::now() < deadline, "the widget never {what}: state {state}, {rounds} rounds");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
 async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (base_path, _) = make_base(dir.path());
     let relay = start_relay_serving(Some(base_path)).await;
-    let (site, _server) = host_site(&relay.url);
+    let (site, _server) = host_site(&relay.url, 50);
     let (_driver, client) = start_browser(&[]).await;
     client.goto(&format!("{site}/")).await.expect("load the host page");
     wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
@@ -986,11 +760,13 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(attr_of(&client, embed::STATE, data::STATE).await, "idle");
+    let violations = accessibility_violations(&client).await;
+    assert!(violations.is_empty(), "the widget's card fails an accessibility rule:\n{}", violations.join("\n"));
     save_screenshot(&client, "widget-consent.png").await;
-    let fetched: Vec<String> = serde_json::from_value(
-        client.execute("return performance.getEntriesByType('resource').map((e) => e.name)", vec![]).await.expect("js"),
-    )
-    .expect("names");
+    client.set_window_size(375, 700).await.expect("375 px");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    save_screenshot(&client, "widget-consent-375.png").await;
+    let fetched = fetched(&client).await;
     assert!(
         fetched.iter().all(|url| !url.ends_with(".wasm") && !url.contains("/api/")),
         "loaded before consent: {fetched:?}"
@@ -1001,7 +777,22 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
 
     // After the click the frame learns, and the element says so.
     let started = wait_widget(&client, "learned", Duration::from_secs(240), |s, r| s == "running" && r >= 2).await;
+    save_screenshot(&client, "widget-running-375.png").await;
+    client.set_window_size(900, 560).await.expect("desktop width");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     save_screenshot(&client, "widget-running.png").await;
+
+    // The relay's own page refuses to be framed by another site, as /embed (above) does not.
+    client
+        .execute(
+            &format!(
+                "const f = document.createElement('iframe'); f.id = 'framed-page'; f.src = '{}/'; document.body.append(f);",
+                relay.url
+            ),
+            vec![],
+        )
+        .await
+        .expect("frame the relay's page");
 
     // A third origin's forged report changes nothing: the element hears its own frame only.
     client
@@ -1015,6 +806,11 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
         .await
         .expect("add a foreign frame");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    client.find(Locator::Id("framed-page")).await.expect("the framed page").enter_frame().await.expect("into it");
+    let shown = client.find_all(Locator::Id(id::CONTRIBUTE)).await.expect("find");
+    let framed_url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    client.enter_parent_frame().await.expect("back to the host page");
+    assert!(shown.is_empty(), "another site framed the relay's page ({framed_url})");
     let (state, after_foreign) = widget_state(&client).await;
     assert_eq!(state, "running", "a foreign origin's message set the widget's state");
     assert!(after_foreign > started && after_foreign < 999_999, "rounds {after_foreign} after a forged report");
@@ -1052,31 +848,57 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     assert!(after < 1000.0, "paused {after:.0} ms after the tab was hidden");
 }
 
-/// Loads the page and opens its *Diagnostics* (the GPU checks' lines, which the tests read, are
-/// collapsed there for contributors).
+/// Loads the page, opens its *Diagnostics* (the GPU checks' lines, which the tests read, are
+/// collapsed there for contributors) and clicks *Run the checks*, which loads the client without
+/// learning: nothing heavy loads before a click.
 async fn open_page(client: &Client, url: &str) {
     client.goto(url).await.expect("load page");
     client.execute("document.getElementById('diagnostics').open = true", vec![]).await.expect("open the diagnostics");
+    let run_checks = client.find(Locator::Id(id::RUN_CHECKS)).await.expect("#run-checks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run_checks.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "Run the checks never became clickable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run_checks.click().await.expect("click Run the checks");
 }
 
 #[tokio::test]
 #[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
-async fn a_click_the_moment_the_page_loads_is_kept_and_the_model_answers_a_typed_question() {
+async fn a_click_on_contribute_the_moment_the_page_loads_starts_learning_and_the_model_answers_a_typed_question() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (base_path, _) = make_base(dir.path());
     let relay = start_relay_serving(Some(base_path)).await;
     let (_driver, client) = start_browser(&[]).await;
-    open_page(&client, &format!("{}/?n=32&rounds=3", relay.url)).await;
-    // As a new user would: the moment the button can be pressed, while the worker still loads.
-    let cpu = client.find(Locator::Id(id::TRAIN_CPU)).await.expect("#train-cpu");
+    client.goto(&format!("{}/?n=32&rounds=3", relay.url)).await.expect("load page");
+    // As a new user would: the moment the button can be pressed.
+    let contribute = client.find(Locator::Id(id::CONTRIBUTE)).await.expect("#contribute-start");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !cpu.is_enabled().await.expect("enabled?") {
-        assert!(Instant::now() < deadline, "Train on CPU never became clickable");
+    while !contribute.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "Contribute never became clickable");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    cpu.click().await.expect("click Train on CPU");
+    // Before the click: what it will take, said, and nothing heavy fetched (no wasm, no model, no
+    // swarm: the client's glue, its worker, the relay's bootstrap and its models are all absent).
+    let consent = client.find(Locator::Id(id::CONSENT)).await.expect("#consent").text().await.expect("text");
+    assert!(consent.contains("Nothing runs until you click Contribute"), "{consent}");
+    let before = fetched(&client).await;
+    let heavy = [".wasm", "tabswarm_client.js", "worker.js", "/api/bootstrap", "/api/model", "/api/checkpoint"];
+    assert!(before.iter().all(|url| heavy.iter().all(|h| !url.contains(h))), "loaded before consent: {before:?}");
+    assert!(before.iter().any(|url| url.ends_with("/main.js")), "{before:?}");
+    contribute.click().await.expect("click Contribute");
     let learned = learned(&client, Duration::from_secs(300)).await;
     assert_eq!(learned.round, "3", "the first click started the run: {}", learned.text);
+    // Contribute took the backend the GPU check recommends (the CPU on this software adapter).
+    let (recommended, why) = backend_choice(&client).await;
+    assert!(learned.text.contains(if recommended == "webgpu" { "WebGPU" } else { "CPU" }), "{why} / {}", learned.text);
+    let line = client.find(Locator::Id(id::CONSENT_STATE)).await.expect("#consent-state").text().await.expect("text");
+    assert!(line.contains("Contribute again"), "{line}");
+    // The choice is remembered, and taken back in one click.
+    let stored = async || client.execute("return localStorage.getItem('tabswarm.consent')", vec![]).await.expect("js");
+    assert_eq!(stored().await, serde_json::json!("yes"));
+    client.find(Locator::Id(id::CONSENT_FORGET)).await.expect("#consent-forget").click().await.expect("forget");
+    assert_eq!(stored().await, serde_json::Value::Null);
     // The charts drew the run (uPlot's canvas, from the page's own data attributes).
     for chart in ["chart-reward", "chart-families", "chart-swarm"] {
         let canvases = client.find_all(Locator::Css(&format!("#{chart} canvas"))).await.expect("find");
@@ -1122,8 +944,26 @@ async fn a_click_the_moment_the_page_loads_is_kept_and_the_model_answers_a_typed
     let filled = client.find(Locator::Id(id::TRY_QUESTION)).await.expect("input").prop("value").await.expect("value");
     let filled = filled.unwrap_or_default();
     assert!(tabswarm_protocol::tasks::pose(&filled).is_ok(), "{filled:?}");
+    let (state, text, _, _) = ask(&filled).await; // and the screenshots show an answer
+    assert!(["right", "wrong"].contains(&state.as_str()), "{filled:?}: {state}: {text}");
 
+    client.set_window_size(1000, 1500).await.expect("a desktop window");
+    client.execute("window.scrollTo(0, 0)", vec![]).await.expect("to the top");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     save_screenshot(&client, "page-desktop.png").await;
+    // Accessible in both colour schemes: axe-core's WCAG 2.1 A/AA rules (names, labels, contrast).
+    for dark in [false, true] {
+        prefer_dark(&client, dark).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let violations = accessibility_violations(&client).await;
+        assert!(
+            violations.is_empty(),
+            "the page (dark: {dark}) fails an accessibility rule:\n{}",
+            violations.join("\n")
+        );
+    }
+    save_screenshot(&client, "page-dark.png").await;
+    prefer_dark(&client, false).await;
     client.set_window_size(375, 1400).await.expect("375 px");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let overflow: bool = client
@@ -1134,4 +974,29 @@ async fn a_click_the_moment_the_page_loads_is_kept_and_the_model_answers_a_typed
         .unwrap_or(true);
     assert!(!overflow, "the page scrolls sideways at 375 px");
     save_screenshot(&client, "page-375.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_widget_at_budget_25_computes_a_quarter_of_the_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let (site, _server) = host_site(&relay.url, 25);
+    let (_driver, client) = start_browser(&[]).await;
+    client.goto(&format!("{site}/")).await.expect("load the host page");
+    wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
+    let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
+    let frame = widget.shadow_root().await.expect("its card").find(Locator::Css("iframe")).await.expect("its frame");
+    frame.enter_frame().await.expect("into the widget's frame");
+    let budget = client.find(Locator::Id(embed::BUDGET)).await.expect("budget").text().await.expect("text");
+    assert_eq!(budget, "25 %", "the frame took the element's budget");
+    client.find(Locator::Id(embed::CONTRIBUTE)).await.expect("Contribute").click().await.expect("click");
+    let (duty, wall_ms, rounds) = measure_duty(&client, Duration::from_secs(60)).await;
+    save_text(
+        "duty-25.json",
+        &serde_json::json!({ "budget": 25, "duty": duty, "wall_ms": wall_ms, "rounds": rounds }).to_string(),
+    );
+    assert!(rounds >= 5, "too few rounds to judge the pace: {rounds} in {wall_ms:.0} ms");
+    assert!((0.15..=0.35).contains(&duty), "budget 25 held a duty cycle of {:.1} % over {wall_ms:.0} ms", duty * 100.0);
 }

@@ -132,6 +132,7 @@ impl Identity {
         });
         if let Some(button) = self.dom.button(id::ROTATE_KEY) {
             button.set_onclick(Some(click.as_ref().unchecked_ref()));
+            button.set_disabled(false); // the markup keeps it disabled until it does something
         }
         click.forget();
     }

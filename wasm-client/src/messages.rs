@@ -137,6 +137,10 @@ pub enum WorkerReport {
     },
     /// A learning round finished.
     Train(RunProgress),
+    /// How the run has held its [`Pace`] so far: milliseconds spent computing rounds, and wall
+    /// time since its first round began (rests and pauses included), both on the worker's clock.
+    /// `busy_ms / wall_ms` is the duty cycle the budget asks for.
+    Paced { busy_ms: f64, wall_ms: f64 },
     /// This round's own rollout groups, for the page to publish to the swarm.
     Share { groups: Vec<RolloutGroup> },
     /// Training could not start or stopped with an error; `message` says what.
@@ -586,6 +590,7 @@ mod tests {
             WorkerReport::NoWebGpu { reason: "navigator.gpu is undefined".into() },
             WorkerReport::Check(report(Engine::Cpu, 0.0)),
             WorkerReport::TrainFailed { message: "no adapter".into() },
+            WorkerReport::Paced { busy_ms: 250.0, wall_ms: 1000.5 },
             WorkerReport::Adapter(AdapterSummary {
                 name: "x".into(),
                 backend: "BrowserWebGpu".into(),
@@ -599,6 +604,10 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&WorkerReport::Ready).expect("serialize"), r#"{"kind":"ready"}"#);
         assert!(serde_json::from_str::<WorkerReport>(r#"{"kind":"nonsense"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<WorkerReport>(r#"{"kind":"paced","busy_ms":1,"wall_ms":4}"#).expect("parse"),
+            WorkerReport::Paced { busy_ms: 1.0, wall_ms: 4.0 }
+        );
     }
 
     #[test]

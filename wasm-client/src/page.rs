@@ -535,6 +535,10 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
                 training_finished(page);
             }
         }
+        WorkerReport::Paced { busy_ms, wall_ms } => page.dom.set_data(
+            id::TRAIN_STATUS,
+            &[(data::BUSY_MS, &format!("{busy_ms:.0}")), (data::WALL_MS, &format!("{wall_ms:.0}"))],
+        ),
         WorkerReport::Share { groups } => {
             let sender = page.net.borrow().clone();
             if let Some(mut sender) = sender {

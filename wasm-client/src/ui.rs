@@ -60,6 +60,16 @@ pub mod id {
     pub const TRY_ASK: &str = "try-ask";
     pub const TRY_EXAMPLE: &str = "try-example";
     pub const TRY_ANSWER: &str = "try-answer";
+    /// The consent gate (`web/main.js`): what contributing takes, the one *Contribute* action,
+    /// the button that takes a remembered choice back, and what the page waits for
+    /// (`data-state`: idle, loading, loaded, waiting, running, paused, error).
+    pub const CONSENT: &str = "consent";
+    pub const CONTRIBUTE: &str = "contribute-start";
+    pub const CONSENT_FORGET: &str = "consent-forget";
+    pub const CONSENT_STATE: &str = "consent-state";
+    /// *Diagnostics*, and its button that loads the client for the checks without learning.
+    pub const DIAGNOSTICS: &str = "diagnostics";
+    pub const RUN_CHECKS: &str = "run-checks";
 
     /// Every id above, for the check against `index.html`.
     pub const ALL: &[&str] = &[
@@ -95,6 +105,12 @@ pub mod id {
         TRY_ASK,
         TRY_EXAMPLE,
         TRY_ANSWER,
+        CONSENT,
+        CONTRIBUTE,
+        CONSENT_FORGET,
+        CONSENT_STATE,
+        DIAGNOSTICS,
+        RUN_CHECKS,
     ];
 }
 
@@ -167,6 +183,10 @@ pub mod data {
     pub const REWARD: &str = "data-reward";
     pub const FIRST_REWARD: &str = "data-first-reward";
     pub const POLICY_VERSION: &str = "data-policy-version";
+    /// The run's pacing so far (`#train-status`): milliseconds computing, and wall time since its
+    /// first round began; their ratio is the duty cycle the budget holds.
+    pub const BUSY_MS: &str = "data-busy-ms";
+    pub const WALL_MS: &str = "data-wall-ms";
     /// A family row's family and accuracy (0–1).
     pub const FAMILY: &str = "data-family";
     pub const ACCURACY: &str = "data-accuracy";
@@ -202,12 +222,39 @@ mod tests {
             assert_eq!(EMBED_HTML.matches(&needle).count(), 1, "web/embed.html should have exactly one {needle}");
         }
         let read_by_the_script = [embed::BUDGET, embed::CONTRIBUTE, embed::PAUSE, embed::FORGET, embed::STATE];
-        for name in read_by_the_script.iter().chain(&[embed::DETAILS, id::BACKEND, id::TRAIN_STATUS, id::TRAIN_STOP]) {
+        for name in read_by_the_script.iter().chain(&[embed::DETAILS, id::TRAIN_STATUS, id::TRAIN_STOP]) {
             assert!(EMBED_JS.contains(&format!("'{name}'")), "web/embed.js never reads #{name}");
+        }
+        // The backend the GPU check picks is read where both the frame and the page press it.
+        let consent_js = include_str!("../../web/consent.js");
+        for name in [id::BACKEND, id::TRAIN_WEBGPU, id::TRAIN_CPU] {
+            assert!(consent_js.contains(&format!("'{name}'")), "web/consent.js never reads #{name}");
         }
         // Before consent the frame loads its own script only: the client is imported on the click.
         assert!(!EMBED_HTML.contains("main.js") && !EMBED_HTML.contains("pkg/"), "embed.html loads the client");
-        assert!(EMBED_JS.contains("await import('./pkg/tabswarm_client.js')"), "the client is not imported lazily");
+        assert!(!EMBED_JS.contains("pkg/") && EMBED_JS.contains("loadClient"), "embed.js loads the client itself");
+    }
+
+    #[test]
+    fn the_page_and_the_frame_load_the_client_only_when_asked() {
+        const CONSENT_JS: &str = include_str!("../../web/consent.js");
+        const MAIN_JS: &str = include_str!("../../web/main.js");
+        // One place imports the client, lazily; neither entry script imports it up front.
+        assert!(CONSENT_JS.contains("await import('./pkg/tabswarm_client.js')"), "the client is not imported lazily");
+        assert!(!MAIN_JS.contains("pkg/") && !INDEX_HTML.contains("pkg/"), "the page loads the client before a click");
+        for name in
+            [id::CONTRIBUTE, id::CONSENT_FORGET, id::CONSENT_STATE, id::RUN_CHECKS, id::TRAIN_CPU, id::TRAIN_WEBGPU]
+        {
+            assert!(MAIN_JS.contains(&format!("'{name}'")), "web/main.js never reads #{name}");
+        }
+        // Every button the page's code wires waits disabled in the markup until it is wired.
+        for name in [id::CONTRIBUTE, id::RUN_CHECKS, id::TRAIN_CPU, id::TRAIN_WEBGPU, id::ROTATE_KEY, id::TRY_ASK] {
+            let tag = INDEX_HTML.split(&format!("id=\"{name}\"")).nth(1).and_then(|rest| rest.split('>').next());
+            assert!(
+                tag.is_some_and(|attrs| attrs.contains(" disabled")),
+                "#{name} is clickable before it does anything"
+            );
+        }
     }
 
     #[test]

@@ -268,6 +268,7 @@ async fn train_rounds(
     mut sync: Option<(String, SwarmSync)>,
 ) -> Result<(), String> {
     let now = clock(scope);
+    let (run_started, mut busy_ms) = (now(), 0.0);
     while !run.is_done() {
         let started = now();
         let received = state.inbox.borrow_mut().take();
@@ -322,9 +323,12 @@ async fn train_rounds(
                 }
             }
         }
+        let spent = now() - started;
+        busy_ms += spent;
         if !run.is_done() {
-            rest(scope, state, now() - started).await;
+            rest(scope, state, spent).await;
         }
+        post(scope, &WorkerReport::Paced { busy_ms, wall_ms: now() - run_started });
         yield_to_event_loop(scope).await; // lets a Stop message in
     }
     answer_asked(scope, state, &run, "the model this tab trained").await;
@@ -490,7 +494,6 @@ async fn handle_save(scope: &DedicatedWorkerGlobalScope, state: &WorkerState) {
     }
 }
 
-/// Resolves on the next macrotask, so messages queued for the worker are handled between steps.
 /// Holds the run to its [`Pace`] after a round that took `spent_ms`: rests so that computing takes
 /// the budget's share of wall time, then waits while paused. Wakes every 100 ms to see a Stop, a
 /// new budget or a resume.
@@ -514,6 +517,7 @@ async fn sleep_ms(scope: &DedicatedWorkerGlobalScope, ms: f64) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// Resolves on the next macrotask, so messages queued for the worker are handled between steps.
 async fn yield_to_event_loop(scope: &DedicatedWorkerGlobalScope) {
     sleep_ms(scope, 0.0).await;
 }

@@ -235,17 +235,24 @@ impl LocalChain {
 
 /// The chart library the page draws with, pinned in `web/package.json` and its lockfile.
 const UPLOT_VERSION: &str = "1.6.32";
+/// The accessibility audit the end-to-end tests inject into the page (a development dependency
+/// in `web/package.json`; never served).
+const AXE_VERSION: &str = "4.14.1";
 
-/// Installs uPlot from npm into `web/node_modules` if it is missing or another version (no
-/// install scripts run), and copies its ES module and stylesheet into `dist/vendor/`, where the
-/// relay serves them with the page.
+/// Whether `web/node_modules` holds `package` at `version`.
+fn npm_installed(web: &Path, package: &str, version: &str) -> bool {
+    let manifest = web.join("node_modules").join(package).join("package.json");
+    std::fs::read_to_string(manifest).is_ok_and(|text| text.contains(&format!("\"version\": \"{version}\"")))
+}
+
+/// Installs uPlot (and axe-core, for the tests) from npm into `web/node_modules` if either is
+/// missing or another version (no install scripts run), and copies uPlot's ES module and
+/// stylesheet into `dist/vendor/`, where the relay serves them with the page.
 fn copy_chart_library(root: &Path, dist: &Path) -> Result<(), XtaskError> {
     let web = root.join("web");
-    let installed = web.join("node_modules/uplot/package.json");
-    let pinned = format!("\"version\": \"{UPLOT_VERSION}\"");
-    if !std::fs::read_to_string(&installed).is_ok_and(|text| text.contains(&pinned)) {
+    if !npm_installed(&web, "uplot", UPLOT_VERSION) || !npm_installed(&web, "axe-core", AXE_VERSION) {
         Step::new(
-            "npm ci (web: uPlot)",
+            "npm ci (web: uPlot, axe-core)",
             Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"]).current_dir(&web),
         )
         .run()?;
@@ -404,10 +411,12 @@ mod tests {
         let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
         let manifest = std::fs::read_to_string(web.join("package.json")).expect("web/package.json");
         let lock = std::fs::read_to_string(web.join("package-lock.json")).expect("web/package-lock.json");
-        let pinned = format!("\"uplot\": \"{}\"", super::UPLOT_VERSION);
-        assert!(manifest.contains(&pinned), "web/package.json must pin {pinned}");
-        let locked = format!("\"node_modules/uplot\": {{\n      \"version\": \"{}\"", super::UPLOT_VERSION);
-        assert!(lock.contains(&locked), "web/package-lock.json must lock uplot {}", super::UPLOT_VERSION);
+        for (package, version) in [("uplot", super::UPLOT_VERSION), ("axe-core", super::AXE_VERSION)] {
+            let pinned = format!("\"{package}\": \"{version}\"");
+            assert!(manifest.contains(&pinned), "web/package.json must pin {pinned}");
+            let locked = format!("\"node_modules/{package}\": {{\n      \"version\": \"{version}\"");
+            assert!(lock.contains(&locked), "web/package-lock.json must lock {package} {version}");
+        }
         assert!(lock.contains("\"integrity\": \"sha512-"), "the lockfile holds the package's hash");
     }
 
