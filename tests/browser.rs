@@ -241,6 +241,19 @@ pub async fn wait_widget(client: &Client, what: &str, timeout: Duration, done: i
     }
 }
 
+/// Loads the host site's page and waits until the widget's card shows itself (`state="idle"`).
+pub async fn open_host_page(client: &Client, site: &str) {
+    client.goto(&format!("{site}/")).await.expect("load the host page");
+    wait_widget(client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
+}
+
+/// Moves the client into the widget's frame (the iframe in the element's shadow root).
+pub async fn enter_widget_frame(client: &Client) {
+    let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
+    let frame = widget.shadow_root().await.expect("its card").find(Locator::Css("iframe")).await.expect("its frame");
+    frame.enter_frame().await.expect("into the widget's frame");
+}
+
 /// The URLs the page has fetched so far (the Resource Timing entries).
 pub async fn fetched(client: &Client) -> Vec<String> {
     serde_json::from_value(

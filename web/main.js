@@ -89,13 +89,10 @@ new MutationObserver(showRun).observe(trainStatus, { attributes: true, attribute
 
 // Before the client runs, these buttons mean "contribute this way"; once it runs, the client's own
 // handlers take their clicks.
-for (const [id, choice] of [
-  ['train-webgpu', 'train-webgpu'],
-  ['train-cpu', 'train-cpu'],
-]) {
+for (const id of ['train-webgpu', 'train-cpu']) {
   const button = $(id);
   button.addEventListener('click', () => {
-    if (!loading) start(choice);
+    if (!loading) start(id);
     else {
       rememberConsent(true); // a train click after Run the checks is a choice to contribute too
       forget.hidden = false;

@@ -139,11 +139,8 @@ async fn main() {
     for &budget in &args.budgets {
         let (site, _server) = host_site(&relay.url, budget);
         let (_driver, client) = start_browser(&[]).await;
-        client.goto(&format!("{site}/")).await.expect("load the host page");
-        wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
-        let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
-        let frame = widget.shadow_root().await.expect("card").find(Locator::Css("iframe")).await.expect("frame");
-        frame.enter_frame().await.expect("into the frame");
+        open_host_page(&client, &site).await;
+        enter_widget_frame(&client).await;
         client.find(Locator::Id(embed::CONTRIBUTE)).await.expect("Contribute").click().await.expect("click");
         let (duty, wall_ms, rounds) = measure_duty(&client, Duration::from_secs(args.seconds)).await;
         println!("| {budget} % | {:.1} % | {:.0} s | {rounds} |", duty * 100.0, wall_ms / 1000.0);

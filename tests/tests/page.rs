@@ -730,8 +730,7 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     let relay = start_relay_serving(Some(base_path)).await;
     let (site, _server) = host_site(&relay.url, 50);
     let (_driver, client) = start_browser(&[]).await;
-    client.goto(&format!("{site}/")).await.expect("load the host page");
-    wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
+    open_host_page(&client, &site).await;
 
     // The host page cannot reach into the frame (another origin: its storage, keys and wallet).
     let frame_js = "document.querySelector('tabswarm-widget').shadowRoot.querySelector('iframe')";
@@ -747,9 +746,7 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     assert_eq!(reach, "SecurityError", "the host page read the frame's storage");
 
     // Before the click: the consent card, and not one byte of wasm, model or swarm.
-    let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
-    let frame = widget.shadow_root().await.expect("its card").find(Locator::Css("iframe")).await.expect("its frame");
-    frame.enter_frame().await.expect("into the widget's frame");
+    enter_widget_frame(&client).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let consent = client.find(Locator::Id(embed::CONSENT)).await.expect("consent").text().await.expect("text");
@@ -984,11 +981,8 @@ async fn a_widget_at_budget_25_computes_a_quarter_of_the_time() {
     let relay = start_relay_serving(Some(base_path)).await;
     let (site, _server) = host_site(&relay.url, 25);
     let (_driver, client) = start_browser(&[]).await;
-    client.goto(&format!("{site}/")).await.expect("load the host page");
-    wait_widget(&client, "showed itself", Duration::from_secs(30), |state, _| state == "idle").await;
-    let widget = client.find(Locator::Css("tabswarm-widget")).await.expect("<tabswarm-widget>");
-    let frame = widget.shadow_root().await.expect("its card").find(Locator::Css("iframe")).await.expect("its frame");
-    frame.enter_frame().await.expect("into the widget's frame");
+    open_host_page(&client, &site).await;
+    enter_widget_frame(&client).await;
     let budget = client.find(Locator::Id(embed::BUDGET)).await.expect("budget").text().await.expect("text");
     assert_eq!(budget, "25 %", "the frame took the element's budget");
     client.find(Locator::Id(embed::CONTRIBUTE)).await.expect("Contribute").click().await.expect("click");
