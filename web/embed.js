@@ -5,6 +5,7 @@
 // by the top-level site) until "Stop" forgets it. Nothing heavy loads before the click.
 import { politeCompute, describeReasons } from './polite.js';
 import { consentRemembered, loadClient, pressWhenReady, recommendedButton, rememberConsent } from './consent.js';
+import { focusOn, keepFocus } from './focus.js';
 
 const params = new URLSearchParams(location.search);
 const budget = clampBudget(params.get('budget'));
@@ -86,8 +87,10 @@ function watchRuns() {
 async function start() {
   rememberConsent(true);
   contributing = true;
+  const hadFocus = document.activeElement === contribute;
   contribute.hidden = true;
   pauseButton.hidden = false;
+  if (hadFocus) focusOn(pauseButton); // the keyboard stays on what now matters
   forget.hidden = false;
   $('embed-details').hidden = false;
   $('embed-consent').hidden = true; // the state line says what goes on now
@@ -123,16 +126,19 @@ function stop() {
   contributing = false;
   rememberConsent(false);
   $('train-stop')?.click();
+  const hadFocus = [forget, pauseButton].includes(document.activeElement);
   contribute.hidden = false;
   pauseButton.hidden = true;
   forget.hidden = true;
   $('embed-consent').hidden = false;
+  if (hadFocus) focusOn(contribute);
   show('idle', `Stopped after ${rounds} rounds. This site will ask again next time.`);
 }
 
 $('embed-budget').textContent = budget >= 100 ? 'all' : `${budget} %`;
 // The card grows and shrinks with what the frame shows (the consent text, the details).
 new ResizeObserver(tell).observe(document.querySelector('main'));
+keepFocus();
 contribute.addEventListener('click', start);
 forget.addEventListener('click', stop);
 pauseButton.addEventListener('click', () => {

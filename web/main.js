@@ -6,6 +6,7 @@
 // to load is shown on the page, never only in the console.
 import { politeCompute, describeReasons } from './polite.js';
 import { consentRemembered, loadClient, pressWhenReady, recommendedButton, rememberConsent } from './consent.js';
+import { focusOn, keepFocus } from './focus.js';
 
 const $ = (id) => document.getElementById(id);
 const contribute = $('contribute-start');
@@ -16,6 +17,13 @@ const hasWebGpu = 'gpu' in navigator;
 
 let loading = null; // the client's promise, once a click asked for it
 let pauseWhy = null; // why polite compute holds the run, in words; null while it may run
+
+// While a run goes on, Contribute says it cannot be pressed (aria-disabled) but keeps the keyboard
+// focus if it has it: a disabled button would drop it.
+function contributing(busy) {
+  contribute.setAttribute('aria-disabled', String(busy));
+}
+const busy = () => contribute.getAttribute('aria-disabled') === 'true';
 
 function say(state, text) {
   line.dataset.state = state;
@@ -56,7 +64,7 @@ function load() {
 async function start(choice) {
   rememberConsent(true);
   forget.hidden = false;
-  contribute.disabled = true;
+  contributing(true);
   try {
     await load();
     let button = choice ? $(choice) : null;
@@ -69,7 +77,7 @@ async function start(choice) {
     showRun();
   } catch (error) {
     fail(`Could not start contributing: ${error.message ?? error}`);
-    contribute.disabled = false;
+    contributing(false);
   }
 }
 
@@ -77,11 +85,11 @@ async function start(choice) {
 function showRun() {
   const state = trainStatus.dataset.state;
   if (state === 'running') {
-    contribute.disabled = true;
+    contributing(true);
     if (pauseWhy) say('paused', `Contributing, paused: ${pauseWhy}. It goes on where it left off.`);
     else say('running', 'Contributing: this tab is learning with the swarm.');
   } else if (loading && (state === 'done' || state === 'error')) {
-    contribute.disabled = false;
+    contributing(false);
     say('idle', state === 'done' ? 'The run ended. Contribute again to go on learning.' : 'The run stopped.');
   }
 }
@@ -100,7 +108,9 @@ for (const id of ['train-webgpu', 'train-cpu']) {
   });
   button.disabled = id === 'train-webgpu' && !hasWebGpu;
 }
-contribute.addEventListener('click', () => start(null));
+contribute.addEventListener('click', () => {
+  if (!busy()) start(null);
+});
 $('run-checks').addEventListener('click', () => {
   $('run-checks').disabled = true;
   load().catch(() => {});
@@ -108,10 +118,14 @@ $('run-checks').addEventListener('click', () => {
 $('run-checks').disabled = false;
 forget.addEventListener('click', () => {
   rememberConsent(false);
+  const hadFocus = document.activeElement === forget;
   forget.hidden = true;
+  if (hadFocus) focusOn(contribute);
   say(line.dataset.state, `${line.textContent} This page will ask before contributing next time.`);
 });
 contribute.disabled = false;
+contributing(false);
+keepFocus();
 
 if (consentRemembered()) {
   say('waiting', 'You chose to contribute on an earlier visit: starting.');

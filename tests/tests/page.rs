@@ -994,3 +994,186 @@ async fn a_widget_at_budget_25_computes_a_quarter_of_the_time() {
     assert!(rounds >= 5, "too few rounds to judge the pace: {rounds} in {wall_ms:.0} ms");
     assert!((0.15..=0.35).contains(&duty), "budget 25 held a duty cycle of {:.1} % over {wall_ms:.0} ms", duty * 100.0);
 }
+
+/// Where the keyboard focus is in the document the client is in: (the element's id, or its tag and
+/// text when it has none; whether a focus ring shows), or `None` when nothing has it.
+async fn focused(client: &Client) -> Option<(String, bool)> {
+    let js = r#"const el = document.activeElement;
+if (!el || el === document.body || el === document.documentElement) return null;
+const style = getComputedStyle(el);
+const ring = (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none';
+return [el.id || `${el.localName}: ${el.textContent.trim().slice(0, 40)}`, ring];"#;
+    serde_json::from_value(client.execute(js, vec![]).await.expect("read the focus")).expect("a focus stop")
+}
+
+/// Presses and releases `key` where the focus is, as a person at a keyboard would.
+async fn press(client: &Client, key: fantoccini::key::Key) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let value: char = key.into();
+    let keys = KeyActions::new("keyboard".into()).then(KeyAction::Down { value }).then(KeyAction::Up { value });
+    client.perform_actions(keys).await.expect("press a key");
+}
+
+/// Presses Tab until `target` has the focus (at most `presses` times); returns the stops passed.
+async fn tab_to(client: &Client, target: &str, presses: usize) -> Vec<String> {
+    let mut passed = Vec::new();
+    for _ in 0..presses {
+        press(client, fantoccini::key::Key::Tab).await;
+        match focused(client).await {
+            Some((name, _)) if name == target => return passed,
+            Some((name, _)) => passed.push(name),
+            None => passed.push("(nothing)".into()),
+        }
+    }
+    panic!("{presses} Tabs never reached #{target}; they went through {passed:?}");
+}
+
+/// Waits until the focus is on `target` (it moves there on its own, after a click).
+async fn focus_moves_to(client: &Client, target: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = focused(client).await;
+        if now.as_ref().is_some_and(|(name, _)| name == target) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{why}: the focus is on {now:?}, not #{target}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn the_page_and_the_widget_work_from_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base_path, _) = make_base(dir.path());
+    let relay = start_relay_serving(Some(base_path)).await;
+    let (_driver, client) = start_browser(&[]).await;
+    client.goto(&format!("{}/?n=32&rounds=3", relay.url)).await.expect("load page");
+    let contribute = client.find(Locator::Id(id::CONTRIBUTE)).await.expect("#contribute-start");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !contribute.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "Contribute never became usable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The first Tab stop is Contribute, with a visible focus ring; Enter starts learning, and the
+    // focus stays there while it runs (the button says it is busy instead of dropping the focus).
+    let passed = tab_to(&client, id::CONTRIBUTE, 1).await;
+    assert!(passed.is_empty(), "{passed:?}");
+    assert_eq!(focused(&client).await.map(|(_, ring)| ring), Some(true), "Contribute shows no focus ring");
+    press(&client, Key::Enter).await;
+    let run = learned(&client, Duration::from_secs(300)).await;
+    assert_eq!(run.round, "3", "Enter on Contribute started the run: {}", run.text);
+    assert_eq!(focused(&client).await.map(|(name, _)| name), Some(id::CONTRIBUTE.to_owned()), "the focus was dropped");
+
+    // Every control the page shows can be reached with Tab, each showing where the focus is; the
+    // collapsed Diagnostics open with Enter on their summary.
+    tab_to(&client, "summary: Diagnostics: this GPU's matmul and fused", 40).await;
+    press(&client, Key::Enter).await;
+    let open = client.execute("return document.getElementById('diagnostics').open", vec![]).await.expect("js");
+    assert_eq!(open, serde_json::json!(true), "Enter on the summary did not open the diagnostics");
+    let controls: Vec<String> = serde_json::from_value(
+        client
+            .execute(
+                r#"return [...document.querySelectorAll('button, input, select, textarea, a[href], summary')]
+  .filter((el) => !el.disabled && !el.closest('[hidden]') && el.getClientRects().length > 0)
+  .map((el) => el.id || `${el.localName}: ${el.textContent.trim().slice(0, 40)}`);"#,
+                vec![],
+            )
+            .await
+            .expect("js"),
+    )
+    .expect("names");
+    assert!(controls.len() >= 8, "too few controls found to judge: {controls:?}");
+    let mut stops: Vec<(String, bool)> = Vec::new();
+    for _ in 0..(controls.len() * 2 + 4) {
+        press(&client, Key::Tab).await;
+        if let Some(stop) = focused(&client).await {
+            if stops.first().is_some_and(|(first, _)| *first == stop.0) {
+                break; // round the page once
+            }
+            stops.push(stop);
+        }
+    }
+    for control in &controls {
+        assert!(stops.iter().any(|(name, _)| name == control), "{control} cannot be reached with Tab: {stops:?}");
+    }
+    let ringless: Vec<&String> = stops.iter().filter(|(_, ring)| !ring).map(|(name, _)| name).collect();
+    assert!(ringless.is_empty(), "no focus ring on {ringless:?}");
+
+    // Try the model from the keyboard: type, Enter.
+    tab_to(&client, id::TRY_QUESTION, stops.len() + 2).await;
+    client.active_element().await.expect("the input").send_keys("r: abcd").await.expect("type");
+    press(&client, Key::Enter).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = attr_of(&client, id::TRY_ANSWER, data::STATE).await;
+        if ["right", "wrong"].contains(&state.as_str()) {
+            break;
+        }
+        assert!(state != "refused" && state != "error", "the typed question was {state}");
+        assert!(Instant::now() < deadline, "Enter in the question box asked nothing ({state})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Taking the choice back hides its button: the focus goes to Contribute, not to the top.
+    tab_to(&client, id::CONSENT_FORGET, stops.len() + 2).await;
+    press(&client, Key::Enter).await;
+    focus_moves_to(&client, id::CONTRIBUTE, "after 'Ask me before contributing next time'").await;
+
+    // A button that disables itself hands the focus on: Train on CPU to Stop, Stop to Save.
+    client.goto(&format!("{}/?n=32&rounds=10000", relay.url)).await.expect("reload for a long run");
+    let cpu = client.find(Locator::Id(id::TRAIN_CPU)).await.expect("#train-cpu");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cpu.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "Train on CPU never became usable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tab_to(&client, id::TRAIN_CPU, 6).await;
+    press(&client, Key::Space).await;
+    focus_moves_to(&client, id::TRAIN_STOP, "once the run started").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while attr_of(&client, id::TRAIN_STATUS, data::STATE).await != "running" {
+        assert!(Instant::now() < deadline, "the run never reported a round");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    press(&client, Key::Enter).await;
+    let stopped = learned(&client, Duration::from_secs(60)).await;
+    assert_ne!(stopped.round, "10000", "Stop did not stop the run: {}", stopped.text);
+    focus_moves_to(&client, id::TRAIN_SAVE, "once the run stopped").await;
+    // Take the choice back again: the widget's frame below is on the same site (127.0.0.1, another
+    // port), so it shares this storage and would start by itself.
+    tab_to(&client, id::CONSENT_FORGET, stops.len() + 2).await;
+    press(&client, Key::Enter).await;
+    focus_moves_to(&client, id::CONTRIBUTE, "after 'Ask me before contributing next time'").await;
+
+    // The widget: Tab from the host page into its frame, Enter contributes, Space pauses and resumes,
+    // and Stop hands the focus back to Contribute.
+    let (site, _server) = host_site(&relay.url, 100);
+    open_host_page(&client, &site).await;
+    enter_widget_frame(&client).await;
+    tab_to(&client, embed::CONTRIBUTE, 4).await;
+    assert_eq!(focused(&client).await.map(|(_, ring)| ring), Some(true), "the widget's Contribute shows no ring");
+    press(&client, Key::Enter).await;
+    focus_moves_to(&client, embed::PAUSE, "after Contribute in the widget").await;
+    client.enter_parent_frame().await.expect("back to the host page");
+    wait_widget(&client, "learned a round", Duration::from_secs(240), |state, rounds| state == "running" && rounds > 0)
+        .await;
+    enter_widget_frame(&client).await;
+    press(&client, Key::Space).await;
+    client.enter_parent_frame().await.expect("back to the host page");
+    wait_widget(&client, "paused from the keyboard", Duration::from_secs(5), |state, _| state == "paused").await;
+    enter_widget_frame(&client).await;
+    let label = client.find(Locator::Id(embed::PAUSE)).await.expect("pause").text().await.expect("text");
+    assert_eq!(label, "Resume");
+    press(&client, Key::Space).await;
+    client.enter_parent_frame().await.expect("back to the host page");
+    wait_widget(&client, "resumed from the keyboard", Duration::from_secs(5), |state, _| state == "running").await;
+    enter_widget_frame(&client).await;
+    tab_to(&client, embed::FORGET, 2).await;
+    press(&client, Key::Enter).await;
+    focus_moves_to(&client, embed::CONTRIBUTE, "after Stop in the widget").await;
+    client.enter_parent_frame().await.expect("back to the host page");
+    wait_widget(&client, "stopped", Duration::from_secs(5), |state, _| state == "idle").await;
+}
