@@ -66,8 +66,8 @@ pub async fn start_relay_with(
     configure(&mut swarm);
     let config = RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: assets_dir(),
-        base_checkpoint,
+        assets: assets_dir().into(),
+        base_checkpoint: base_checkpoint.map(Into::into),
         model: Default::default(),
         model_from: None,
         swarm,

@@ -51,8 +51,19 @@ impl AssetStore {
                     std::fs::read(&path).map_err(|source| StartError::AssetRead { path: path.clone(), source })?;
                 let Ok(rel) = path.strip_prefix(dir) else { continue };
                 let key = rel.to_string_lossy().replace('\\', "/");
-                files.insert(key, Asset::new(&path, bytes));
+                files.insert(key.clone(), Asset::new(&key, Bytes::from(bytes)));
             }
+        }
+        Ok(Self { files: Arc::new(files) })
+    }
+
+    /// The page from files already in memory, keyed by URL path without the leading `/` (the
+    /// page built into the binary). Fails like [`AssetStore::load`] when there is no `index.html`.
+    pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, Bytes)>) -> Result<Self, StartError> {
+        let files: HashMap<String, Asset> =
+            files.into_iter().map(|(key, bytes)| (key.to_owned(), Asset::new(key, bytes))).collect();
+        if !files.contains_key("index.html") {
+            return Err(StartError::AssetsMissing { dir: PathBuf::from("(built into this binary)") });
         }
         Ok(Self { files: Arc::new(files) })
     }
@@ -89,11 +100,11 @@ impl AssetStore {
 }
 
 impl Asset {
-    fn new(path: &Path, bytes: Vec<u8>) -> Self {
+    fn new(key: &str, bytes: Bytes) -> Self {
         let digest = Sha256::digest(&bytes);
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value");
-        Self { bytes: Bytes::from(bytes), content_type: content_type(path), etag }
+        Self { bytes, content_type: content_type(Path::new(key)), etag }
     }
 }
 

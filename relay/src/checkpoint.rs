@@ -31,10 +31,11 @@ impl BaseCheckpoint {
     /// Reads and verifies `path`; every failure names the file and what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, StartError> {
         let bytes = std::fs::read(path).map_err(|source| StartError::CheckpointRead { path: path.into(), source })?;
-        Self::from_bytes(bytes, path)
+        Self::from_bytes(Bytes::from(bytes), path)
     }
 
-    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, StartError> {
+    /// Verifies `bytes` (held as they are, not copied) as the checkpoint `path` names in errors.
+    pub(crate) fn from_bytes(bytes: Bytes, path: &Path) -> Result<Self, StartError> {
         let summary = verify(&bytes)
             .map_err(|reason| StartError::CheckpointRefused { path: PathBuf::from(path), reason })?
             .summary;
@@ -44,7 +45,7 @@ impl BaseCheckpoint {
             bytes: bytes.len(),
             step: summary.step,
         };
-        Ok(Self { bytes: Bytes::from(bytes), info })
+        Ok(Self { bytes, info })
     }
 
     pub fn info(&self) -> &BaseInfo {
@@ -114,7 +115,7 @@ pub(crate) mod tests {
         let mut bytes = example();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let err = BaseCheckpoint::from_bytes(bytes, Path::new("base.tswm")).expect_err("corrupt");
+        let err = BaseCheckpoint::from_bytes(Bytes::from(bytes), Path::new("base.tswm")).expect_err("corrupt");
         let message = err.to_string();
         assert!(message.starts_with("base checkpoint base.tswm is refused: checkpoint is corrupt"), "{message}");
         let err = BaseCheckpoint::load(Path::new("/nonexistent/base.tswm")).expect_err("missing");

@@ -18,6 +18,16 @@ pub enum StartError {
     /// Reading an asset failed.
     #[error("cannot read web asset {path}: {source}")]
     AssetRead { path: PathBuf, source: std::io::Error },
+    /// A file built into the binary (`cargo xtask dist`) is not what was built in.
+    #[error(
+        "{name}, built into this binary, hashes to {found} instead of {expected} as built: the binary is damaged; install it again"
+    )]
+    EmbeddedDamaged { name: String, expected: String, found: String },
+    /// `--assets` / `--base-checkpoint` were left out of a binary built without them.
+    #[error(
+        "this relay was built without the {0} inside: pass --assets (a built web/dist) and --base-checkpoint, or build the one-file relay with `cargo xtask dist`"
+    )]
+    NotEmbedded(&'static str),
     /// The base checkpoint file could not be read.
     #[error("cannot read base checkpoint {path}: {source}")]
     CheckpointRead { path: PathBuf, source: std::io::Error },

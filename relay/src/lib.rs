@@ -9,11 +9,13 @@
 //! [`model`] runs the swarm model: peers' updates in, a new version out every outer step, kept on
 //! disk and served like the base (`GET /api/model`, `POST /api/model/updates`).
 //! `main.rs` holds configuration and wiring, [`http`] the router and handlers, [`assets`] the static
-//! files, [`checkpoint`] the base model, [`error`] what can go wrong.
+//! files, [`checkpoint`] the base model, [`embedded`] both built into the binary (`cargo xtask
+//! dist`), [`error`] what can go wrong.
 
 pub mod assets;
 pub mod chain;
 pub mod checkpoint;
+pub mod embedded;
 pub mod error;
 pub mod http;
 pub mod ledger;
@@ -34,14 +36,30 @@ use tokio::net::TcpListener;
 /// How long open connections get to finish after a shutdown signal before the relay exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Where the relay reads the page, or the base checkpoint, from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A folder (the page: a built `web/dist`) or a file (the base checkpoint).
+    Path(PathBuf),
+    /// Built into this binary ([`embedded`]; `cargo xtask dist`).
+    Embedded,
+}
+
+impl From<PathBuf> for Source {
+    fn from(path: PathBuf) -> Self {
+        Self::Path(path)
+    }
+}
+
 /// What the relay needs to start.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub listen: SocketAddr,
-    pub assets: PathBuf,
-    /// A checkpoint file to serve as the swarm's base model; with it the relay also runs the
-    /// swarm model that starts from it ([`model`]).
-    pub base_checkpoint: Option<PathBuf>,
+    /// The built page.
+    pub assets: Source,
+    /// The swarm's base model; with it the relay also runs the swarm model that starts from it
+    /// ([`model`]).
+    pub base_checkpoint: Option<Source>,
     /// How the swarm model is run.
     pub model: model::ModelSettings,
     /// Mirror this relay's swarm model instead of running one (`--model-from`).
@@ -80,9 +98,13 @@ impl Relay {
                 )));
             }
         }
-        let assets = AssetStore::load(&config.assets)?;
+        let assets = match &config.assets {
+            Source::Path(dir) => AssetStore::load(dir)?,
+            Source::Embedded => embedded::page()?,
+        };
         let base_checkpoint = match &config.base_checkpoint {
-            Some(path) => Some(std::sync::Arc::new(BaseCheckpoint::load(path)?)),
+            Some(Source::Path(path)) => Some(std::sync::Arc::new(BaseCheckpoint::load(path)?)),
+            Some(Source::Embedded) => Some(std::sync::Arc::new(embedded::base()?)),
             None => None,
         };
         std::fs::create_dir_all(&config.swarm.data_dir).map_err(|e| StartError::Identity {

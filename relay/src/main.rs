@@ -12,7 +12,7 @@ use tabswarm_relay::chain::{Chain, redact_url};
 use tabswarm_relay::http::embed::Embedders;
 use tabswarm_relay::model::ModelSettings;
 use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
-use tabswarm_relay::{Relay, RelayConfig, shutdown_signal};
+use tabswarm_relay::{Relay, RelayConfig, Source, embedded, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 /// Serves the Tabswarm page and relays the swarm.
@@ -27,10 +27,12 @@ struct Cli {
     /// TCP port for HTTP.
     #[arg(long, env = "TABSWARM_PORT", default_value_t = 8080)]
     port: u16,
-    /// Folder with the built page (made by `cargo xtask build`).
-    #[arg(long, env = "TABSWARM_ASSETS", default_value = "web/dist")]
-    assets: PathBuf,
+    /// Folder with the built page (made by `cargo xtask build`). Default: the page built into
+    /// this binary (`cargo xtask dist`), else web/dist.
+    #[arg(long, env = "TABSWARM_ASSETS")]
+    assets: Option<PathBuf>,
     /// A checkpoint to serve as the swarm's base model at /api/checkpoint/base (verified at start).
+    /// Default: the base built into this binary (`cargo xtask dist`), else none.
     #[arg(long, env = "TABSWARM_BASE_CHECKPOINT")]
     base_checkpoint: Option<PathBuf>,
     /// Folder for the relay's libp2p key and WebRTC certificate (kept across restarts: the
@@ -225,8 +227,17 @@ async fn main() -> ExitCode {
     let config = RelayConfig {
         embedders,
         listen: SocketAddr::new(cli.host, cli.port),
-        assets: cli.assets,
-        base_checkpoint: cli.base_checkpoint,
+        // A one-file relay (`cargo xtask dist`) serves what it carries unless told otherwise.
+        assets: match cli.assets {
+            Some(dir) => Source::Path(dir),
+            None if embedded::EMBEDDED => Source::Embedded,
+            None => Source::Path(PathBuf::from("web/dist")),
+        },
+        base_checkpoint: match cli.base_checkpoint {
+            Some(file) => Some(Source::Path(file)),
+            None if embedded::EMBEDDED => Some(Source::Embedded),
+            None => None,
+        },
         model_from: cli.model_from,
         model: ModelSettings {
             min_updates: cli.min_updates.max(1),
@@ -267,7 +278,10 @@ async fn main() -> ExitCode {
         }
     };
     let addr = relay.local_addr().unwrap_or(config.listen);
-    tracing::info!(assets = %config.assets.display(), "relay listening on http://{addr}");
+    match &config.assets {
+        Source::Path(dir) => tracing::info!(assets = %dir.display(), "relay listening on http://{addr}"),
+        Source::Embedded => tracing::info!("relay listening on http://{addr}, serving the page built into this binary"),
+    }
     if let Some(base) = relay.base_checkpoint() {
         tracing::info!(sha256 = %base.sha256, bytes = base.bytes, step = base.step, "serving the base checkpoint");
     }

@@ -378,8 +378,8 @@ async fn a_native_peer_reads_the_bootstrap_list_and_the_verified_base_from_the_r
     std::fs::write(&base_path, &checkpoint).expect("write base");
     let start = |base: Option<std::path::PathBuf>, data: &Path| RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: dir.path().to_path_buf(),
-        base_checkpoint: base,
+        assets: dir.path().to_path_buf().into(),
+        base_checkpoint: base.map(Into::into),
         model: Default::default(),
         model_from: None,
         swarm: SwarmConfig::local(data.to_path_buf()),

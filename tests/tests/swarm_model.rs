@@ -29,8 +29,8 @@ async fn start_relay_from(assets: &Path, base: &Path, data: &Path, model_from: O
     swarm.accept_unbound = true;
     let config = RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: assets.to_path_buf(),
-        base_checkpoint: Some(base.to_path_buf()),
+        assets: assets.to_path_buf().into(),
+        base_checkpoint: Some(base.to_path_buf().into()),
         model_from,
         model: ModelSettings {
             min_updates: 2,

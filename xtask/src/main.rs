@@ -5,6 +5,8 @@
 //! - `test`  fmt, docs (README, links, `cargo doc`), contracts, clippy (native and wasm32), native
 //!   tests, wasm tests in Chromium, end-to-end tests
 //! - `bench` the kernel benchmarks
+//! - `dist`  the one-file relay for operators: a release `tabswarm-relay` with the page and the base
+//!   checkpoint inside, its systemd unit and checksums, in `target/dist/`
 //!
 //! It installs what it can (the wasm32 target, the exact `wasm-bindgen` CLI) and says plainly what it
 //! cannot (Chromium, a Vulkan driver).
@@ -58,6 +60,9 @@ enum Cmd {
     },
     /// Run the kernel benchmarks and print Markdown tables.
     Bench,
+    /// Build the one-file relay for operators into target/dist/: a release tabswarm-relay with the
+    /// page and the base checkpoint inside (nothing else to install), a systemd unit, SHA256SUMS.
+    Dist,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Run { host, port, release, chain } => run(&root, &host, port, release, chain),
         Cmd::Build => build_page(&root).map(|_| ()),
         Cmd::Test { no_browser } => test(&root, no_browser),
+        Cmd::Dist => dist(&root),
         Cmd::Bench => {
             Step::new("kernel benchmarks", cargo(&root).args(["bench", "-p", "tabswarm-kernels", "--bench", "matmul"]))
                 .run()
@@ -163,6 +169,70 @@ fn base_checkpoint(root: &Path) -> Result<PathBuf, XtaskError> {
         )));
     }
     Ok(path)
+}
+
+/// Builds `tabswarm-relay` with the page in `page` and the committed base built in (the relay's
+/// `embedded` feature); returns where cargo put it. `release`: the release profile, what operators
+/// get; otherwise a debug build sharing the workspace's test build.
+fn build_relay_with_page(root: &Path, page: &Path, release: bool) -> Result<PathBuf, XtaskError> {
+    let base = base_checkpoint(root)?;
+    let mut cmd = cargo(root);
+    if release {
+        cmd.args(["build", "--release", "-p", "tabswarm-relay", "--features", "embedded"]);
+    } else {
+        // `--test dist` makes cargo resolve features as `cargo test --workspace` does (dev-
+        // dependencies on), so nothing but the relay is built again; plain `cargo build` would
+        // rebuild dozens of dependencies with other features.
+        cmd.args([
+            "build",
+            "--workspace",
+            "--bin",
+            "tabswarm-relay",
+            "--test",
+            "dist",
+            "--features",
+            "tabswarm-relay/embedded",
+        ]);
+    }
+    cmd.env("TABSWARM_EMBED_ASSETS", page).env("TABSWARM_EMBED_BASE", &base);
+    Step::new("build the one-file relay (page and base inside)", &mut cmd).run()?;
+    Ok(root.join("target").join(if release { "release" } else { "debug" }).join("tabswarm-relay"))
+}
+
+/// `cargo xtask dist`: target/dist/ holds `tabswarm-relay` (one file: the page, the widget and the
+/// base checkpoint inside, their hashes checked at start), `tabswarm-relay.service` and
+/// `SHA256SUMS`; the binary is started once from an empty folder with nothing on PATH to show it
+/// needs nothing beside it.
+fn dist(root: &Path) -> Result<(), XtaskError> {
+    let page = build_page(root)?;
+    let built = build_relay_with_page(root, &page, true)?;
+    let out = root.join("target/dist");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| XtaskError::io(&out, e))?;
+    }
+    std::fs::create_dir_all(&out).map_err(|e| XtaskError::io(&out, e))?;
+    let binary = out.join("tabswarm-relay");
+    std::fs::copy(&built, &binary).map_err(|e| XtaskError::io(&built, e))?;
+    let unit = root.join("relay/tabswarm-relay.service");
+    std::fs::copy(&unit, out.join("tabswarm-relay.service")).map_err(|e| XtaskError::io(&unit, e))?;
+    let mut sums = String::new();
+    for name in ["tabswarm-relay", "tabswarm-relay.service"] {
+        let path = out.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| XtaskError::io(&path, e))?;
+        let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        sums.push_str(&format!("{hex}  {name}\n"));
+    }
+    let sums_path = out.join("SHA256SUMS");
+    std::fs::write(&sums_path, sums).map_err(|e| XtaskError::io(&sums_path, e))?;
+    tools::start_alone(&binary)?;
+    let size = std::fs::metadata(&binary).map_err(|e| XtaskError::io(&binary, e))?.len();
+    println!(
+        "xtask: one-file relay in {} ({:.1} MB; with tabswarm-relay.service and SHA256SUMS). It started from an \
+         empty folder with nothing on PATH. Install it: README.md, \"Run a relay\".",
+        out.display(),
+        size as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn run(root: &Path, host: &str, port: u16, release: bool, with_chain: bool) -> Result<(), XtaskError> {
@@ -394,8 +464,14 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     // The browser tests are the workspace's `#[ignore]`d ones (tests/tests/page.rs). They run from the
     // test binaries "native tests" already built: `cargo test -p tabswarm-e2e` would resolve other
     // features, build burn, libp2p and the relay a second time and double the target dir.
+    // tests/tests/dist.rs runs the one-file relay (built here, debug, from the same test build).
+    let built = build_relay_with_page(root, &dist, false)?;
+    let one_file = root.join("target/tabswarm/one-file-relay/tabswarm-relay");
+    std::fs::create_dir_all(one_file.parent().expect("a folder")).map_err(|e| XtaskError::io(&one_file, e))?;
+    std::fs::copy(&built, &one_file).map_err(|e| XtaskError::io(&built, e))?;
     let mut e2e = cargo(root);
     e2e.args(["test", "--workspace", "--tests", "--offline", "--", "--ignored", "--test-threads=1"])
+        .env("TABSWARM_DIST_RELAY", &one_file)
         .env("TABSWARM_ASSETS", &dist)
         .env("CHROMEDRIVER", &browser.chromedriver)
         .env("CHROME", &browser.chrome);

@@ -263,6 +263,59 @@ impl Isolation {
     }
 }
 
+/// Starts `binary` (a relay) the way a fresh machine would: from an empty folder, with no
+/// environment and nothing on `PATH` (no Rust toolchain, no npm), on ports the system picks; waits
+/// for the line saying it serves, then stops it with SIGTERM. Fails with what it printed otherwise.
+pub fn start_alone(binary: &Path) -> Result<(), XtaskError> {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    println!("\n==> start {} alone (empty folder, nothing on PATH)", binary.display());
+    let alone = std::env::temp_dir().join(format!("tabswarm-dist-check-{}", std::process::id()));
+    let (work, path) = (alone.join("srv"), alone.join("empty-path"));
+    for dir in [&work, &path] {
+        std::fs::create_dir_all(dir).map_err(|e| XtaskError::io(dir, e))?;
+    }
+    let mut child = Command::new(binary)
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", &path)
+        .args(["--port", "0", "--webrtc-port", "0", "--p2p-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| XtaskError::Spawn { program: binary.display().to_string(), error })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let serving = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.starts_with("Tabswarm relay serving") => break Some(line),
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            _ => break None,
+        }
+    };
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().map_err(|error| XtaskError::Spawn { program: binary.display().to_string(), error })?;
+    let mut errors = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut errors);
+    }
+    let _ = std::fs::remove_dir_all(&alone);
+    match serving {
+        Some(line) if status.success() => {
+            println!("xtask: {line}; stopped by SIGTERM");
+            Ok(())
+        }
+        Some(_) => Err(XtaskError::Invalid(format!("the relay served but exited with {status} on SIGTERM:\n{errors}"))),
+        None => Err(XtaskError::Invalid(format!("the relay did not start serving alone ({status}):\n{errors}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;

@@ -178,7 +178,7 @@ async fn a_relay_whose_domain_names_another_registry_does_not_start() {
     swarm.domain.chain_id = 1;
     let config = crate::RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: data.path().to_path_buf(),
+        assets: data.path().to_path_buf().into(),
         base_checkpoint: None,
         model: Default::default(),
         model_from: None,

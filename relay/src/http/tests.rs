@@ -210,7 +210,7 @@ async fn a_port_in_use_is_one_clear_error() {
     let data = tempfile::tempdir().expect("tempdir");
     let config = RelayConfig {
         listen,
-        assets: dir.path().to_path_buf(),
+        assets: dir.path().to_path_buf().into(),
         base_checkpoint: None,
         model: Default::default(),
         model_from: None,
@@ -232,7 +232,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     let data = tempfile::tempdir().expect("tempdir");
     let relay = Relay::bind(&RelayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        assets: dir.path().to_path_buf(),
+        assets: dir.path().to_path_buf().into(),
         base_checkpoint: None,
         model: Default::default(),
         model_from: None,
