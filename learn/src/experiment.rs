@@ -85,6 +85,19 @@ pub struct Arm {
     /// leaves after `.1` rounds with its model ("join for an hour").
     #[serde(default)]
     pub join: Option<(u64, u64)>,
+    /// Each peer asks only this many of the families (a block of `rl.families`, rotating from
+    /// peer to peer: [`families_of_peer`]) with the same question budget, so each family it asks
+    /// gets more questions per round; evaluation stays on every family.
+    #[serde(default)]
+    pub families_per_peer: Option<usize>,
+}
+
+/// The families peer `i` asks when every peer asks `k` of `all`: consecutive blocks that rotate
+/// from peer to peer, so with `peers × k` a multiple of `all.len()` every family is asked by the
+/// same number of peers.
+pub fn families_of_peer(all: &[Family], i: usize, k: usize) -> Vec<Family> {
+    let k = k.clamp(1, all.len().max(1));
+    (0..k).filter_map(|j| all.get((i * k + j) % all.len().max(1)).copied()).collect()
 }
 
 /// What the peer that joined for a while left with.
@@ -201,7 +214,13 @@ pub async fn run_arm(
     progress: &mut dyn FnMut(u64, f32),
 ) -> Result<ArmResult, ModelError> {
     let mut peers = (0..arm.peers)
-        .map(|i| Peer::new(&format!("peer-{i}"), base.clone(), arm.rl.clone(), device, arm.seed * 1_000 + i as u64))
+        .map(|i| {
+            let mut rl = arm.rl.clone();
+            if let Some(k) = arm.families_per_peer {
+                rl.families = families_of_peer(&arm.rl.families, i, k);
+            }
+            Peer::new(&format!("peer-{i}"), base.clone(), rl, device, arm.seed * 1_000 + i as u64)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut bus = MemoryBus::default();
     let sharing = arm.rl.external > 0;

@@ -260,6 +260,7 @@ fn swarm_arm(peers: usize, rounds: u64, every: u64, attack: Option<Attack>) -> A
         heldout: Some((HeldOut { levels: vec![1], per_level: 4 }, every)),
         attack,
         join: None,
+        families_per_peer: None,
     }
 }
 
@@ -370,4 +371,36 @@ fn a_run_answers_a_typed_question_as_the_greedy_evaluation_answers_it() {
 fn run_model(run: &crate::run::TrainingRun) -> tabswarm_model::Model {
     let bytes = block_on(run.checkpoint()).expect("checkpoint");
     tabswarm_model::checkpoint::load(&bytes, None, &Device::flex()).expect("load").0
+}
+
+/// Specialised peers: with 8 peers asking 2 of 8 families each, every family is asked by exactly
+/// two peers, and each peer asks its own two, four questions each per round.
+#[test]
+fn specialised_peers_split_the_families_evenly_and_ask_only_their_own() {
+    use super::experiment::families_of_peer;
+    let all = Family::ALL;
+    let mut askers = std::collections::BTreeMap::<Family, usize>::new();
+    for i in 0..8 {
+        let own = families_of_peer(&all, i, 2);
+        assert_eq!(own.len(), 2, "peer {i}: {own:?}");
+        assert_ne!(own[0], own[1]);
+        for family in own {
+            *askers.entry(family).or_default() += 1;
+        }
+    }
+    assert!(askers.len() == all.len() && askers.values().all(|&n| n == 2), "{askers:?}");
+    assert_eq!(families_of_peer(&all, 3, 0).len(), 1, "at least one family");
+    assert_eq!(families_of_peer(&all, 3, 99), families_of_peer(&all, 0, 8), "at most all, each once");
+
+    let device = Device::flex();
+    let base = warm_base(&device);
+    let families = vec![Family::Reverse, Family::Compare];
+    let arm = Arm {
+        families_per_peer: Some(1),
+        rl: RlConfig { families, ..swarm_arm(2, 2, 2, None).rl },
+        ..swarm_arm(2, 2, 2, None)
+    };
+    let result = block_on(run_arm(&base, &arm, &device, &mut |_, _| {})).expect("run");
+    // Evaluated on both families although each peer trained on one.
+    assert_eq!(result.heldout_final.len(), 2, "{:?}", result.heldout_final);
 }

@@ -209,6 +209,12 @@ enum Command {
         /// peer given the same K rounds alone from the base is run to compare.
         #[arg(long, value_name = "K")]
         join: Option<u64>,
+        /// With --configs: each peer asks only K of the families (blocks rotating from peer to
+        /// peer, so each family is asked by peers × K / families peers) with the same question
+        /// budget, so each of its families gets more questions per round; the held-out set keeps
+        /// every family.
+        #[arg(long, value_name = "K")]
+        families_per_peer: Option<usize>,
     },
     /// Rewrite the table and plot of an earlier `experiment` from its JSON.
     Report {
@@ -412,6 +418,7 @@ fn run(cli: Cli) -> Result<(), String> {
             curriculum,
             attack,
             join,
+            families_per_peer,
         } => {
             let families = if families.is_empty() { Family::ALL.to_vec() } else { families };
             let bytes = std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
@@ -434,6 +441,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 curriculum: curriculum.then(Curriculum::default),
                 ..RlConfig::default()
             };
+            if let Some(k) = families_per_peer {
+                if configs.is_empty() {
+                    return Err("--families-per-peer needs --configs".into());
+                }
+                if k == 0 || k > families.len() {
+                    return Err(format!(
+                        "--families-per-peer {k}: choose 1 to {} (the families asked)",
+                        families.len()
+                    ));
+                }
+            }
             if !configs.is_empty() {
                 let attack = attack.as_deref().map(parse_attack).transpose()?;
                 if sync_every == 0 || eval_every == 0 {
@@ -466,6 +484,7 @@ fn run(cli: Cli) -> Result<(), String> {
                             heldout: Some((heldout.clone(), eval_every)),
                             attack: if meta { attack } else { None },
                             join: join.filter(|_| meta).map(|k| (rounds.saturating_sub(k), k)),
+                            families_per_peer,
                         });
                     }
                     if let Some(k) = join {
