@@ -162,7 +162,9 @@ pub struct ModelInfo {
     /// Size of that checkpoint file.
     pub bytes: usize,
     /// Greedy accuracy per family on the relay's held-out questions (which no peer trains on);
-    /// absent until the relay has evaluated this version.
+    /// absent until the relay has evaluated this version. Each a fraction in 0..=1: anything else
+    /// (`1e39`, which f32 reads as infinity) is refused when read.
+    #[serde(deserialize_with = "fractions")]
     pub accuracy: BTreeMap<crate::tasks::Family, f32>,
     /// The held-out set, in words.
     pub heldout: String,
@@ -184,4 +186,38 @@ pub struct UpdateAccepted {
     pub version: String,
     /// Updates now waiting for the step.
     pub pending: usize,
+}
+
+/// Reads a map of fractions, refusing any value outside 0..=1 (found by fuzzing: `1e39` read as
+/// an f32 infinity, which JSON cannot write back).
+fn fractions<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<crate::tasks::Family, f32>, D::Error> {
+    let map = BTreeMap::<crate::tasks::Family, f32>::deserialize(deserializer)?;
+    if let Some((family, value)) = map.iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+        return Err(serde::de::Error::custom(format!("accuracy of {family} is {value}, not a fraction from 0 to 1")));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod fraction_tests {
+    use super::*;
+
+    #[test]
+    fn a_model_info_with_an_accuracy_outside_0_to_1_is_refused_naming_it() {
+        let info = |accuracy: &str| {
+            format!(
+                r#"{{"hash":"{h}","number":1,"parent":null,"contributors":[],"updates":2,"url":"/x","bytes":3,
+                "accuracy":{{"add":{accuracy}}},"heldout":"h","syncEvery":10,"minUpdates":2,"pending":0,"recent":[]}}"#,
+                h = "a".repeat(64)
+            )
+        };
+        let fine: ModelInfo = serde_json::from_str(&info("0.25")).expect("a fraction");
+        assert_eq!(fine.accuracy.values().copied().collect::<Vec<_>>(), [0.25]);
+        for bad in ["1e39", "-0.5", "1.5"] {
+            let err = serde_json::from_str::<ModelInfo>(&info(bad)).expect_err(bad).to_string();
+            assert!(err.contains("accuracy of add") && err.contains("not a fraction"), "{bad}: {err}");
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //! - `run`   build the page and serve it with the relay (http://127.0.0.1:8080 by default)
 //! - `build` build the page into `web/dist` (wasm32 `wasm-release` profile + wasm-bindgen + static files)
 //! - `test`  fmt, docs (README, links, `cargo doc`), contracts, clippy (native and wasm32), native
-//!   tests, wasm tests in Chromium, end-to-end tests
+//!   tests, each fuzz target briefly, wasm tests in Chromium, end-to-end tests
 //! - `bench` the kernel benchmarks
+//! - `fuzz`  libFuzzer over every parser of untrusted bytes (`fuzz/`, nightly + cargo-fuzz)
 //! - `dist`  the one-file relay for operators: a release `tabswarm-relay` with the page and the base
 //!   checkpoint inside, its systemd unit and checksums, in `target/dist/`
 //!
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tabswarm_devchain::{Anvil, CHAIN_ID, DEV_KEYS};
 
 mod docs;
+mod fuzz;
 #[cfg(test)]
 mod layers;
 mod tools;
@@ -60,6 +62,17 @@ enum Cmd {
     },
     /// Run the kernel benchmarks and print Markdown tables.
     Bench,
+    /// Fuzz every parser the swarm exposes to untrusted bytes (fuzz/; installs a nightly toolchain
+    /// and cargo-fuzz if missing): each target for --secs seconds (default 60) or --runs executions.
+    Fuzz {
+        #[arg(long, conflicts_with = "runs")]
+        secs: Option<u64>,
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Only these targets (comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+    },
     /// Build the one-file relay for operators into target/dist/: a release tabswarm-relay with the
     /// page and the base checkpoint inside (nothing else to install), a systemd unit, SHA256SUMS.
     Dist,
@@ -73,6 +86,13 @@ fn main() -> ExitCode {
         Cmd::Build => build_page(&root).map(|_| ()),
         Cmd::Test { no_browser } => test(&root, no_browser),
         Cmd::Dist => dist(&root),
+        Cmd::Fuzz { secs, runs, targets } => {
+            let budget = match (secs, runs) {
+                (_, Some(n)) => fuzz::Budget::Runs(n),
+                (s, None) => fuzz::Budget::Seconds(s.unwrap_or(60)),
+            };
+            fuzz::run(&root, &targets, budget).map(|_| ())
+        }
         Cmd::Bench => {
             Step::new("kernel benchmarks", cargo(&root).args(["bench", "-p", "tabswarm-kernels", "--bench", "matmul"]))
                 .run()
@@ -434,6 +454,9 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     .run()?;
     check_rustdoc(root)?;
     Step::new("native tests", cargo(root).args(["test", "--workspace"])).run()?;
+    // Every fuzz target briefly, from its seeds (`cargo xtask fuzz` runs them for longer); installs
+    // a nightly toolchain and cargo-fuzz if missing.
+    fuzz::run(root, &[], fuzz::Budget::Seconds(5))?;
     if no_browser {
         println!("xtask: --no-browser given: skipped the wasm tests in Chromium and the end-to-end tests");
         return Ok(());

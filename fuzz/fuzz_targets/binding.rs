@@ -1,0 +1,7 @@
+//! libFuzzer target: `targets::binding` (see `../targets.rs`). Run with `cargo xtask fuzz`.
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::binding(data));
