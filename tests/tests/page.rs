@@ -845,19 +845,24 @@ async fn a_site_embeds_the_widget_which_asks_first_then_learns_politely() {
     assert!(after < 1000.0, "paused {after:.0} ms after the tab was hidden");
 }
 
+/// Waits (up to 30 s) until the button `id` can be pressed: a new user presses it the moment it can.
+async fn until_enabled(client: &Client, id: &str) -> fantoccini::elements::Element {
+    let button = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !button.is_enabled().await.expect("enabled?") {
+        assert!(Instant::now() < deadline, "#{id} never became usable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    button
+}
+
 /// Loads the page, opens its *Diagnostics* (the GPU checks' lines, which the tests read, are
 /// collapsed there for contributors) and clicks *Run the checks*, which loads the client without
 /// learning: nothing heavy loads before a click.
 async fn open_page(client: &Client, url: &str) {
     client.goto(url).await.expect("load page");
     client.execute("document.getElementById('diagnostics').open = true", vec![]).await.expect("open the diagnostics");
-    let run_checks = client.find(Locator::Id(id::RUN_CHECKS)).await.expect("#run-checks");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !run_checks.is_enabled().await.expect("enabled?") {
-        assert!(Instant::now() < deadline, "Run the checks never became clickable");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    run_checks.click().await.expect("click Run the checks");
+    until_enabled(client, id::RUN_CHECKS).await.click().await.expect("click Run the checks");
 }
 
 #[tokio::test]
@@ -869,12 +874,7 @@ async fn a_click_on_contribute_the_moment_the_page_loads_starts_learning_and_the
     let (_driver, client) = start_browser(&[]).await;
     client.goto(&format!("{}/?n=32&rounds=3", relay.url)).await.expect("load page");
     // As a new user would: the moment the button can be pressed.
-    let contribute = client.find(Locator::Id(id::CONTRIBUTE)).await.expect("#contribute-start");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !contribute.is_enabled().await.expect("enabled?") {
-        assert!(Instant::now() < deadline, "Contribute never became clickable");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let contribute = until_enabled(&client, id::CONTRIBUTE).await;
     // Before the click: what it will take, said, and nothing heavy fetched (no wasm, no model, no
     // swarm: the client's glue, its worker, the relay's bootstrap and its models are all absent).
     let consent = client.find(Locator::Id(id::CONSENT)).await.expect("#consent").text().await.expect("text");
@@ -1050,12 +1050,7 @@ async fn the_page_and_the_widget_work_from_the_keyboard_alone() {
     let relay = start_relay_serving(Some(base_path)).await;
     let (_driver, client) = start_browser(&[]).await;
     client.goto(&format!("{}/?n=32&rounds=3", relay.url)).await.expect("load page");
-    let contribute = client.find(Locator::Id(id::CONTRIBUTE)).await.expect("#contribute-start");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !contribute.is_enabled().await.expect("enabled?") {
-        assert!(Instant::now() < deadline, "Contribute never became usable");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_enabled(&client, id::CONTRIBUTE).await;
 
     // The first Tab stop is Contribute, with a visible focus ring; Enter starts learning, and the
     // focus stays there while it runs (the button says it is busy instead of dropping the focus).
@@ -1124,12 +1119,7 @@ async fn the_page_and_the_widget_work_from_the_keyboard_alone() {
 
     // A button that disables itself hands the focus on: Train on CPU to Stop, Stop to Save.
     client.goto(&format!("{}/?n=32&rounds=10000", relay.url)).await.expect("reload for a long run");
-    let cpu = client.find(Locator::Id(id::TRAIN_CPU)).await.expect("#train-cpu");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cpu.is_enabled().await.expect("enabled?") {
-        assert!(Instant::now() < deadline, "Train on CPU never became usable");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_enabled(&client, id::TRAIN_CPU).await;
     tab_to(&client, id::TRAIN_CPU, 6).await;
     press(&client, Key::Space).await;
     focus_moves_to(&client, id::TRAIN_STOP, "once the run started").await;
