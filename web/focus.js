@@ -8,7 +8,7 @@
 const CONTROLS = 'button, input, select, textarea, a[href], summary';
 
 // Whether `el` can be reached with Tab now: enabled, rendered, not aria-disabled by choice.
-export function canTakeFocus(el) {
+function canTakeFocus(el) {
   if (!el || !el.isConnected || el.disabled || el.closest('[hidden]')) return false;
   if (el.getClientRects().length === 0) return false; // not rendered (a closed <details>, display: none)
   return el.tabIndex >= 0;

@@ -178,10 +178,15 @@ fn build_page(root: &Path) -> Result<PathBuf, XtaskError> {
 pub(crate) const BASE_CHECKPOINT: &str = "checkpoints/base-small-seed1.tswm";
 pub(crate) const BASE_SHA256: &str = "995d4ea45432fdd6b7b06c7ea25002bba08d16b3855fee9798a52cdc01f7f45b";
 
+/// Lower-case hex SHA-256, as `sha256sum` prints it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn base_checkpoint(root: &Path) -> Result<PathBuf, XtaskError> {
     let path = root.join(BASE_CHECKPOINT);
     let bytes = std::fs::read(&path).map_err(|e| XtaskError::io(&path, e))?;
-    let found: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let found = sha256_hex(&bytes);
     if found != BASE_SHA256 {
         return Err(XtaskError::Invalid(format!(
             "{BASE_CHECKPOINT} hashes to {found}, not to {BASE_SHA256}: restore it with `git checkout -- \
@@ -239,8 +244,7 @@ fn dist(root: &Path) -> Result<(), XtaskError> {
     for name in ["tabswarm-relay", "tabswarm-relay.service"] {
         let path = out.join(name);
         let bytes = std::fs::read(&path).map_err(|e| XtaskError::io(&path, e))?;
-        let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        sums.push_str(&format!("{hex}  {name}\n"));
+        sums.push_str(&format!("{}  {name}\n", sha256_hex(&bytes)));
     }
     let sums_path = out.join("SHA256SUMS");
     std::fs::write(&sums_path, sums).map_err(|e| XtaskError::io(&sums_path, e))?;

@@ -291,6 +291,13 @@ pub fn start_alone(binary: &Path) -> Result<(), XtaskError> {
             let _ = tx.send(line);
         }
     });
+    // Drained all along: a full pipe would block the relay's logging, and with it the relay.
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let deadline = Instant::now() + Duration::from_secs(120);
     let serving = loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -301,10 +308,7 @@ pub fn start_alone(binary: &Path) -> Result<(), XtaskError> {
     };
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().map_err(|error| XtaskError::Spawn { program: binary.display().to_string(), error })?;
-    let mut errors = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut errors);
-    }
+    let errors = errors.join().unwrap_or_default();
     let _ = std::fs::remove_dir_all(&alone);
     match serving {
         Some(line) if status.success() => {
