@@ -52,6 +52,10 @@ pub struct SwarmStats {
     /// Swarm-model updates refused since start, by reason (`tabswarm_aggregate::Refusal::kind`).
     #[serde(default)]
     pub updates_refused: BTreeMap<String, u64>,
+    /// Incoming connections refused since start, by reason: `handshakes_full` (more handshakes
+    /// in progress than the relay's `--max-handshakes`) or `peers_full` (`--max-peers` connected).
+    #[serde(default)]
+    pub connections_refused: BTreeMap<String, u64>,
 }
 
 /// One row of `GET /api/leaderboard`: a wallet and what its peers contributed, as the relay's

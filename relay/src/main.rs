@@ -55,6 +55,10 @@ struct Cli {
     /// Most connections the relay accepts (tabs, native peers, relays).
     #[arg(long, env = "TABSWARM_MAX_PEERS", default_value_t = 4096)]
     max_peers: u32,
+    /// Most incoming connections in their handshake at once; more are refused at once (each
+    /// WebRTC handshake holds memory until it ends, so this bounds what a burst of dials costs).
+    #[arg(long, env = "TABSWARM_MAX_HANDSHAKES", default_value_t = tabswarm_relay::swarm::DEFAULT_MAX_HANDSHAKES)]
+    max_handshakes: u32,
     /// Which swarm this relay serves; wallets bind peers to it, relays of one swarm share it.
     #[arg(long, env = "TABSWARM_SWARM_ID", default_value = tabswarm_relay::swarm::DEFAULT_SWARM_ID)]
     swarm_id: String,
@@ -259,6 +263,7 @@ async fn main() -> ExitCode {
             public_ip: cli.public_ip,
             peers: cli.peers,
             max_peers: cli.max_peers,
+            max_handshakes: cli.max_handshakes,
             domain: BindingDomain {
                 chain_id: chain.as_ref().map_or(cli.chain_id.unwrap_or(DEFAULT_CHAIN_ID), Chain::chain_id),
                 verifying_contract: chain.as_ref().map_or(Address::ZERO, Chain::registry),

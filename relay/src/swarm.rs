@@ -22,7 +22,7 @@ use futures::StreamExt;
 use libp2p::Transport as _;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, gossipsub, identify, noise, ping, relay, tcp, yamux};
 use prometheus_client::registry::Registry;
 use tabswarm_protocol::api::{Bootstrap, RelayAddrs, SwarmStats};
@@ -56,6 +56,9 @@ pub struct SwarmConfig {
     pub peers: Vec<Multiaddr>,
     /// Most connections accepted from others.
     pub max_peers: u32,
+    /// Most incoming connections in their handshake at once (noise over TCP; ICE, DTLS and noise
+    /// over WebRTC, each of which holds memory until it ends); more are refused at once.
+    pub max_handshakes: u32,
     /// What bindings must name (swarm, chain, registry; the relay domain only for bindings posted
     /// to this relay — ones arriving over gossip were checked by the relay they name).
     pub domain: BindingDomain,
@@ -77,6 +80,7 @@ impl SwarmConfig {
             public_ip: None,
             peers: Vec::new(),
             max_peers: 4096,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
             domain: BindingDomain {
                 chain_id: DEFAULT_CHAIN_ID,
                 verifying_contract: alloy_primitives::Address::ZERO,
@@ -96,6 +100,10 @@ pub const DEFAULT_SWARM_ID: &str = "tabswarm";
 pub const DEFAULT_CHAIN_ID: u64 = 1;
 /// Contribution round length unless told otherwise.
 pub const DEFAULT_ROUND_SECS: u64 = 600;
+/// Handshakes in progress at once unless told otherwise: enough for a crowd of tabs arriving
+/// together (a handshake takes well under a second on loopback, a few round trips on the
+/// internet), few enough that a burst of dials cannot hold a small VPS's memory.
+pub const DEFAULT_MAX_HANDSHAKES: u32 = 64;
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -229,6 +237,9 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
     if config.round_secs == 0 {
         return Err(StartError::Swarm("--round-secs must be at least 1".into()));
     }
+    if config.max_handshakes == 0 {
+        return Err(StartError::Swarm("--max-handshakes must be at least 1 (0 would refuse every connection)".into()));
+    }
     if let Some(addr) = config.peers.iter().find(|a| gossip::peer_id_of(a).is_none()) {
         return Err(StartError::Swarm(format!(
             "--peer {addr} does not end in /p2p/<peer id>; copy the other relay's address from its /api/bootstrap"
@@ -242,6 +253,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
     let certificate = identity.certificate.clone();
     let keypair = identity.keypair.clone();
     let max_peers = config.max_peers;
+    let max_handshakes = config.max_handshakes;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -262,6 +274,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
             gossipsub.subscribe(&gossip::topic())?;
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established_incoming(Some(max_peers))
+                .with_max_pending_incoming(Some(max_handshakes))
                 .with_max_established_per_peer(Some(2));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
@@ -526,6 +539,15 @@ impl EventLoop {
                 self.metrics.connected.set(self.swarm.network_info().num_peers() as i64);
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "swarm listening"),
+            SwarmEvent::IncomingConnectionError { error: ListenError::Denied { cause }, send_back_addr, .. } => {
+                if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+                    // `Exceeded` does not expose which limit; its message names it.
+                    let message = exceeded.to_string();
+                    let kind = if message.contains("pending") { "handshakes_full" } else { "peers_full" };
+                    tracing::debug!(from = %send_back_addr, "incoming connection refused: {message}");
+                    self.tally.connection_refused(kind);
+                }
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {error}");
             }
@@ -687,5 +709,74 @@ mod tests {
         config.peers = vec!["/ip4/127.0.0.1/tcp/9091".parse().expect("addr")];
         let err = start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string();
         assert!(err.contains("--peer /ip4/127.0.0.1/tcp/9091 does not end in /p2p/<peer id>"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_handshake_limit_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = SwarmConfig::local(dir.path().to_path_buf());
+        config.max_handshakes = 0;
+        let err = start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string();
+        assert!(err.contains("--max-handshakes must be at least 1"), "{err}");
+    }
+
+    /// Dials that never finish their handshake hold a slot each; past `max_handshakes` the relay
+    /// closes new ones at once and counts them, and a freed slot is usable again.
+    #[tokio::test]
+    async fn handshakes_beyond_the_limit_are_refused_at_once_and_counted() {
+        use tokio::io::AsyncReadExt;
+        use tokio::net::TcpStream;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = SwarmConfig::local(dir.path().to_path_buf());
+        config.max_handshakes = 2;
+        let (handle, event_loop) = start(&config, Ledger::in_memory().expect("ledger")).await.expect("start");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let node = tokio::spawn(event_loop.run(async move {
+            let _ = stopped.await;
+        }));
+        let bootstrap = handle.bootstrap().await.expect("bootstrap");
+        let tcp: Multiaddr =
+            bootstrap.addrs.iter().find(|a| a.contains("/tcp/")).expect("a TCP address").parse().expect("addr");
+        let port = tcp
+            .iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .expect("port");
+        let dial = || TcpStream::connect(("127.0.0.1", port));
+        // Closed by the relay: the read ends (EOF or reset) instead of waiting for a handshake.
+        let closed = |mut s: TcpStream| async move {
+            let mut buf = [0u8; 64];
+            matches!(tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        };
+        let mut silent_a = dial().await.expect("dial");
+        let silent_b = dial().await.expect("dial");
+        // Let the relay register both as handshakes in progress.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(closed(dial().await.expect("dial")).await, "a third handshake is refused at once");
+        let stats = handle.stats().await.expect("stats");
+        assert_eq!(stats.connections_refused.get("handshakes_full"), Some(&1), "{stats:?}");
+        assert_eq!(stats.connections_refused.get("peers_full"), Some(&0), "{stats:?}");
+
+        // The two silent dials are still waiting for their handshake, not closed.
+        let mut buf = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), silent_a.read(&mut buf)).await.is_err(),
+            "a handshake within the limit is left to finish"
+        );
+        // Freeing a slot lets the next dial in.
+        drop(silent_a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut next = dial().await.expect("dial");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), next.read(&mut buf)).await.is_err(),
+            "a dial after a slot was freed is let in"
+        );
+        assert_eq!(handle.stats().await.expect("stats").connections_refused.get("handshakes_full"), Some(&1));
+        drop(silent_b);
+        let _ = stop.send(());
+        node.await.expect("the node stops");
     }
 }

@@ -17,7 +17,11 @@ pub struct Tally {
     last_minute: PerMinute,
     rejected: BTreeMap<String, u64>,
     duplicates: u64,
+    connections_refused: BTreeMap<String, u64>,
 }
+
+/// Why an incoming connection was refused (`/api/swarm`'s `connections_refused`).
+pub const CONNECTION_REFUSAL_KINDS: [&str; 2] = ["handshakes_full", "peers_full"];
 
 impl Default for Tally {
     fn default() -> Self {
@@ -26,6 +30,7 @@ impl Default for Tally {
             last_minute: PerMinute::default(),
             rejected: REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
             duplicates: 0,
+            connections_refused: CONNECTION_REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
         }
     }
 }
@@ -49,12 +54,17 @@ impl Tally {
         self.duplicates += 1;
     }
 
+    pub fn connection_refused(&mut self, kind: &str) {
+        *self.connections_refused.entry(kind.to_owned()).or_default() += 1;
+    }
+
     pub fn snapshot(&self) -> SwarmStats {
         SwarmStats {
             rollouts_per_minute: self.last_minute.total(),
             rollouts_total: self.total,
             rejected: self.rejected.clone(),
             duplicates: self.duplicates,
+            connections_refused: self.connections_refused.clone(),
             ..SwarmStats::default()
         }
     }

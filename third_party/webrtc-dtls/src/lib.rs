@@ -33,6 +33,14 @@ pub(crate) fn find_matching_srtp_profile(
     b: &[SrtpProtectionProfile],
 ) -> Result<SrtpProtectionProfile, ()> {
     for a_profile in a {
+        // Tabswarm patch: never agree to SRTP_AEAD_AES_256_GCM, as server (choosing from the
+        // client's list) or client (accepting the server's choice). webrtc-srtp 0.14 derives its
+        // keys with AES-128 only and panics on that profile's 32-byte master key
+        // (webrtc-rs/webrtc#656, #661); clients on libdatachannel (js-libp2p) prefer it, so every
+        // such dial panicked a relay task. See third_party/README.md.
+        if *a_profile == SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm {
+            continue;
+        }
         for b_profile in b {
             if a_profile == b_profile {
                 return Ok(*a_profile);
