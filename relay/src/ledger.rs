@@ -109,9 +109,22 @@ pub enum BindRefusal {
     PeerTaken { peer_id: String, bound: Address, claimed: Address, expires_at: u64 },
     #[error("the ledger cannot be written: {0}")]
     Storage(String),
+    /// The disk holding the ledger is full: nothing was stored, what was stored before is kept.
+    #[error("the relay's disk is full: the binding was not stored; try again later")]
+    DiskFull,
 }
 
 impl BindRefusal {
+    /// A failed statement: a full disk (or database) is told apart, the rest is a storage fault.
+    fn from_sqlite(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            tracing::error!("ledger: the disk is full ({e}); bindings are refused until there is room");
+            Self::DiskFull
+        } else {
+            Self::Storage(e.to_string())
+        }
+    }
+
     /// A short, stable name for the reason.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -119,6 +132,7 @@ impl BindRefusal {
             BindRefusal::NonceReused { .. } => "nonce_reused",
             BindRefusal::PeerTaken { .. } => "peer_taken",
             BindRefusal::Storage(_) => "storage",
+            BindRefusal::DiskFull => "disk_full",
         }
     }
 }
@@ -226,6 +240,14 @@ impl Ledger {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Forbids the database to grow past its present size, as a full disk would (tests).
+    #[cfg(test)]
+    pub(crate) fn fill_the_disk(&self) {
+        let conn = self.lock();
+        let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        let _: u64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0)).expect("cap");
+    }
+
     /// The schema version the file is at (what the migration tests check).
     #[cfg(test)]
     pub(crate) fn schema_version(&self) -> i64 {
@@ -239,13 +261,13 @@ impl Ledger {
         let b = &signed.binding;
         let (addr, nonce) = (address.to_checksum(None), b.nonce.to_string());
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| BindRefusal::Storage(e.to_string()))?;
+        let tx = conn.transaction().map_err(BindRefusal::from_sqlite)?;
         let current: Option<(String, String, u64)> = tx
             .query_row("SELECT address, nonce, expires_at FROM bindings WHERE peer_id = ?1", [&b.peer_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
-            .map_err(|e| BindRefusal::Storage(e.to_string()))?;
+            .map_err(BindRefusal::from_sqlite)?;
         if let Some((bound, bound_nonce, expires_at)) = &current {
             if *bound == addr && *bound_nonce == nonce {
                 return Ok(Bound::Known(address));
@@ -261,7 +283,7 @@ impl Ledger {
         }
         let fresh = tx
             .execute("INSERT OR IGNORE INTO used_nonces (address, nonce) VALUES (?1, ?2)", params![addr, nonce])
-            .map_err(|e| BindRefusal::Storage(e.to_string()))?;
+            .map_err(BindRefusal::from_sqlite)?;
         if fresh == 0 {
             return Err(BindRefusal::NonceReused { address, nonce });
         }
@@ -273,8 +295,8 @@ impl Ledger {
                  chain_id = ?6, signed = ?7, received_at = ?8, chain_tx = NULL",
             params![b.peer_id, addr, nonce, b.issued_at, b.expires_at, b.chain_id, json, now],
         )
-        .map_err(|e| BindRefusal::Storage(e.to_string()))?;
-        tx.commit().map_err(|e| BindRefusal::Storage(e.to_string()))?;
+        .map_err(BindRefusal::from_sqlite)?;
+        tx.commit().map_err(BindRefusal::from_sqlite)?;
         Ok(Bound::New(address))
     }
 

@@ -70,6 +70,10 @@ pub async fn post(
                 BindRefusal::Invalid(_) => StatusCode::BAD_REQUEST,
                 BindRefusal::NonceReused { .. } | BindRefusal::PeerTaken { .. } => StatusCode::CONFLICT,
                 BindRefusal::Storage(e) => return Err(storage(e.clone())),
+                // Recording the refusal would need the room that is missing.
+                BindRefusal::DiskFull => {
+                    return Err(HttpError::api(StatusCode::INSUFFICIENT_STORAGE, refusal.kind(), refusal.to_string()));
+                }
             };
             ledger.reject(Some(&peer_id), refusal.kind(), &refusal.to_string(), now);
             Err(HttpError::api(status, refusal.kind(), refusal.to_string()))

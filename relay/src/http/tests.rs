@@ -286,6 +286,33 @@ async fn api_error(response: Response) -> tabswarm_protocol::api::ApiError {
 }
 
 #[tokio::test]
+async fn a_binding_posted_while_the_disk_is_full_gets_507_naming_it() {
+    use crate::ledger::tests::{bind_as, wallet};
+    use libp2p::identity::Keypair;
+    let dir = site();
+    let state = state(dir.path());
+    let ledger = state.ledger.clone().expect("ledger");
+    let router = app(state);
+    let now = crate::swarm::unix_now();
+    ledger.fill_the_disk();
+    let mut refused = None;
+    for nonce in 1..=200u8 {
+        let signed =
+            serde_json::to_string(&bind_as(&wallet(1), &Keypair::generate_ed25519(), nonce, now)).expect("json");
+        let response = post_json(router.clone(), "/api/bindings", signed).await;
+        if response.status() != StatusCode::CREATED {
+            refused = Some(response);
+            break;
+        }
+    }
+    let response = refused.expect("the full ledger refuses a binding");
+    assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let error = api_error(response).await;
+    assert_eq!(error.error, "disk_full");
+    assert!(error.message.contains("disk is full") && error.message.contains("try again later"), "{error:?}");
+}
+
+#[tokio::test]
 async fn a_binding_posted_over_http_is_stored_and_refusals_say_why() {
     use crate::ledger::tests::{bind_as, scored, wallet};
     use libp2p::identity::Keypair;

@@ -181,6 +181,49 @@ fn the_ledger_file_is_wal_migrated_and_survives_a_reopen() {
     assert_eq!(ledger.leaderboard().expect("board")[0].rollouts, 2);
 }
 
+/// A full disk, as SQLite meets it (SQLITE_FULL: here the file may not grow past its size):
+/// a new binding is refused with `disk_full`, nothing stored before is lost, the file stays
+/// sound, and once there is room again (a reopen lifts the cap) bindings are stored again.
+#[test]
+fn a_full_disk_refuses_new_bindings_keeps_the_stored_ones_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join(LEDGER_FILE);
+    let alice = wallet(1);
+    let peers: Vec<Keypair> = (0..400).map(|_| Keypair::generate_ed25519()).collect();
+    let id = |p: &Keypair| p.public().to_peer_id().to_string();
+    let stored = {
+        let ledger = Ledger::open(&path).expect("open");
+        ledger.bind(&bind_as(&alice, &peers[0], 0, NOW), &domain(), NOW).expect("bind");
+        ledger.record(1, &id(&peers[0]), &[scored(&id(&peers[0]), 1)], NOW).expect("record");
+        ledger.fill_the_disk();
+        let mut stored = 1;
+        let refusal = loop {
+            let peer = &peers[stored];
+            match ledger.bind(&bind_as(&alice, peer, (stored % 250) as u8 + 1, NOW), &domain(), NOW) {
+                Ok(_) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < peers.len(), "the capped file never filled");
+        };
+        assert_eq!(refusal, BindRefusal::DiskFull);
+        assert_eq!(refusal.kind(), "disk_full");
+        assert!(refusal.to_string().contains("disk is full"), "{refusal}");
+        // Reads go on while the disk is full.
+        assert_eq!(ledger.address_of(&id(&peers[0]), NOW), Ok(Address::from_private_key(&alice)));
+        stored
+    };
+    let ledger = Ledger::open(&path).expect("reopen");
+    let check: String = ledger.lock().query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+    assert_eq!(check, "ok");
+    for peer in &peers[..stored] {
+        assert_eq!(ledger.address_of(&id(peer), NOW), Ok(Address::from_private_key(&alice)), "a stored binding");
+    }
+    assert!(ledger.address_of(&id(&peers[stored]), NOW).is_err(), "the refused binding was not half-stored");
+    assert_eq!(ledger.leaderboard().expect("board")[0].rollouts, 2);
+    let retry = bind_as(&alice, &peers[stored], 251, NOW);
+    assert!(matches!(ledger.bind(&retry, &domain(), NOW), Ok(Bound::New(_))), "with room again it is stored");
+}
+
 #[test]
 fn a_ledger_from_a_newer_relay_is_refused_and_left_as_it_is() {
     let dir = tempfile::tempdir().expect("dir");
