@@ -702,21 +702,23 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_peer_address_without_its_peer_id_is_refused_at_start() {
+    /// What `start` says when the local config, changed by `change`, is refused.
+    async fn refused_at_start(change: impl FnOnce(&mut SwarmConfig)) -> String {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = SwarmConfig::local(dir.path().to_path_buf());
-        config.peers = vec!["/ip4/127.0.0.1/tcp/9091".parse().expect("addr")];
-        let err = start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string();
+        change(&mut config);
+        start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string()
+    }
+
+    #[tokio::test]
+    async fn a_peer_address_without_its_peer_id_is_refused_at_start() {
+        let err = refused_at_start(|c| c.peers = vec!["/ip4/127.0.0.1/tcp/9091".parse().expect("addr")]).await;
         assert!(err.contains("--peer /ip4/127.0.0.1/tcp/9091 does not end in /p2p/<peer id>"), "{err}");
     }
 
     #[tokio::test]
     async fn no_handshake_limit_is_refused_at_start() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = SwarmConfig::local(dir.path().to_path_buf());
-        config.max_handshakes = 0;
-        let err = start(&config, Ledger::in_memory().expect("ledger")).await.expect_err("refused").to_string();
+        let err = refused_at_start(|c| c.max_handshakes = 0).await;
         assert!(err.contains("--max-handshakes must be at least 1"), "{err}");
     }
 
@@ -738,13 +740,7 @@ mod tests {
         let bootstrap = handle.bootstrap().await.expect("bootstrap");
         let tcp: Multiaddr =
             bootstrap.addrs.iter().find(|a| a.contains("/tcp/")).expect("a TCP address").parse().expect("addr");
-        let port = tcp
-            .iter()
-            .find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-            .expect("port");
+        let port = tcp.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None }).expect("port");
         let dial = || TcpStream::connect(("127.0.0.1", port));
         let refused = || async { handle.stats().await.expect("stats").connections_refused["handshakes_full"] };
         // Whether the relay closed the socket (EOF or reset) within `wait`; a dial left to its
