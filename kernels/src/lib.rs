@@ -14,6 +14,8 @@ pub mod gpu;
 pub mod matmul;
 pub mod shaders;
 pub mod testing;
+#[cfg(feature = "fused")]
+pub mod work;
 
 pub use gpu::{GpuContext, KernelError};
 pub use matmul::{MatmulKernel, MatmulShape, PreparedMatmul, matmul_reference};

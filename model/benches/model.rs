@@ -5,12 +5,19 @@
 //! docs/benchmarks.md. `TABSWARM_BENCH_BACKENDS=flex` limits the backends (`flex,wgpu` default);
 //! `TABSWARM_BENCH_UNCACHED=0` skips the runs without the KV cache (minutes per row on a software
 //! adapter, where each new token recomputes the whole prefix).
+//!
+//! Each backend's section starts with the device work counted per prefill, per generated token
+//! and per training step (kernel dispatches, readbacks, uploads; `tabswarm_kernels::work`): counts
+//! do not depend on the machine, so they are the figure to compare before and after a change to
+//! the GPU path, wherever it was measured. `TABSWARM_BENCH_COUNTS_ONLY=1` prints only those (they
+//! are the same in any build profile: `cargo bench --profile dev …` gives them in seconds).
 
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
 use pollster::block_on;
+use tabswarm_kernels::work::{DeviceWork, WorkMeter};
 use tabswarm_model::tokenizer::BOS;
 use tabswarm_model::{ModelConfig, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate};
 
@@ -63,13 +70,23 @@ fn main() {
     for (name, device) in devices() {
         device.seed(1);
         let model = config.init(&device).expect("config");
+        count_work(name, &model, &device);
+        if std::env::var("TABSWARM_BENCH_COUNTS_ONLY").is_ok_and(|v| v == "1") {
+            continue;
+        }
         println!("\n### Generation on {name} ({:.2}M parameters)\n", model.num_params() as f64 / 1e6);
         println!("| prefix | ms/token with KV cache | ms/token without | speed-up |");
         println!("|---:|---:|---:|---:|");
         // One whole generation first: the decode-step kernels (cached attention, sampling) compile
         // on first use, which would otherwise land in the first row.
-        let sampling =
-            SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: NEW_TOKENS, seed: 0, use_kv_cache: true };
+        let sampling = SamplingConfig {
+            temperature: 0.0,
+            top_k: 0,
+            max_new_tokens: NEW_TOKENS,
+            seed: 0,
+            use_kv_cache: true,
+            read_every: 0,
+        };
         block_on(generate(&model, &prompt_batch(PREFIXES[0]), &sampling, &device)).expect("warm-up");
         for prefix in PREFIXES {
             let prompts = prompt_batch(prefix);
@@ -79,8 +96,14 @@ fn main() {
                 if !use_kv_cache && !uncached {
                     continue;
                 }
-                let sampling =
-                    SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: NEW_TOKENS, seed: 0, use_kv_cache };
+                let sampling = SamplingConfig {
+                    temperature: 0.0,
+                    top_k: 0,
+                    max_new_tokens: NEW_TOKENS,
+                    seed: 0,
+                    use_kv_cache,
+                    read_every: 0,
+                };
                 // Prefill alone (one new token), to subtract it from the full run.
                 let one = SamplingConfig { max_new_tokens: 1, ..sampling.clone() };
                 block_on(generate(&model, &prompts, &one, &device)).expect("warm-up");
@@ -130,4 +153,83 @@ fn main() {
             tokens as f64 / seconds
         );
     }
+}
+
+/// `D dispatches · R readbacks · U uploads` (per unit, to one decimal where it is not whole).
+fn work_cell(work: DeviceWork, per: u64) -> String {
+    let [d, r, u] = work.per(per);
+    let fmt = |x: f64| if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.1}") };
+    format!("{} · {} · {}", fmt(d), fmt(r), fmt(u))
+}
+
+/// Counts what a prefill, a generated token and a training step cost the device (steady state:
+/// after a warm-up, a generated token as the difference between runs of `NEW_TOKENS` and one new
+/// token, a step as the mean of five after the optimiser's state exists).
+fn count_work(name: &str, model: &tabswarm_model::Model, device: &Device) {
+    // Greedy; the loop stops early only once every row has drawn EOS, so a generated token's
+    // cost is divided by the steps the loop really ran.
+    let prompts = prompt_batch(PREFIXES[0]);
+    let run = |n: usize| {
+        let config = SamplingConfig {
+            temperature: 0.0,
+            top_k: 0,
+            max_new_tokens: n,
+            seed: 0,
+            use_kv_cache: true,
+            read_every: 0,
+        };
+        let meter = WorkMeter::start();
+        let out = block_on(generate(model, &prompts, &config, device)).expect("generate");
+        (meter.read(), out.iter().map(Vec::len).max().unwrap_or(0) as u64)
+    };
+    run(2);
+    let (one, _) = run(1);
+    let (all, steps) = run(NEW_TOKENS);
+    let train_model = ModelSize::Default.config().init(device).expect("config");
+    let batch = addition_batch(1).expect("batch");
+    let mut trainer = Trainer::new(train_model, TrainConfig::default(), device);
+    block_on(trainer.step(&batch)).expect("warm-up step");
+    let meter = WorkMeter::start();
+    for _ in 0..5 {
+        block_on(trainer.step(&batch)).expect("step");
+    }
+    let step = meter.read();
+    let [forward, backward, optimizer] = step_parts(device, &batch);
+    println!("\n### Device work on {name} (dispatches · readbacks · uploads)\n");
+    println!(
+        "| prefill ({} tokens × {BATCH} rows) + first draw | per generated token | per training step (16 additions) |",
+        PREFIXES[0]
+    );
+    println!("|---|---|---|");
+    println!("| {} | {} | {} |", work_cell(one, 1), work_cell(all - one, steps.saturating_sub(1)), work_cell(step, 5));
+    println!(
+        "\nA training step's parts: loss (forward) {}, backward {}, optimiser (clipping + AdamW) {}",
+        work_cell(forward, 1),
+        work_cell(backward, 1),
+        work_cell(optimizer, 1)
+    );
+}
+
+/// A training step taken apart as [`Trainer::step`] runs it (AdamW, weight decay 0.01, gradients
+/// clipped by norm 1.0), counted on its third step, once the optimiser's state exists.
+fn step_parts(device: &Device, batch: &tabswarm_model::TokenBatch) -> [DeviceWork; 3] {
+    use burn::optim::grad_clipping::GradientClippingConfig;
+    use burn::optim::{AdamWConfig, GradientsParams};
+    let device = device.clone().autodiff();
+    let mut model = ModelSize::Default.config().init(&device).expect("config").train();
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(0.01)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let mut parts = [DeviceWork::default(); 3];
+    for _ in 0..3 {
+        let meter = WorkMeter::start();
+        let loss = tabswarm_model::batch::batch_loss(&model, batch, &device).expect("loss");
+        let forward = meter.read();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward = meter.read();
+        model = optimizer.step(3e-4, model, grads);
+        parts = [forward, backward - forward, meter.read() - backward];
+    }
+    parts
 }

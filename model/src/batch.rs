@@ -82,6 +82,7 @@ impl TokenBatch {
         if !weights.iter().all(|w| w.is_finite()) {
             return Err(ModelError::InvalidBatch("weights must be finite".into()));
         }
+        tabswarm_kernels::work::note_upload();
         let weights = Tensor::from_data(TensorData::new(weights, [rows, len - 1]), device);
         // Token-level normalisation: the mean over trained tokens (at least one, to stay finite).
         Ok((token_tensor(&inputs, device)?, token_tensor(&targets, device)?, weights, trained.max(1) as f32))

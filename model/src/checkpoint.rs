@@ -132,6 +132,7 @@ pub async fn save_async(model: &Model, config: &ModelConfig, step: u64) -> Resul
     model.visit(&mut collect);
     let mut values = VecDeque::with_capacity(collect.0.len());
     for (id, tensor) in collect.0 {
+        tabswarm_kernels::work::note_readback();
         let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
         values.push_back((id, data));
     }

@@ -6,10 +6,10 @@
 //! (seed, row, position), so the same seed gives the same tokens on the same backend.
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use tabswarm_kernels::fused::{SampleSettings, sample_tokens};
 
-use super::tokenizer::{EOS, PAD};
+use super::tokenizer::EOS;
 use super::{KvCache, Model, ModelError, read_ints, token_tensor};
 
 /// How to draw completions.
@@ -25,11 +25,16 @@ pub struct SamplingConfig {
     pub seed: u64,
     /// Reuse keys/values of earlier positions (on by default; off only to measure its worth).
     pub use_kv_cache: bool,
+    /// Tokens drawn between two readbacks of the drawn ids (which is when generation can notice
+    /// that every row has finished). 0: chosen for the device — every token on the CPU backend,
+    /// where a readback costs nothing and a step past the end costs a step;
+    /// [`GPU_TOKENS_PER_READBACK`] on a GPU, where each readback makes the host wait.
+    pub read_every: usize,
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, max_new_tokens: 32, seed: 0, use_kv_cache: true }
+        Self { temperature: 1.0, top_k: 0, max_new_tokens: 32, seed: 0, use_kv_cache: true, read_every: 0 }
     }
 }
 
@@ -45,8 +50,21 @@ impl SamplingConfig {
     }
 }
 
+/// Tokens drawn between two readbacks on a GPU (wgpu, WebGPU) when [`SamplingConfig::read_every`]
+/// is 0. Each readback makes the host wait for the device; between them the drawn ids stay on the
+/// device and are fed straight back. Reading every 8 tokens costs at most 7 steps past the moment
+/// every row has drawn EOS; task answers are a few tokens long, so most generations end within
+/// one or two windows.
+pub const GPU_TOKENS_PER_READBACK: usize = 8;
+
 /// Continues every prompt (all of the same length) and returns the new tokens of each, ending
 /// with EOS where the model produced one.
+///
+/// The drawn ids stay on the device and are fed back from there; they are read back every
+/// [`SamplingConfig::read_every`] tokens (and at the end) to see whether every row has finished.
+/// A row that has drawn EOS keeps being computed until then, and what it draws after EOS is
+/// dropped: rows do not see each other, so the tokens returned do not depend on how often the
+/// host reads.
 pub async fn generate(
     model: &Model,
     prompts: &[Vec<u32>],
@@ -64,42 +82,54 @@ pub async fn generate(
     if prompt_len > model.max_seq_len() {
         return Err(ModelError::TooLong { len: prompt_len, max: model.max_seq_len() });
     }
+    let read_every = match config.read_every {
+        0 if tabswarm_kernels::fused::runs_fused(device) => GPU_TOKENS_PER_READBACK,
+        0 => 1,
+        n => n,
+    };
     let top_k = u32::try_from(config.top_k).unwrap_or(u32::MAX);
     let mut completions = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
     // Room for the prompt and every new token (the last drawn is never fed back).
     let mut cache = KvCache::with_capacity(prompt_len + config.max_new_tokens);
-    let mut sequences: Vec<Vec<u32>> = prompts.to_vec();
     let vocab = model.vocab_size();
+    // The most new tokens: the last one drawn fills the context (and a prompt that fills it
+    // alone still gets one, which is never fed back).
+    let steps = config.max_new_tokens.min((model.max_seq_len() - prompt_len).max(1));
+    // Drawn on the device and not read yet: one `[batch]` tensor per step.
+    let mut unread: Vec<Tensor<1, Int>> = Vec::with_capacity(read_every);
 
-    for step in 0..config.max_new_tokens {
-        let logits =
-            if config.use_kv_cache { model.forward_cached(input, &mut cache)? } else { model.forward(input)? };
+    for step in 0..steps {
+        let logits = if config.use_kv_cache {
+            model.forward_cached(input.clone(), &mut cache)?
+        } else {
+            model.forward(input.clone())?
+        };
         let [_, seq, _] = logits.dims();
         let last = logits.slice([0..batch, seq - 1..seq, 0..vocab]).reshape([batch, vocab]);
         let settings = SampleSettings { temperature: config.temperature, top_k, seed: config.seed, step: step as u32 };
-        let drawn = read_ints(sample_tokens(last, settings)).await?;
-        let mut next = Vec::with_capacity(batch);
-        for row in 0..batch {
-            let token = if finished[row] {
-                PAD
-            } else {
-                let token = drawn[row];
-                completions[row].push(token);
-                finished[row] = token == EOS;
-                token
-            };
-            next.push(token);
-            sequences[row].push(token);
+        let drawn = sample_tokens(last, settings);
+        unread.push(drawn.clone());
+        let last_step = step + 1 == steps;
+        if unread.len() == read_every || last_step {
+            let ids = read_ints(Tensor::cat(std::mem::take(&mut unread), 0)).await?;
+            for drawn in ids.chunks(batch) {
+                for (row, &token) in drawn.iter().enumerate() {
+                    if !finished[row] {
+                        completions[row].push(token);
+                        finished[row] = token == EOS;
+                    }
+                }
+            }
+            if finished.iter().all(|&f| f) {
+                break;
+            }
         }
-        if finished.iter().all(|&f| f) || sequences[0].len() >= model.max_seq_len() {
+        if last_step {
             break;
         }
-        input = if config.use_kv_cache {
-            token_tensor(&next.iter().map(|&t| vec![t]).collect::<Vec<_>>(), device)?
-        } else {
-            token_tensor(&sequences, device)?
-        };
+        let next = drawn.reshape([batch, 1]);
+        input = if config.use_kv_cache { next } else { Tensor::cat(vec![input, next], 1) };
     }
     Ok(completions)
 }

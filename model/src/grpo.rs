@@ -125,6 +125,7 @@ pub fn grpo_loss(
         )));
     }
     let advantages: Vec<f32> = batch.advantages.iter().flat_map(|&a| std::iter::repeat_n(a, len)).collect();
+    tabswarm_kernels::work::note_upload();
     let advantages = Tensor::from_data(TensorData::new(advantages, [rows, len]), device);
     let log_probs = token_log_probs(model, inputs.clone(), targets.clone())?;
     let old = log_probs.clone().detach();

@@ -17,10 +17,11 @@ pub mod train;
 pub mod transformer;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use tabswarm_kernels::work::{note_readback, note_upload};
 
 pub use batch::TokenBatch;
 pub use checkpoint::{CheckpointError, CheckpointHeader};
-pub use generate::{SamplingConfig, generate};
+pub use generate::{GPU_TOKENS_PER_READBACK, SamplingConfig, generate};
 pub use grpo::{GrpoBatch, GrpoConfig, group_advantages};
 pub use tokenizer::{TOKENIZER_VERSION, TokenizeError, Tokenizer};
 pub use train::{StepStats, TrainConfig, Trainer};
@@ -59,11 +60,13 @@ pub(crate) fn token_tensor(rows: &[Vec<u32>], device: &Device) -> Result<Tensor<
         )));
     }
     let values: Vec<i64> = rows.iter().flatten().map(|&t| i64::from(t)).collect();
+    note_upload();
     Ok(Tensor::from_ints(TensorData::new(values, [rows.len(), len]), device))
 }
 
 /// Reads token ids back to the host without blocking.
 pub(crate) async fn read_ints(tensor: Tensor<1, Int>) -> Result<Vec<u32>, ModelError> {
+    note_readback();
     let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
     let ids: Vec<i64> = data.convert::<i64>().iter::<i64>().collect();
     ids.into_iter()
@@ -73,6 +76,7 @@ pub(crate) async fn read_ints(tensor: Tensor<1, Int>) -> Result<Vec<u32>, ModelE
 
 /// Reads a float tensor back to the host without blocking.
 pub(crate) async fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    note_readback();
     let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
     Ok(data.iter::<f32>().collect())
 }

@@ -25,6 +25,7 @@ pub async fn flatten(model: &Model) -> Result<Vec<f32>, ModelError> {
     model.visit(&mut collect);
     let mut flat = Vec::with_capacity(parameter_count(model));
     for tensor in collect.0 {
+        tabswarm_kernels::work::note_readback();
         let data = tensor.into_data_async().await.map_err(|e| ModelError::Readback(format!("{e:?}")))?;
         flat.extend(data.iter::<f32>());
     }
@@ -61,6 +62,7 @@ pub fn load_flat(model: Model, flat: &[f32]) -> Result<Model, ModelError> {
                 let dims = tensor.dims();
                 let require_grad = tensor.is_require_grad();
                 let device = tensor.device();
+                tabswarm_kernels::work::note_upload();
                 Tensor::<1>::from_data(TensorData::new(values.to_vec(), [len]), &device)
                     .reshape(dims)
                     .set_require_grad(require_grad)

@@ -136,7 +136,8 @@ fn generation_is_reproducible_and_respects_limits() {
     let device = cpu();
     let model = model_on(&device, 4);
     let prompts = vec![vec![BOS, 10, 11]; 3];
-    let config = SamplingConfig { temperature: 1.0, top_k: 8, max_new_tokens: 10, seed: 42, use_kv_cache: true };
+    let config =
+        SamplingConfig { temperature: 1.0, top_k: 8, max_new_tokens: 10, seed: 42, use_kv_cache: true, read_every: 0 };
     let first = block_on(generate(&model, &prompts, &config, &device)).expect("generate");
     let second = block_on(generate(&model, &prompts, &config, &device)).expect("generate");
     assert_eq!(first, second, "same seed, same tokens");
@@ -162,7 +163,8 @@ fn greedy_generation_is_the_same_with_and_without_the_cache() {
     let device = cpu();
     let model = model_on(&device, 5);
     let prompts = vec![vec![BOS, 20, 21, 22], vec![BOS, 30, 31, 32]];
-    let cached = SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: 12, seed: 0, use_kv_cache: true };
+    let cached =
+        SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: 12, seed: 0, use_kv_cache: true, read_every: 0 };
     let uncached = SamplingConfig { use_kv_cache: false, ..cached.clone() };
     let a = block_on(generate(&model, &prompts, &cached, &device)).expect("cached");
     let b = block_on(generate(&model, &prompts, &uncached, &device)).expect("uncached");
@@ -404,13 +406,129 @@ fn fused_loss_and_gradients_on_wgpu_match_the_cpu_reference() {
 fn generation_on_wgpu_matches_the_cpu_and_is_reproducible() {
     let Some((on_cpu, on_gpu, gpu)) = same_model_on_gpu_and_cpu(12) else { return };
     let prompts = vec![vec![BOS, 20, 21, 22], vec![BOS, 30, 31, 32], vec![BOS, 5, 6, 7]];
-    let greedy = SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: 12, seed: 0, use_kv_cache: true };
+    let greedy =
+        SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: 12, seed: 0, use_kv_cache: true, read_every: 0 };
     let on_cpu_tokens = block_on(generate(&on_cpu, &prompts, &greedy, &cpu())).expect("cpu");
     let on_gpu_tokens = block_on(generate(&on_gpu, &prompts, &greedy, &gpu)).expect("gpu");
     assert_eq!(on_cpu_tokens, on_gpu_tokens, "greedy: the fused argmax picks what the CPU picks");
-    let sampled = SamplingConfig { temperature: 1.0, top_k: 10, max_new_tokens: 12, seed: 77, use_kv_cache: true };
+    let sampled =
+        SamplingConfig { temperature: 1.0, top_k: 10, max_new_tokens: 12, seed: 77, use_kv_cache: true, read_every: 0 };
     let first = block_on(generate(&on_gpu, &prompts, &sampled, &gpu)).expect("gpu");
     assert_eq!(first, block_on(generate(&on_gpu, &prompts, &sampled, &gpu)).expect("gpu"));
     let other = SamplingConfig { seed: 78, ..sampled };
     assert_ne!(first, block_on(generate(&on_gpu, &prompts, &other, &gpu)).expect("gpu"));
+}
+
+/// What [`generate`] costs the device, counted (issue 20): the drawn ids read back once per
+/// window of `read_every` tokens (once per generation on a GPU by default, here), the same
+/// launches for every decode step, none at all on the CPU backend, and only the calling thread's
+/// work in its meter.
+#[test]
+fn generation_reads_back_once_per_window_with_the_same_dispatches_every_decode_step() {
+    use tabswarm_kernels::work::WorkMeter;
+    let Some((on_cpu, on_gpu, gpu)) = same_model_on_gpu_and_cpu(13) else { return };
+    let prompts = vec![vec![BOS, 20, 21, 22]; 4];
+    let counted = |model: &Model, device: &Device, n: usize, read_every: usize| {
+        let greedy =
+            SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: n, seed: 0, use_kv_cache: true, read_every };
+        let meter = WorkMeter::start();
+        let out = block_on(generate(model, &prompts, &greedy, device)).expect("generate");
+        assert!(
+            out.iter().all(|row| row.len() == n && !row[..n - 1].contains(&EOS)),
+            "{out:?}: pick a seed without EOS"
+        );
+        meter.read()
+    };
+    let steps: Vec<_> = (1..=4).map(|n| counted(&on_gpu, &gpu, n, 1)).collect();
+    for (n, work) in steps.iter().enumerate() {
+        assert_eq!(work.readbacks, n as u64 + 1, "read every token: {work:?}");
+        // The prompt, the prefill's mask and the fused kernels' small argument buffers.
+        assert!(work.uploads > 1, "{work:?}");
+    }
+    let per_step: Vec<u64> = steps.windows(2).map(|w| w[1].dispatches - w[0].dispatches).collect();
+    assert!(per_step[0] > 0 && per_step.iter().all(|&d| d == per_step[0]), "decode steps launch alike: {per_step:?}");
+    assert!(steps[0].dispatches > per_step[0], "the prefill and the first draw: {:?}", steps[0]);
+    // A decode step uploads no mask and no token: the drawn ids are fed back on the device.
+    // What is left: the argument buffers of the draw and of each layer's fused attention.
+    let uploads: Vec<u64> = steps.windows(2).map(|w| w[1].uploads - w[0].uploads).collect();
+    let arguments = 1 + tiny_config().n_layers as u64;
+    assert!(uploads.iter().all(|&u| u == arguments), "{uploads:?}, expected {arguments} per step");
+
+    assert_eq!(counted(&on_gpu, &gpu, 4, 0).readbacks, 1, "a GPU reads once per {GPU_TOKENS_PER_READBACK} by default");
+    assert_eq!(counted(&on_gpu, &gpu, 4, 3).readbacks, 2, "tokens 1–3, then 4");
+    let default_cpu = counted(&on_cpu, &cpu(), 3, 0);
+    assert_eq!((default_cpu.dispatches, default_cpu.readbacks), (0, 3), "flex launches nothing, reads every token");
+
+    let meter = WorkMeter::start();
+    std::thread::scope(|s| {
+        s.spawn(|| counted(&on_gpu, &gpu, 3, 1));
+    });
+    assert_eq!(meter.read(), Default::default(), "another thread's generation is its own");
+}
+
+/// `model` with the EOS logit raised by `bias`, so sampled rows end at different steps.
+fn eos_prone(mut model: Model, bias: f32) -> Model {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    let vocab = model.vocab_size();
+    let device = model.head.weight.val().device();
+    let values: Vec<f32> = (0..vocab).map(|t| if t == EOS as usize { bias } else { 0.0 }).collect();
+    model.head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(values, [vocab]), &device)));
+    model
+}
+
+/// Reading the drawn ids every token, every few or once at the end gives the same completions:
+/// a row that drew EOS is computed on until the next readback, and what it draws then is dropped.
+#[test]
+fn completions_do_not_depend_on_how_often_the_drawn_ids_are_read_back() {
+    let prompts = vec![vec![BOS, 20, 21, 22]; 8];
+    let run = |model: &Model, device: &Device, use_kv_cache: bool| {
+        let outs = [1, 3, 8, 64].map(|read_every| {
+            let config =
+                SamplingConfig { temperature: 1.0, top_k: 0, max_new_tokens: 14, seed: 5, use_kv_cache, read_every };
+            block_on(generate(model, &prompts, &config, device)).expect("generate")
+        });
+        for (read_every, out) in [3, 8, 64].iter().zip(&outs[1..]) {
+            assert_eq!(out, &outs[0], "read every {read_every} against every token");
+        }
+        outs[0].clone()
+    };
+    let model = eos_prone(model_on(&cpu(), 15), 2.0);
+    let tokens = run(&model, &cpu(), true);
+    assert_eq!(tokens, run(&model, &cpu(), false), "with and without the KV cache");
+    let ended: Vec<usize> = tokens.iter().filter(|row| row.last() == Some(&EOS)).map(Vec::len).collect();
+    assert!(
+        ended.iter().collect::<std::collections::BTreeSet<_>>().len() >= 3 && ended.len() < tokens.len(),
+        "rows should end at different steps, some not at all: {tokens:?}"
+    );
+    for row in &tokens {
+        assert!(!row[..row.len() - 1].contains(&EOS), "nothing after EOS: {row:?}");
+    }
+    if let Some((_, on_gpu, gpu)) = same_model_on_gpu_and_cpu(15) {
+        run(&eos_prone(on_gpu, 2.0), &gpu, true);
+    }
+}
+
+/// A GRPO step on wgpu reads back one value (the loss) and launches the same kernels every time
+/// once the optimiser's state exists.
+#[test]
+fn a_training_step_reads_back_only_its_loss_and_launches_alike_each_time() {
+    use tabswarm_kernels::work::WorkMeter;
+    let Some((_, on_gpu, gpu)) = same_model_on_gpu_and_cpu(14) else { return };
+    let (a, pa) = example("12+34=", "46");
+    let (b, pb) = example("7+8=", "16");
+    let batch = GrpoBatch { sequences: vec![a, b], prompt_lens: vec![pa, pb], advantages: vec![1.0, -1.0] };
+    let mut trainer = Trainer::new(on_gpu, TrainConfig::default(), &gpu);
+    let steps: Vec<_> = (0..3)
+        .map(|_| {
+            let meter = WorkMeter::start();
+            block_on(trainer.grpo_step(&batch, None, &GrpoConfig::default())).expect("step");
+            meter.read()
+        })
+        .collect();
+    for work in &steps {
+        assert_eq!(work.readbacks, 1, "the loss only: {work:?}");
+        assert!(work.dispatches > 0, "{work:?}");
+    }
+    assert_eq!(steps[1], steps[2], "the second and third steps");
 }

@@ -114,7 +114,7 @@ pub struct Model {
     position_embedding: Embedding,
     blocks: Vec<Block>,
     norm: LayerNorm,
-    head: Linear,
+    pub(crate) head: Linear,
     vocab_size: usize,
     max_seq_len: usize,
 }
@@ -234,7 +234,8 @@ impl Model {
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device).reshape([1, seq]);
         let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
-        let mask = causal_mask(seq, start, &device);
+        // One new position sees everything before it: no mask to build (or upload) for a decode step.
+        let mask = (seq > 1).then(|| causal_mask(seq, start, &device));
         if let Some(cache) = cache.as_deref_mut() {
             cache.layers.resize_with(self.blocks.len(), || None);
         }
@@ -255,8 +256,9 @@ impl Model {
 }
 
 impl Attention {
-    /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1, 1, seq, prefix + seq]`.
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4>, cache: Option<CacheSlot<'_>>) -> Tensor<3> {
+    /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1, 1, seq, prefix + seq]`, present
+    /// whenever `seq > 1`.
+    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, cache: Option<CacheSlot<'_>>) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
         let qkv = self.qkv.forward(x); // [batch, seq, 3 * d_model]
@@ -282,14 +284,15 @@ impl Attention {
                 (keys, values, end)
             }
         };
-        let context = if seq == 1 {
-            // One new token sees every filled position (its mask row is all zeros): the fused
-            // kernel on WebGPU/wgpu, the same composition on the CPU.
-            fused::decode_attention(q, k, v, len)
-        } else {
-            let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
-            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
-            activation::softmax(scores, 3).matmul(v) // [batch, heads, seq, head_dim]
+        let context = match mask {
+            // One new token sees every filled position (its mask row would be all zeros): the
+            // fused kernel on WebGPU/wgpu, the same composition on the CPU.
+            None => fused::decode_attention(q, k, v, len),
+            Some(mask) => {
+                let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
+                let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
+                activation::softmax(scores, 3).matmul(v) // [batch, heads, seq, head_dim]
+            }
         };
         let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         self.out.forward(context)
@@ -301,5 +304,6 @@ fn causal_mask(seq: usize, start: usize, device: &Device) -> Tensor<4> {
     let total = start + seq;
     let values: Vec<f32> =
         (0..seq).flat_map(|i| (0..total).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+    tabswarm_kernels::work::note_upload();
     Tensor::from_data(TensorData::new(values, [1, 1, seq, total]), device)
 }

@@ -104,6 +104,7 @@ fn bindings(tensors: &[&CubeTensor]) -> KernelArguments {
 }
 
 fn info(like: &CubeTensor, words: &[u32]) -> CubeTensor {
+    crate::work::note_upload();
     let handle = like.client.create_from_slice(bytemuck::cast_slice(words));
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new([words.len()]), handle, DType::U32)
 }
