@@ -31,7 +31,8 @@ pub const TOKEN_LOGPROB_BACKWARD: ShaderSource = shader!("fused/token_logprob_ba
 pub const DECODE_ATTENTION: ShaderSource = shader!("fused/decode_attention.wgsl");
 pub const SAMPLE: ShaderSource = shader!("fused/sample.wgsl", "fused/sample_common.wgsl");
 pub const SAMPLE_ROWS: ShaderSource = shader!("fused/sample_rows.wgsl", "fused/sample_common.wgsl");
+pub const ADAMW: ShaderSource = shader!("fused/adamw.wgsl");
 
 /// Every shader. A test fails if a `.wgsl` file on disk is part of none of them.
 pub const ALL: &[ShaderSource] =
-    &[MATMUL, TOKEN_LOGPROB, TOKEN_LOGPROB_BACKWARD, TOKEN_LOGPROB_ROWS, DECODE_ATTENTION, SAMPLE, SAMPLE_ROWS];
+    &[MATMUL, TOKEN_LOGPROB, TOKEN_LOGPROB_BACKWARD, TOKEN_LOGPROB_ROWS, DECODE_ATTENTION, SAMPLE, SAMPLE_ROWS, ADAMW];

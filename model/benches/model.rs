@@ -203,7 +203,7 @@ fn count_work(name: &str, model: &tabswarm_model::Model, device: &Device) {
     println!("|---|---|---|");
     println!("| {} | {} | {} |", work_cell(one, 1), work_cell(all - one, steps.saturating_sub(1)), work_cell(step, 5));
     println!(
-        "\nA training step's parts: loss (forward) {}, backward {}, optimiser (clipping + AdamW) {}",
+        "\nA training step's parts: loss (forward) {}, backward {}, optimiser (clipping + AdamW, as the trainer runs it) {}",
         work_cell(forward, 1),
         work_cell(backward, 1),
         work_cell(optimizer, 1)
@@ -211,16 +211,18 @@ fn count_work(name: &str, model: &tabswarm_model::Model, device: &Device) {
 }
 
 /// A training step taken apart as [`Trainer::step`] runs it (AdamW, weight decay 0.01, gradients
-/// clipped by norm 1.0), counted on its third step, once the optimiser's state exists.
+/// clipped by norm 1.0: fused on a GPU, burn's on the CPU), counted on its third step, once the
+/// optimiser's state exists.
 fn step_parts(device: &Device, batch: &tabswarm_model::TokenBatch) -> [DeviceWork; 3] {
     use burn::optim::grad_clipping::GradientClippingConfig;
-    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
     let device = device.clone().autodiff();
     let mut model = ModelSize::Default.config().init(&device).expect("config").train();
-    let mut optimizer = AdamWConfig::new()
-        .with_weight_decay(0.01)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
+    let mut optimizer = if tabswarm_kernels::fused::runs_fused(&device) {
+        ModuleOptimizer::from(tabswarm_model::train::FusedAdamW::new(0.01, 1.0))
+    } else {
+        AdamWConfig::new().with_weight_decay(0.01).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
+    };
     let mut parts = [DeviceWork::default(); 3];
     for _ in 0..3 {
         let meter = WorkMeter::start();

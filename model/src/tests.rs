@@ -532,3 +532,36 @@ fn a_training_step_reads_back_only_its_loss_and_launches_alike_each_time() {
     }
     assert_eq!(steps[1], steps[2], "the second and third steps");
 }
+
+/// The fused AdamW (one kernel per parameter on wgpu, the reference composition on the CPU) moves
+/// a model exactly as burn's AdamW with norm clipping does, step after step, its state included.
+#[test]
+fn the_fused_adamw_steps_like_burns_clipped_adamw() {
+    use burn::optim::grad_clipping::GradientClippingConfig;
+    use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+    let (a, pa) = example("12+34=", "46");
+    let (b, pb) = example("7+8=", "16");
+    let batch = TokenBatch::policy(vec![a, b], &[pa, pb], &[1.0, -1.0]).expect("batch");
+    let gpu = (std::env::var_os("TABSWARM_SKIP_GPU").is_none()).then(|| Device::wgpu(Default::default()));
+    for device in std::iter::once(cpu()).chain(gpu) {
+        let device = device.autodiff();
+        let start = model_on(&device, 16).train();
+        let mut ours = ModuleOptimizer::from(train::FusedAdamW::new(0.01, 1.0));
+        let mut burns = AdamWConfig::new()
+            .with_weight_decay(0.01)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        let (mut with_ours, mut with_burns) = (start.clone(), start.clone());
+        for _ in 0..3 {
+            let loss = batch_loss(&with_ours, &batch, &device).expect("loss");
+            with_ours = ours.step(1e-2, with_ours.clone(), GradientsParams::from_grads(loss.backward(), &with_ours));
+            let loss = batch_loss(&with_burns, &batch, &device).expect("loss");
+            with_burns =
+                burns.step(1e-2, with_burns.clone(), GradientsParams::from_grads(loss.backward(), &with_burns));
+        }
+        let flat = |model: &Model| block_on(params::flatten(&model.valid())).expect("flatten");
+        let (ours, burns, before) = (flat(&with_ours), flat(&with_burns), flat(&start));
+        assert!(max_diff(&ours, &burns) < 1e-5, "{device:?}: {} apart", max_diff(&ours, &burns));
+        assert!(max_diff(&ours, &before) > 1e-3, "{device:?}: the steps moved nothing");
+    }
+}

@@ -4,8 +4,11 @@
 
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::optim::{
+    AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, LearningRate, ModuleOptimizer, Optimizer,
+};
+use burn::tensor::{Device, Tensor};
+use tabswarm_kernels::fused::{AdamWStep, adamw_step, runs_fused};
 
 use crate::batch::{TokenBatch, batch_loss};
 use crate::grpo::{GrpoBatch, GrpoConfig, grpo_loss};
@@ -34,6 +37,61 @@ pub struct StepStats {
     pub trained_tokens: usize,
 }
 
+/// burn's AdamW with each parameter's gradient clipped by its norm (`GradientClippingConfig::Norm`),
+/// as one fused kernel per parameter tensor on a GPU (`adamw.wgsl`) instead of about 25 — the
+/// optimiser was 1,350 of a training step's 2,118 dispatches (docs/benchmarks.md). Same state
+/// ([`AdamWState`]), same arithmetic in the same order; on the CPU backend the [`Trainer`] keeps
+/// burn's own AdamW.
+#[derive(Debug, Clone)]
+pub struct FusedAdamW {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    max_norm: f32,
+}
+
+impl FusedAdamW {
+    /// burn's `AdamWConfig` defaults (β1 0.9, β2 0.999, ε 1e-5) with this weight decay, clipping
+    /// each gradient to `max_norm` (0: no clipping).
+    pub fn new(weight_decay: f32, max_norm: f32) -> Self {
+        Self { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, weight_decay, max_norm }
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let dims = tensor.dims();
+        let (time, m, v) = match state {
+            Some(AdamWState { momentum }) => {
+                (momentum.time + 1, momentum.moment_1.reshape([-1]), momentum.moment_2.reshape([-1]))
+            }
+            None => {
+                let zeros = || Tensor::<1>::zeros([tensor.shape().num_elements()], &tensor.device());
+                (1, zeros(), zeros())
+            }
+        };
+        let t = i32::try_from(time).unwrap_or(i32::MAX);
+        let step = AdamWStep::new(lr, self.weight_decay, self.beta_1, self.beta_2, self.epsilon, self.max_norm, t);
+        let (param, m, v) = adamw_step(tensor.reshape([-1]), grad.reshape([-1]), m, v, &step);
+        let momentum =
+            AdaptiveMomentumState { time, moment_1: m.reshape(dims), moment_2: v.reshape(dims), max_moment_2: None };
+        (param.reshape(dims), Some(AdamWState { momentum }))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        AdamWState { momentum: state.momentum.to_device(device) }
+    }
+}
+
 /// A model on an autodiff device and its AdamW state.
 pub struct Trainer {
     model: Model,
@@ -52,10 +110,14 @@ impl Trainer {
     /// Takes `model` (moved to the autodiff version of `device`) for training.
     pub fn new(model: Model, config: TrainConfig, device: &Device) -> Self {
         let device = device.clone().autodiff();
-        let optimizer = AdamWConfig::new()
-            .with_weight_decay(config.weight_decay)
-            .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
-            .init();
+        let optimizer = if runs_fused(&device) {
+            ModuleOptimizer::from(FusedAdamW::new(config.weight_decay, config.max_grad_norm))
+        } else {
+            AdamWConfig::new()
+                .with_weight_decay(config.weight_decay)
+                .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
+                .init()
+        };
         Self { model: model.fork(&device).train(), optimizer, config, device }
     }
 

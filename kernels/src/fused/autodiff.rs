@@ -78,4 +78,17 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self> {
         B::sample(logits.into_primitive(), temperature, top_k, seed, step)
     }
+
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scalars: [u32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // An optimiser step is not differentiated: its results are constants.
+        let (p, m, v) =
+            B::adamw(param.into_primitive(), grad.into_primitive(), m.into_primitive(), v.into_primitive(), scalars);
+        (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
+    }
 }

@@ -12,8 +12,8 @@ use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
 use super::{
-    DECODE_ATTENTION_SHADER, FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW, TOKEN_LOGPROB_BACKWARD_SHADER,
-    TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER,
+    ADAMW_SHADER, DECODE_ATTENTION_SHADER, FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW,
+    TOKEN_LOGPROB_BACKWARD_SHADER, TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER,
 };
 
 /// Threads per workgroup of the row-per-workgroup shaders and the backward (`const WG` there).
@@ -49,6 +49,7 @@ struct LogprobBackward;
 struct Sample;
 struct SampleRows;
 struct DecodeAttention;
+struct AdamW;
 
 /// Threads per workgroup of `decode_attention.wgsl`.
 const ATTENTION_THREADS: u32 = 64;
@@ -186,6 +187,33 @@ impl FusedBackend for Cube {
         let (kernel, count) = pick::<SampleRows, Sample>(rows, vocab, SAMPLE_ROWS_SHADER, SAMPLE_SHADER);
         logits.client.launch(kernel, count, bindings(&[&logits, &tokens, &params]));
         tokens
+    }
+
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scalars: [u32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [param, grad, m, v] = [param, grad, m, v].map(into_contiguous);
+        let shape = param.meta.shape().clone();
+        for (name, t) in [("gradient", &grad), ("first moment", &m), ("second moment", &v)] {
+            assert_eq!(t.meta.shape(), &shape, "the {name} is shaped like the parameter");
+        }
+        assert_eq!(param.dtype, DType::F32, "the fused AdamW takes f32 parameters, got {:?}", param.dtype);
+        let n = u32::try_from(shape.num_elements()).expect("a parameter of more than u32::MAX values");
+        let outputs = [(); 3].map(|()| new_tensor(&param, shape.clone(), DType::F32));
+        let mut words = vec![n];
+        words.extend(scalars);
+        let info = info(&param, &words);
+        let [out_p, out_m, out_v] = outputs;
+        param.client.launch(
+            kernel::<AdamW>(ADAMW_SHADER, WORKGROUP),
+            CubeCount::Static(1, 1, 1),
+            bindings(&[&param, &grad, &m, &v, &out_p, &out_m, &out_v, &info]),
+        );
+        (out_p, out_m, out_v)
     }
 }
 

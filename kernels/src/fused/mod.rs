@@ -38,6 +38,8 @@ pub const TOKEN_LOGPROB_BACKWARD_SHADER: &str = crate::shaders::TOKEN_LOGPROB_BA
 pub const SAMPLE_SHADER: &str = crate::shaders::SAMPLE.source;
 /// `sample_rows.wgsl` (+ `sample_common.wgsl`): the same draw for short rows, one thread per row.
 pub const SAMPLE_ROWS_SHADER: &str = crate::shaders::SAMPLE_ROWS.source;
+/// `adamw.wgsl`: one clipped AdamW step of one parameter tensor.
+pub const ADAMW_SHADER: &str = crate::shaders::ADAMW.source;
 /// `decode_attention.wgsl`: one new token's attention over its KV cache.
 pub const DECODE_ATTENTION_SHADER: &str = crate::shaders::DECODE_ATTENTION.source;
 /// The longest cache and the widest head [`decode_attention`] fuses (its workgroup arrays).
@@ -91,6 +93,111 @@ pub trait FusedBackend: burn::backend::Backend {
     ) -> FloatTensor<Self>;
     /// One token id per row of `[rows, vocab]` logits.
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
+    /// One clipped AdamW step of a flat parameter: (parameter, first moment, second moment) after
+    /// it. `scalars`: [`AdamWStep::words`]. Training only, on values without autodiff.
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scalars: [u32; 8],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The numbers of one AdamW step (burn's `AdamW` with `GradientClippingConfig::Norm`), as the host
+/// computes them from the optimiser's settings and the step count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// Clip the gradient to this L2 norm first; 0: no clipping.
+    pub max_norm: f32,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// `1 − lr · weight_decay`.
+    pub decay: f32,
+    pub lr: f32,
+    /// `1 − β1ᵗ` and `1 − β2ᵗ` for step `t` (from 1).
+    pub correction_1: f32,
+    pub correction_2: f32,
+}
+
+impl AdamWStep {
+    /// The step `time` (1 for the first) with learning rate `lr`, computed as burn's AdamW does.
+    pub fn new(lr: f64, weight_decay: f32, beta_1: f32, beta_2: f32, epsilon: f32, max_norm: f32, time: i32) -> Self {
+        Self {
+            max_norm,
+            beta_1,
+            beta_2,
+            epsilon,
+            decay: (1.0 - lr * f64::from(weight_decay)) as f32,
+            lr: lr as f32,
+            correction_1: 1.0 - beta_1.powi(time),
+            correction_2: 1.0 - beta_2.powi(time),
+        }
+    }
+
+    /// The scalars as the kernel reads them (f32 bits, after the element count).
+    pub fn words(&self) -> [u32; 8] {
+        [
+            self.max_norm.to_bits(),
+            self.beta_1.to_bits(),
+            self.beta_2.to_bits(),
+            self.epsilon.to_bits(),
+            self.decay.to_bits(),
+            self.lr.to_bits(),
+            self.correction_1.to_bits(),
+            self.correction_2.to_bits(),
+        ]
+    }
+}
+
+/// One AdamW step of a flat parameter with its gradient clipped by its own norm: returns the
+/// parameter and the two moments after it. Fused (one dispatch) on a cubecl device,
+/// [`adamw_step_reference`] elsewhere. The moments of a first step are zeros.
+pub fn adamw_step(
+    param: Tensor<1>,
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    step: &AdamWStep,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    if !runs_fused(&param.device()) {
+        return adamw_step_reference(param, grad, m, v, step);
+    }
+    let (p, m, v) = <Dispatch as FusedBackend>::adamw(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        m.into_dispatch(),
+        v.into_dispatch(),
+        step.words(),
+    );
+    (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
+}
+
+/// The reference composition of [`adamw_step`]: the operations burn's gradient clipping and AdamW
+/// run, in their order.
+pub fn adamw_step_reference(
+    param: Tensor<1>,
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    step: &AdamWStep,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let grad = if step.max_norm > 0.0 {
+        let norm = grad.clone().square().sum().sqrt();
+        let coef = norm.add_scalar(f32::MIN_POSITIVE).recip().mul_scalar(step.max_norm).clamp_max(1.0);
+        grad.mul(coef)
+    } else {
+        grad
+    };
+    let m = m.mul_scalar(step.beta_1).add(grad.clone().mul_scalar(1.0 - step.beta_1));
+    let v = v.mul_scalar(step.beta_2).add(grad.square().mul_scalar(1.0 - step.beta_2));
+    let delta = m
+        .clone()
+        .div_scalar(step.correction_1)
+        .div(v.clone().div_scalar(step.correction_2).sqrt().add_scalar(step.epsilon));
+    let param = param.mul_scalar(step.decay).sub(delta.mul_scalar(step.lr));
+    (param, m, v)
 }
 
 /// Whether `device` runs the fused WGSL kernels (a cubecl device: wgpu natively or WebGPU).

@@ -310,3 +310,65 @@ fn ties_at_the_kth_logit_are_all_kept() {
         }
     }
 }
+
+/// burn's clipped AdamW written out as a host loop over `f32`, in its order of operations: the
+/// plain-Rust twin of `adamw.wgsl`.
+fn adamw_host(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], step: &AdamWStep) {
+    let scale = if step.max_norm > 0.0 {
+        let norm = grad.iter().map(|g| g * g).sum::<f32>().sqrt();
+        (step.max_norm / (norm + f32::MIN_POSITIVE)).min(1.0)
+    } else {
+        1.0
+    };
+    for i in 0..param.len() {
+        let g = grad[i] * scale;
+        m[i] = m[i] * step.beta_1 + g * (1.0 - step.beta_1);
+        v[i] = v[i] * step.beta_2 + g * g * (1.0 - step.beta_2);
+        param[i] = param[i] * step.decay
+            - (m[i] / step.correction_1) / ((v[i] / step.correction_2).sqrt() + step.epsilon) * step.lr;
+    }
+}
+
+/// Three clipped AdamW steps on parameters of awkward lengths (one value, either side of the
+/// 256-wide workgroup, many times wider), clipping off, acting and not acting: the kernel against
+/// the reference composition (on the same adapter and on the CPU) and against the host loop.
+#[test]
+fn adamw_kernel_matches_the_reference_and_a_host_loop() {
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(gpu()).collect();
+    for (i, &n) in [1usize, 7, 255, 256, 257, 1000, 70_001].iter().enumerate() {
+        // Gradients here have a norm of about sqrt(n / 3): 0.5 clips them (unless n = 1 draws
+        // small), 1e6 never does, 0 turns clipping off.
+        for max_norm in [0.0, 0.5, 1e6] {
+            let seed = 300 + 10 * i as u64;
+            let start = random_values(n, seed);
+            let grads: Vec<Vec<f32>> = (1..=3).map(|t| random_values(n, seed + t)).collect();
+            let mut host = (start.clone(), vec![0.0; n], vec![0.0; n]);
+            let steps: Vec<AdamWStep> =
+                (1..=3).map(|t| AdamWStep::new(1e-2, 0.01, 0.9, 0.999, 1e-5, max_norm, t)).collect();
+            for (grad, step) in grads.iter().zip(&steps) {
+                adamw_host(&mut host.0, &mut host.1, &mut host.2, grad, step);
+            }
+            for device in &devices {
+                let tensor = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), device);
+                let (mut fused, mut reference) =
+                    ((tensor(&start), tensor(&host.1).zeros_like(), tensor(&host.2).zeros_like()), None);
+                for (grad, step) in grads.iter().zip(&steps) {
+                    let (p, m, v) = reference.take().unwrap_or_else(|| fused.clone());
+                    reference = Some(adamw_step_reference(p, tensor(grad), m, v, step));
+                    fused = adamw_step(fused.0, tensor(grad), fused.1, fused.2, step);
+                }
+                let reference = reference.expect("three steps");
+                let what = format!("n = {n}, max_norm = {max_norm}, {device:?}");
+                for (name, fused, reference, host) in [
+                    ("parameter", fused.0, reference.0, &host.0),
+                    ("first moment", fused.1, reference.1, &host.1),
+                    ("second moment", fused.2, reference.2, &host.2),
+                ] {
+                    let (fused, reference) = (floats(fused), floats(reference));
+                    assert!(max_abs_diff(&fused, &reference) < 1e-5, "{name}, {what}: kernel vs reference");
+                    assert!(max_abs_diff(&fused, host) < 1e-5, "{name}, {what}: kernel vs host loop");
+                }
+            }
+        }
+    }
+}
