@@ -8,6 +8,9 @@
 //!
 //! - [`decode_attention`]: one new token's attention over its KV cache (`decode_attention.wgsl`),
 //!   the third kernel, chosen from the decode profile in docs/benchmarks.md.
+//! - [`adamw_step`]: one AdamW step of one parameter tensor with its gradient clipped by its norm
+//!   (`adamw.wgsl`), one dispatch where burn's optimiser launches about 25; chosen from the
+//!   dispatch counts of a training step (issue 20, docs/benchmarks.md).
 //!
 //! Each has a `*_reference` composed of plain burn ops; on a cubecl (wgpu/WebGPU) device the
 //! fused kernel runs, on any other device (the `flex` CPU fallback) the reference does — same
