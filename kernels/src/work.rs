@@ -1,8 +1,8 @@
 //! Counting the device work a piece of code causes: kernel launches (one compute dispatch each)
 //! and host round trips (readbacks to the host, uploads from it), on the thread that runs it.
 //!
-//! Counts, unlike times, do not depend on the machine: a generated token that costs 140
-//! dispatches and one readback on lavapipe costs the same on an H100 or in Chromium, so they are
+//! Counts, unlike times, do not depend on the machine: a generated token that costs 172
+//! dispatches on lavapipe (the default model) costs the same on an H100 or in Chromium, so they are
 //! the figure a change to the GPU path can be judged by anywhere (issue 20's "count before
 //! cutting").
 //!

@@ -53,6 +53,11 @@ fn devices() -> Vec<(&'static str, Device)> {
         .collect()
 }
 
+/// Greedy generation of `max_new_tokens`, the reads chosen for the device.
+fn greedy(max_new_tokens: usize, use_kv_cache: bool) -> SamplingConfig {
+    SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens, use_kv_cache, ..SamplingConfig::default() }
+}
+
 /// `BATCH` identical prompts of `len` tokens: BOS, then task-alphabet tokens.
 fn prompt_batch(len: usize) -> Vec<Vec<u32>> {
     let prompt: Vec<u32> = std::iter::once(BOS).chain((1..len).map(|i| 3 + (i % 60) as u32)).collect();
@@ -79,14 +84,7 @@ fn main() {
         println!("|---:|---:|---:|---:|");
         // One whole generation first: the decode-step kernels (cached attention, sampling) compile
         // on first use, which would otherwise land in the first row.
-        let sampling = SamplingConfig {
-            temperature: 0.0,
-            top_k: 0,
-            max_new_tokens: NEW_TOKENS,
-            seed: 0,
-            use_kv_cache: true,
-            read_every: 0,
-        };
+        let sampling = greedy(NEW_TOKENS, true);
         block_on(generate(&model, &prompt_batch(PREFIXES[0]), &sampling, &device)).expect("warm-up");
         for prefix in PREFIXES {
             let prompts = prompt_batch(prefix);
@@ -96,14 +94,7 @@ fn main() {
                 if !use_kv_cache && !uncached {
                     continue;
                 }
-                let sampling = SamplingConfig {
-                    temperature: 0.0,
-                    top_k: 0,
-                    max_new_tokens: NEW_TOKENS,
-                    seed: 0,
-                    use_kv_cache,
-                    read_every: 0,
-                };
+                let sampling = greedy(NEW_TOKENS, use_kv_cache);
                 // Prefill alone (one new token), to subtract it from the full run.
                 let one = SamplingConfig { max_new_tokens: 1, ..sampling.clone() };
                 block_on(generate(&model, &prompts, &one, &device)).expect("warm-up");
@@ -170,14 +161,7 @@ fn count_work(name: &str, model: &tabswarm_model::Model, device: &Device) {
     // cost is divided by the steps the loop really ran.
     let prompts = prompt_batch(PREFIXES[0]);
     let run = |n: usize| {
-        let config = SamplingConfig {
-            temperature: 0.0,
-            top_k: 0,
-            max_new_tokens: n,
-            seed: 0,
-            use_kv_cache: true,
-            read_every: 0,
-        };
+        let config = greedy(n, true);
         let meter = WorkMeter::start();
         let out = block_on(generate(model, &prompts, &config, device)).expect("generate");
         (meter.read(), out.iter().map(Vec::len).max().unwrap_or(0) as u64)
@@ -210,19 +194,14 @@ fn count_work(name: &str, model: &tabswarm_model::Model, device: &Device) {
     );
 }
 
-/// A training step taken apart as [`Trainer::step`] runs it (AdamW, weight decay 0.01, gradients
-/// clipped by norm 1.0: fused on a GPU, burn's on the CPU), counted on its third step, once the
-/// optimiser's state exists.
+/// A training step taken apart as [`Trainer::step`] runs it (the trainer's default settings and
+/// optimiser: fused on a GPU, burn's on the CPU), counted on its third step, once the optimiser's
+/// state exists.
 fn step_parts(device: &Device, batch: &tabswarm_model::TokenBatch) -> [DeviceWork; 3] {
-    use burn::optim::grad_clipping::GradientClippingConfig;
-    use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+    use burn::optim::GradientsParams;
     let device = device.clone().autodiff();
     let mut model = ModelSize::Default.config().init(&device).expect("config").train();
-    let mut optimizer = if tabswarm_kernels::fused::runs_fused(&device) {
-        ModuleOptimizer::from(tabswarm_model::train::FusedAdamW::new(0.01, 1.0))
-    } else {
-        AdamWConfig::new().with_weight_decay(0.01).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
-    };
+    let mut optimizer = tabswarm_model::train::optimizer_for(&TrainConfig::default(), &device);
     let mut parts = [DeviceWork::default(); 3];
     for _ in 0..3 {
         let meter = WorkMeter::start();
@@ -230,7 +209,7 @@ fn step_parts(device: &Device, batch: &tabswarm_model::TokenBatch) -> [DeviceWor
         let forward = meter.read();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let backward = meter.read();
-        model = optimizer.step(3e-4, model, grads);
+        model = optimizer.step(TrainConfig::default().learning_rate, model, grads);
         parts = [forward, backward - forward, meter.read() - backward];
     }
     parts

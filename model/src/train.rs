@@ -92,6 +92,19 @@ impl Optimizer for FusedAdamW {
     }
 }
 
+/// The optimiser a [`Trainer`] on `device` steps with: [`FusedAdamW`] on a GPU, burn's AdamW
+/// with the same norm clipping on the CPU backend.
+pub fn optimizer_for(config: &TrainConfig, device: &Device) -> ModuleOptimizer {
+    if runs_fused(device) {
+        ModuleOptimizer::from(FusedAdamW::new(config.weight_decay, config.max_grad_norm))
+    } else {
+        AdamWConfig::new()
+            .with_weight_decay(config.weight_decay)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
+            .init()
+    }
+}
+
 /// A model on an autodiff device and its AdamW state.
 pub struct Trainer {
     model: Model,
@@ -110,14 +123,7 @@ impl Trainer {
     /// Takes `model` (moved to the autodiff version of `device`) for training.
     pub fn new(model: Model, config: TrainConfig, device: &Device) -> Self {
         let device = device.clone().autodiff();
-        let optimizer = if runs_fused(&device) {
-            ModuleOptimizer::from(FusedAdamW::new(config.weight_decay, config.max_grad_norm))
-        } else {
-            AdamWConfig::new()
-                .with_weight_decay(config.weight_decay)
-                .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
-                .init()
-        };
+        let optimizer = optimizer_for(&config, &device);
         Self { model: model.fork(&device).train(), optimizer, config, device }
     }
 

@@ -203,11 +203,9 @@ impl FusedBackend for Cube {
         }
         assert_eq!(param.dtype, DType::F32, "the fused AdamW takes f32 parameters, got {:?}", param.dtype);
         let n = u32::try_from(shape.num_elements()).expect("a parameter of more than u32::MAX values");
-        let outputs = [(); 3].map(|()| new_tensor(&param, shape.clone(), DType::F32));
-        let mut words = vec![n];
-        words.extend(scalars);
+        let [out_p, out_m, out_v] = [(); 3].map(|()| new_tensor(&param, shape.clone(), DType::F32));
+        let words: Vec<u32> = std::iter::once(n).chain(scalars).collect();
         let info = info(&param, &words);
-        let [out_p, out_m, out_v] = outputs;
         param.client.launch(
             kernel::<AdamW>(ADAMW_SHADER, WORKGROUP),
             CubeCount::Static(1, 1, 1),
