@@ -53,9 +53,16 @@ pub struct SwarmStats {
     #[serde(default)]
     pub updates_refused: BTreeMap<String, u64>,
     /// Incoming connections refused since start, by reason: `handshakes_full` (more handshakes
-    /// in progress than the relay's `--max-handshakes`) or `peers_full` (`--max-peers` connected).
+    /// in progress than the relay's `--max-handshakes`), `peers_full` (`--max-peers` connected)
+    /// or `per_ip_full` (`--max-swarm-connections-per-ip` from the same address).
     #[serde(default)]
     pub connections_refused: BTreeMap<String, u64>,
+    /// HTTP requests and connections refused since start, by limit: `bindings`, `downloads`,
+    /// `updates` (over the per-IP rate of that route), `connections_per_ip`, `connections` (open
+    /// connections over a bound), `slow_headers`, `slow_reader` (a client too slow to send its
+    /// request or to read the answer).
+    #[serde(default)]
+    pub http_refused: BTreeMap<String, u64>,
 }
 
 /// One row of `GET /api/leaderboard`: a wallet and what its peers contributed, as the relay's

@@ -91,6 +91,12 @@ pub enum HttpError {
     /// A JSON API refusal: status, stable reason name, words.
     #[error("{message}")]
     Api { status: StatusCode, error: &'static str, message: String },
+    /// A client over a route's per-IP limit (answered 429 `rate_limited` with `Retry-After`).
+    #[error(
+        "too many {what} from {ip}: at most {per_minute} a minute; try again in {} s",
+        crate::http::limit::retry_after_secs(*retry_after)
+    )]
+    RateLimited { what: &'static str, ip: std::net::IpAddr, per_minute: u32, retry_after: std::time::Duration },
 }
 
 impl HttpError {
@@ -107,6 +113,12 @@ impl IntoResponse for HttpError {
             HttpError::Api { status, error, message } => {
                 let body = tabswarm_protocol::api::ApiError { error: error.to_owned(), message };
                 return (status, axum::Json(body)).into_response();
+            }
+            HttpError::RateLimited { retry_after, .. } => {
+                let body = tabswarm_protocol::api::ApiError { error: "rate_limited".into(), message: self.to_string() };
+                let wait = crate::http::limit::retry_after_secs(retry_after).to_string();
+                return (StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, wait)], axum::Json(body))
+                    .into_response();
             }
         };
         (status, self.to_string()).into_response()

@@ -26,7 +26,9 @@ use tabswarm_protocol::identity::BindingDomain;
 mod checkpoint;
 pub mod embed;
 pub mod identity;
+pub mod limit;
 mod model;
+pub mod server;
 
 /// Content-Security-Policy for a page that will hold a wallet connection: only our own scripts
 /// (plus `wasm-unsafe-eval`, which compiling WebAssembly requires), our own worker, no inline code,
@@ -61,6 +63,8 @@ pub struct AppState {
     pub model_mirror: Option<crate::model::mirror::ModelMirror>,
     /// Which sites may frame the widget's page (`--embed-from`).
     pub embedders: embed::Embedders,
+    /// Requests per minute per client IP on the costly routes, and what the HTTP side refused.
+    pub limits: limit::RequestLimits,
 }
 
 /// Headers every response carries, the widget's script and frame included.
@@ -79,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
         (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
     ];
+    let limited = |route| axum::middleware::from_fn_with_state((state.limits.clone(), route), limit::limited);
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/api/bootstrap", get(bootstrap))
@@ -87,17 +92,21 @@ pub fn app(state: AppState) -> Router {
         .route("/api/identity", get(identity::domain))
         .route(
             "/api/bindings",
-            post(identity::post).layer(axum::extract::DefaultBodyLimit::max(identity::MAX_BINDING_BODY)),
+            post(identity::post)
+                .layer(axum::extract::DefaultBodyLimit::max(identity::MAX_BINDING_BODY))
+                .layer(limited(limit::Route::Bindings)),
         )
         .route("/api/leaderboard", get(identity::leaderboard))
         .route("/api/peer/{id}", get(identity::peer))
         .route("/api/checkpoint/base.json", get(checkpoint::base_info))
-        .route("/api/checkpoint/base", get(checkpoint::base_bytes))
-        .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash))
+        .route("/api/checkpoint/base", get(checkpoint::base_bytes).layer(limited(limit::Route::Downloads)))
+        .route("/api/checkpoint/{sha256}", get(checkpoint::by_hash).layer(limited(limit::Route::Downloads)))
         .route("/api/model", get(model::info))
         .route(
             "/api/model/updates",
-            post(model::post_update).layer(axum::extract::DefaultBodyLimit::max(MAX_UPDATE_BODY)),
+            post(model::post_update)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_UPDATE_BODY))
+                .layer(limited(limit::Route::Updates)),
         )
         .route("/", get(asset))
         .route("/{*path}", get(asset))
@@ -152,6 +161,7 @@ async fn swarm_stats(State(state): State<AppState>) -> Result<Json<SwarmStats>, 
     if let Some(model) = &state.model {
         stats.updates_refused = model.refused();
     }
+    stats.http_refused = state.limits.refusals().snapshot();
     Ok(Json(stats))
 }
 

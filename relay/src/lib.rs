@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod model;
 pub mod swarm;
 
@@ -126,7 +127,10 @@ impl Relay {
             None => None,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::bind(config.listen, &e))?;
-        let (handle, event_loop) = swarm::start(&config.swarm, ledger.clone()).await?;
+        let mut registry = prometheus_client::registry::Registry::with_prefix("tabswarm");
+        let refusals = limits::HttpRefusals::register(&mut registry);
+        let limits = http::limit::RequestLimits::new(std::sync::Arc::new(config.swarm.limits.clone()), refusals);
+        let (handle, event_loop) = swarm::start_with_registry(&config.swarm, ledger.clone(), registry).await?;
         let state = AppState {
             assets,
             base_checkpoint,
@@ -137,6 +141,7 @@ impl Relay {
             model,
             model_mirror,
             embedders: config.embedders.clone(),
+            limits,
         };
         Ok(Self { listener, state, event_loop, round_secs: config.swarm.round_secs })
     }
@@ -202,12 +207,14 @@ impl Relay {
             }
             tokio::spawn(model.run_timer())
         });
-        let server = axum::serve(self.listener, app(self.state)).with_graceful_shutdown(async move {
+        let limits = self.state.limits.limits().clone();
+        let refusals = self.state.limits.refusals().clone();
+        let server = http::server::serve(self.listener, app(self.state), limits, refusals, async move {
             shutdown.await;
             let _ = swarm_stop_tx.send(());
             let _ = stop_tx.send(());
         });
-        let mut server = std::pin::pin!(server.into_future());
+        let mut server = std::pin::pin!(server);
         let result = tokio::select! {
             result = &mut server => result,
             () = async { let _ = stop_rx.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {

@@ -10,6 +10,7 @@ use tabswarm_aggregate::{OuterConfig, Rule};
 use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_relay::chain::{Chain, redact_url};
 use tabswarm_relay::http::embed::Embedders;
+use tabswarm_relay::limits::Limits;
 use tabswarm_relay::model::ModelSettings;
 use tabswarm_relay::swarm::{DEFAULT_CHAIN_ID, SwarmConfig};
 use tabswarm_relay::{Relay, RelayConfig, Source, embedded, shutdown_signal};
@@ -116,7 +117,45 @@ struct Cli {
     /// Swarm model: outer Nesterov momentum (DiLoCo's 0.9).
     #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = 0.9)]
     outer_momentum: f32,
+    /// Limits: `POST /api/bindings` per client IP per minute (0: no limit). Over it a client gets
+    /// 429 with Retry-After. Loopback clients are never limited.
+    #[arg(long, env = "TABSWARM_BINDINGS_PER_MINUTE", default_value_t = DEFAULT_LIMITS.bindings_per_minute)]
+    bindings_per_minute: u32,
+    /// Limits: checkpoint downloads (`/api/checkpoint/…`) per client IP per minute (0: no limit).
+    #[arg(long, env = "TABSWARM_DOWNLOADS_PER_MINUTE", default_value_t = DEFAULT_LIMITS.downloads_per_minute)]
+    downloads_per_minute: u32,
+    /// Limits: `POST /api/model/updates` per client IP per minute (0: no limit).
+    #[arg(long, env = "TABSWARM_UPDATES_PER_MINUTE", default_value_t = DEFAULT_LIMITS.updates_per_minute)]
+    updates_per_minute: u32,
+    /// Limits: gossip messages one peer may publish per minute (0: no limit); past it its
+    /// messages are refused (`rate_limited`) and it is scored down. Other relays are not limited.
+    #[arg(long, env = "TABSWARM_GOSSIP_PER_PEER_PER_MINUTE", default_value_t = DEFAULT_LIMITS.gossip_per_peer_per_minute)]
+    gossip_per_peer_per_minute: u32,
+    /// Limits: open HTTP connections per client IP (an IPv6 client's /64; 0: no limit).
+    #[arg(long, env = "TABSWARM_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = DEFAULT_LIMITS.http_connections_per_ip)]
+    max_http_connections_per_ip: u32,
+    /// Limits: open HTTP connections in all (0: no limit).
+    #[arg(long, env = "TABSWARM_MAX_HTTP_CONNECTIONS", default_value_t = DEFAULT_LIMITS.http_connections)]
+    max_http_connections: u32,
+    /// Limits: swarm connections (WebRTC and TCP, in their handshake or established) per remote
+    /// IP (0: no limit).
+    #[arg(long, env = "TABSWARM_MAX_SWARM_CONNECTIONS_PER_IP", default_value_t = DEFAULT_LIMITS.swarm_connections_per_ip)]
+    max_swarm_connections_per_ip: u32,
+    /// Limits: seconds a client has to send a request's headers (slower ones, and idle
+    /// keep-alive connections, are closed).
+    #[arg(long, env = "TABSWARM_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_LIMITS.header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Limits: seconds a response may wait for its client to read before the connection is closed.
+    #[arg(long, env = "TABSWARM_WRITE_STALL_SECS", default_value_t = DEFAULT_LIMITS.write_stall.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    write_stall_secs: u64,
+    /// Reverse proxies (their IPs, comma-separated) whose X-Forwarded-For header names the
+    /// client the limits apply to. A proxy on this machine (loopback) is always trusted.
+    #[arg(long = "trusted-proxy", env = "TABSWARM_TRUSTED_PROXY", value_delimiter = ',', value_name = "IP")]
+    trusted_proxies: Vec<IpAddr>,
 }
+
+/// The limits a relay starts with unless told otherwise.
+const DEFAULT_LIMITS: Limits = Limits::DEFAULT;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Aggregation {
@@ -272,6 +311,19 @@ async fn main() -> ExitCode {
             },
             round_secs: cli.round_secs,
             accept_unbound: cli.accept_unbound,
+            limits: Limits {
+                bindings_per_minute: cli.bindings_per_minute,
+                downloads_per_minute: cli.downloads_per_minute,
+                updates_per_minute: cli.updates_per_minute,
+                gossip_per_peer_per_minute: cli.gossip_per_peer_per_minute,
+                http_connections_per_ip: cli.max_http_connections_per_ip,
+                http_connections: cli.max_http_connections,
+                swarm_connections_per_ip: cli.max_swarm_connections_per_ip,
+                header_timeout: std::time::Duration::from_secs(cli.header_timeout_secs),
+                write_stall: std::time::Duration::from_secs(cli.write_stall_secs),
+                trusted_proxies: cli.trusted_proxies.iter().map(|ip| ip.to_canonical()).collect(),
+                limit_loopback: false,
+            },
         },
         chain,
     };

@@ -10,6 +10,7 @@
 //! each other through the relay for protocols beyond gossip.
 
 mod identity;
+mod per_ip;
 mod stats;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use stats::{RelayMetrics, Tally};
 
 use crate::error::StartError;
 use crate::ledger::{Bound, Ledger, Unattributed};
+use crate::limits::{Limits, RateLimiter};
 
 /// Where and how the relay's libp2p node listens.
 #[derive(Debug, Clone)]
@@ -67,6 +69,9 @@ pub struct SwarmConfig {
     /// Pass on rollouts of peers not bound to a wallet (credited to nobody) instead of rejecting
     /// them. For private swarms and demos without wallets.
     pub accept_unbound: bool,
+    /// What one client may ask: the swarm reads the connections per IP and the gossip messages
+    /// per peer; the HTTP side the rest.
+    pub limits: Limits,
 }
 
 impl SwarmConfig {
@@ -89,6 +94,7 @@ impl SwarmConfig {
             },
             round_secs: DEFAULT_ROUND_SECS,
             accept_unbound: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -112,6 +118,7 @@ pub fn unix_now() -> u64 {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    per_ip: per_ip::Behaviour,
     limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
@@ -207,6 +214,8 @@ pub struct EventLoop {
     domain: BindingDomain,
     round_secs: u64,
     accept_unbound: bool,
+    /// Messages per minute each publisher may send (other relays aside).
+    publish_limit: RateLimiter<PeerId>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -234,6 +243,16 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// up (so a port conflict is a start error, and the bootstrap list is complete from the first
 /// request).
 pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle, EventLoop), StartError> {
+    start_with_registry(config, ledger, Registry::with_prefix("tabswarm")).await
+}
+
+/// [`start`], with the node's metrics registered beside those already in `registry` (the HTTP
+/// side's), all exported by [`SwarmHandle::metrics_text`].
+pub async fn start_with_registry(
+    config: &SwarmConfig,
+    ledger: Ledger,
+    mut registry: Registry,
+) -> Result<(SwarmHandle, EventLoop), StartError> {
     if config.round_secs == 0 {
         return Err(StartError::Swarm("--round-secs must be at least 1".into()));
     }
@@ -246,7 +265,6 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
         )));
     }
     let identity = NodeIdentity::load_or_create(&config.data_dir)?;
-    let mut registry = Registry::with_prefix("tabswarm");
     let metrics = RelayMetrics::register(&mut registry);
     let libp2p_metrics = libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
     let swarm_error = |e: &dyn std::fmt::Display| StartError::Swarm(e.to_string());
@@ -254,6 +272,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
     let keypair = identity.keypair.clone();
     let max_peers = config.max_peers;
     let max_handshakes = config.max_handshakes;
+    let per_ip = per_ip::Behaviour::new(config.limits.swarm_connections_per_ip, config.limits.limit_loopback);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -277,6 +296,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
                 .with_max_pending_incoming(Some(max_handshakes))
                 .with_max_established_per_peer(Some(2));
             Ok(Behaviour {
+                per_ip,
                 limits: connection_limits::Behaviour::new(limits),
                 gossipsub,
                 identify: identify::Behaviour::new(
@@ -358,6 +378,7 @@ pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle,
         domain: config.domain.clone(),
         round_secs: config.round_secs,
         accept_unbound: config.accept_unbound,
+        publish_limit: RateLimiter::per_minute(config.limits.gossip_per_peer_per_minute),
     };
     Ok((handle, event_loop))
 }
@@ -540,12 +561,17 @@ impl EventLoop {
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "swarm listening"),
             SwarmEvent::IncomingConnectionError { error: ListenError::Denied { cause }, send_back_addr, .. } => {
-                if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+                if let Some(exceeded) = cause.downcast_ref::<per_ip::PerIpExceeded>() {
+                    tracing::debug!(from = %send_back_addr, "incoming connection refused: {exceeded}");
+                    self.tally.connection_refused("per_ip_full");
+                    self.metrics.connection_refused("per_ip_full");
+                } else if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
                     // `Exceeded` does not expose which limit; its message names it.
                     let message = exceeded.to_string();
                     let kind = if message.contains("pending") { "handshakes_full" } else { "peers_full" };
                     tracing::debug!(from = %send_back_addr, "incoming connection refused: {message}");
                     self.tally.connection_refused(kind);
+                    self.metrics.connection_refused(kind);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -581,6 +607,16 @@ impl EventLoop {
         let now = unix_now();
         let publisher = source.to_string();
         let fault = if via == source { Reject } else { Ignore };
+        // Before anything costly. Another relay publishes the bindings posted to it and its
+        // versions, so relays are not limited. Over the limit the message is refused like a
+        // faulty one (its publisher scored down, soon graylisted), but not written to the ledger
+        // one row per message: a flood is what this stops.
+        if !self.relays.contains_key(&source) && self.publish_limit.check(&source, std::time::Instant::now()).is_err() {
+            tracing::debug!(%publisher, %via, limit = self.publish_limit.limit(), "over the gossip rate");
+            self.tally.rejected(stats::RATE_LIMITED);
+            self.metrics.rejected(stats::RATE_LIMITED);
+            return fault;
+        }
         let verified = match wire::decode(data, &publisher) {
             Ok(verified) => verified,
             Err(error) => {
@@ -722,16 +758,19 @@ mod tests {
         assert!(err.contains("--max-handshakes must be at least 1"), "{err}");
     }
 
-    /// Dials that never finish their handshake hold a slot each; past `max_handshakes` the relay
-    /// closes new ones at once and counts them, and a freed slot is usable again.
-    #[tokio::test]
-    async fn handshakes_beyond_the_limit_are_refused_at_once_and_counted() {
-        use tokio::io::AsyncReadExt;
-        use tokio::net::TcpStream;
+    /// A node of the local config changed by `change`, running; its handle, TCP port and stop.
+    struct Running {
+        handle: SwarmHandle,
+        port: u16,
+        stop: oneshot::Sender<()>,
+        node: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
 
+    async fn running(change: impl FnOnce(&mut SwarmConfig)) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = SwarmConfig::local(dir.path().to_path_buf());
-        config.max_handshakes = 2;
+        change(&mut config);
         let (handle, event_loop) = start(&config, Ledger::in_memory().expect("ledger")).await.expect("start");
         let (stop, stopped) = oneshot::channel::<()>();
         let node = tokio::spawn(event_loop.run(async move {
@@ -741,28 +780,55 @@ mod tests {
         let tcp: Multiaddr =
             bootstrap.addrs.iter().find(|a| a.contains("/tcp/")).expect("a TCP address").parse().expect("addr");
         let port = tcp.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None }).expect("port");
-        let dial = || TcpStream::connect(("127.0.0.1", port));
-        let refused = || async { handle.stats().await.expect("stats").connections_refused["handshakes_full"] };
-        // Whether the relay closed the socket (EOF or reset) within `wait`; a dial left to its
-        // handshake stays silent.
-        async fn closed(s: &mut TcpStream, wait: Duration) -> bool {
-            let mut buf = [0u8; 64];
-            matches!(tokio::time::timeout(wait, s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        Running { handle, port, stop, node, _dir: dir }
+    }
+
+    impl Running {
+        async fn refused(&self, kind: &str) -> u64 {
+            self.handle.stats().await.expect("stats").connections_refused[kind]
         }
-        // Three silent dials against a limit of two: whichever arrives last is refused, whatever
-        // order a loaded machine gives them.
+
+        async fn stop(self) {
+            let _ = self.stop.send(());
+            self.node.await.expect("the node stops");
+        }
+    }
+
+    /// Whether the relay closed the socket (EOF or reset) within `wait`; a dial left to its
+    /// handshake stays silent.
+    async fn closed(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(wait, s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    /// Silent dials against a limit of two: whichever arrives last is refused, whatever order a
+    /// loaded machine gives them. Returns the dials and which were closed.
+    async fn three_silent_dials(port: u16) -> (Vec<tokio::net::TcpStream>, Vec<bool>) {
         let mut dials = Vec::new();
         for _ in 0..3 {
-            dials.push(dial().await.expect("dial"));
+            dials.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("dial"));
         }
         let mut closed_now = Vec::new();
         for d in &mut dials {
             closed_now.push(closed(d, Duration::from_secs(2)).await);
         }
         assert_eq!(closed_now.iter().filter(|c| **c).count(), 1, "exactly one is refused: {closed_now:?}");
-        assert_eq!(refused().await, 1);
-        let stats = handle.stats().await.expect("stats");
-        assert_eq!(stats.connections_refused.get("peers_full"), Some(&0), "{stats:?}");
+        (dials, closed_now)
+    }
+
+    /// Dials that never finish their handshake hold a slot each; past `max_handshakes` the relay
+    /// closes new ones at once and counts them, and a freed slot is usable again.
+    #[tokio::test]
+    async fn handshakes_beyond_the_limit_are_refused_at_once_and_counted() {
+        use tokio::net::TcpStream;
+
+        let node = running(|c| c.max_handshakes = 2).await;
+        let dial = || TcpStream::connect(("127.0.0.1", node.port));
+        let (dials, closed_now) = three_silent_dials(node.port).await;
+        assert_eq!(node.refused("handshakes_full").await, 1);
+        assert_eq!(node.refused("peers_full").await, 0);
+        assert_eq!(node.refused("per_ip_full").await, 0, "loopback is not held to the per-IP limit");
 
         // Freeing a slot lets a later dial in (the relay notices the hang-up on its own time, so
         // a dial may be refused until it has).
@@ -771,16 +837,77 @@ mod tests {
         let mut let_in = false;
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let before = refused().await;
+            let before = node.refused("handshakes_full").await;
             let mut next = dial().await.expect("dial");
-            if !closed(&mut next, Duration::from_millis(500)).await && refused().await == before {
+            if !closed(&mut next, Duration::from_millis(500)).await && node.refused("handshakes_full").await == before {
                 let_in = true;
                 break;
             }
         }
         assert!(let_in, "a dial after a slot was freed is let in");
         drop(open);
-        let _ = stop.send(());
-        node.await.expect("the node stops");
+        node.stop().await;
+    }
+
+    /// One address gets `--max-swarm-connections-per-ip` connections, handshakes included.
+    #[tokio::test]
+    async fn connections_beyond_the_per_ip_limit_are_refused_at_once_and_counted() {
+        let node = running(|c| {
+            c.limits.swarm_connections_per_ip = 2;
+            c.limits.limit_loopback = true;
+        })
+        .await;
+        let (dials, _) = three_silent_dials(node.port).await;
+        assert_eq!(node.refused("per_ip_full").await, 1);
+        assert_eq!(node.refused("handshakes_full").await, 0);
+        let metrics = node.handle.metrics_text();
+        assert!(metrics.contains("tabswarm_connections_refused_total{reason=\"per_ip_full\"} 1"), "{metrics}");
+        drop(dials);
+        node.stop().await;
+    }
+
+    /// A peer publishing more than its share a minute has the rest refused as `rate_limited`
+    /// (scored down when it sent them itself, ignored when a relay passed them on), without
+    /// touching other peers' allowance.
+    #[tokio::test]
+    async fn a_peer_over_the_gossip_rate_is_refused_and_others_are_not() {
+        // `MessageAcceptance` has no `PartialEq`.
+        fn verdict(acceptance: gossipsub::MessageAcceptance) -> &'static str {
+            match acceptance {
+                gossipsub::MessageAcceptance::Accept => "accept",
+                gossipsub::MessageAcceptance::Ignore => "ignore",
+                gossipsub::MessageAcceptance::Reject => "reject",
+            }
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = SwarmConfig::local(dir.path().to_path_buf());
+        config.limits.gossip_per_peer_per_minute = 3;
+        let (handle, mut event_loop) = start(&config, Ledger::in_memory().expect("ledger")).await.expect("start");
+        let announce = |peer: PeerId| {
+            wire::encode(&Message::Announce(wire::Announcement {
+                peer: peer.to_string(),
+                client: "test".into(),
+                backend: "cpu".into(),
+                families: Vec::new(),
+                policy_version: 0,
+            }))
+            .expect("encode")
+        };
+        let (noisy, quiet, relay) = (PeerId::random(), PeerId::random(), PeerId::random());
+        for i in 0..3 {
+            assert_eq!(verdict(event_loop.validate(noisy, noisy, &announce(noisy))), "accept", "message {i}");
+        }
+        assert_eq!(verdict(event_loop.validate(noisy, noisy, &announce(noisy))), "reject", "the fourth, sent itself");
+        assert_eq!(
+            verdict(event_loop.validate(noisy, relay, &announce(noisy))),
+            "ignore",
+            "the fifth, passed on by a relay"
+        );
+        assert_eq!(verdict(event_loop.validate(quiet, quiet, &announce(quiet))), "accept", "another peer has its own");
+        let stats = event_loop.stats();
+        assert_eq!(stats.rejected["rate_limited"], 2, "{stats:?}");
+        assert_eq!(stats.rejected["malformed"], 0);
+        assert!(handle.metrics_text().contains("tabswarm_messages_rejected_total{reason=\"rate_limited\"} 2"));
     }
 }

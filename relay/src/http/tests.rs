@@ -41,6 +41,7 @@ fn state(dir: &Path) -> AppState {
         domain: crate::ledger::tests::domain(),
         chain: None,
         embedders: Default::default(),
+        limits: Default::default(),
     }
 }
 
@@ -260,6 +261,8 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         ("/api/bootstrap", "/webrtc-direct/certhash/"),
         ("/api/swarm", "\"rollouts_per_minute\":0"),
         ("/metrics", "tabswarm_messages_rejected_total{reason=\"malformed\"} 0"),
+        ("/api/swarm", "\"http_refused\":{\"bindings\":0,"),
+        ("/metrics", "tabswarm_http_refused_total{limit=\"slow_headers\"} 0"),
     ] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -549,4 +552,89 @@ async fn a_build_without_the_widget_says_how_to_make_it() {
     let response = get(router(dir.path()), "/widget.js", &[]).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(body_text(response).await.contains("cargo xtask build"));
+}
+
+/// A request as if it came over a socket from `from`, with an optional `X-Forwarded-For`.
+fn from_client(method: &str, uri: &str, from: &str, forwarded_for: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(hops) = forwarded_for {
+        request = request.header("x-forwarded-for", hops);
+    }
+    let mut request = request.body(Body::from("{}")).expect("request");
+    let addr = std::net::SocketAddr::new(from.parse().expect("ip"), 40000);
+    request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    request
+}
+
+async fn status_from(router: &Router, method: &str, uri: &str, from: &str, forwarded_for: Option<&str>) -> Response {
+    router.clone().oneshot(from_client(method, uri, from, forwarded_for)).await.expect("infallible")
+}
+
+#[tokio::test]
+async fn each_costly_route_answers_429_past_its_per_ip_rate_and_names_the_limit() {
+    use crate::limits::{HttpRefusals, Limits};
+
+    let dir = site();
+    let limits = Limits { bindings_per_minute: 3, downloads_per_minute: 2, updates_per_minute: 1, ..Limits::default() };
+    let refusals = HttpRefusals::default();
+    let bytes = crate::checkpoint::tests::example();
+    let file = dir.path().join("base.tswm");
+    std::fs::write(&file, &bytes).expect("write checkpoint");
+    let base = crate::BaseCheckpoint::load(&file).expect("valid checkpoint");
+    let state = AppState {
+        base_checkpoint: Some(base.into()),
+        limits: limit::RequestLimits::new(std::sync::Arc::new(limits), refusals.clone()),
+        ..state(dir.path())
+    };
+    let router = app(state);
+
+    // Bindings: three a minute from 203.0.113.9 are read (and refused for their body), the
+    // fourth is refused before its body is read.
+    for _ in 0..3 {
+        let response = status_from(&router, "POST", "/api/bindings", "203.0.113.9", None).await;
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let response = status_from(&router, "POST", "/api/bindings", "203.0.113.9", None).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "20", "a token every 20 s at 3 a minute");
+    let error = api_error(response).await;
+    assert_eq!(error.error, "rate_limited");
+    assert_eq!(error.message, "too many bindings from 203.0.113.9: at most 3 a minute; try again in 20 s");
+    // Another address has its own allowance; loopback (the operator's own) has no limit.
+    let other = status_from(&router, "POST", "/api/bindings", "203.0.113.10", None).await;
+    assert_ne!(other.status(), StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..10 {
+        let local = status_from(&router, "POST", "/api/bindings", "127.0.0.1", None).await;
+        assert_ne!(local.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    // Through a reverse proxy on this machine the client named by the proxy is limited, and a
+    // client cannot pose as another by writing the header itself.
+    let proxied = status_from(&router, "POST", "/api/bindings", "127.0.0.1", Some("203.0.113.9")).await;
+    assert_eq!(proxied.status(), StatusCode::TOO_MANY_REQUESTS);
+    let spoofed = status_from(&router, "POST", "/api/bindings", "198.51.100.20", Some("127.0.0.1")).await;
+    assert_ne!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Downloads: two checkpoints a minute; the small info document is not counted.
+    for _ in 0..2 {
+        let info = status_from(&router, "GET", "/api/checkpoint/base.json", "203.0.113.9", None).await;
+        assert_eq!(info.status(), StatusCode::OK);
+        let download = status_from(&router, "GET", "/api/checkpoint/base", "203.0.113.9", None).await;
+        assert_eq!(download.status(), StatusCode::OK);
+    }
+    let third = status_from(&router, "GET", "/api/checkpoint/base", "203.0.113.9", None).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(api_error(third).await.message.starts_with("too many checkpoint downloads from 203.0.113.9: at most 2"));
+    let by_hash =
+        status_from(&router, "GET", &format!("/api/checkpoint/{}", "ab".repeat(32)), "203.0.113.9", None).await;
+    assert_eq!(by_hash.status(), StatusCode::TOO_MANY_REQUESTS, "versions share the downloads' allowance");
+
+    // Updates: one a minute (this relay runs no swarm model, so the first is refused for that).
+    let first = status_from(&router, "POST", "/api/model/updates", "2001:db8::1", None).await;
+    assert_ne!(first.status(), StatusCode::TOO_MANY_REQUESTS);
+    let second = status_from(&router, "POST", "/api/model/updates", "2001:db8::2", None).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS, "one IPv6 /64 is one client");
+    assert!(api_error(second).await.message.contains("too many model updates from 2001:db8::2"));
+
+    let refused = refusals.snapshot();
+    assert_eq!((refused["bindings"], refused["downloads"], refused["updates"]), (2, 2, 1), "{refused:?}");
 }

@@ -21,14 +21,18 @@ pub struct Tally {
 }
 
 /// Why an incoming connection was refused (`/api/swarm`'s `connections_refused`).
-pub const CONNECTION_REFUSAL_KINDS: [&str; 2] = ["handshakes_full", "peers_full"];
+pub const CONNECTION_REFUSAL_KINDS: [&str; 3] = ["handshakes_full", "peers_full", "per_ip_full"];
+
+/// Why a gossip message was refused when its publisher sent more than its share
+/// (`--gossip-per-peer-per-minute`); listed in `rejected` beside the wire's refusal kinds.
+pub const RATE_LIMITED: &str = "rate_limited";
 
 impl Default for Tally {
     fn default() -> Self {
         Self {
             total: 0,
             last_minute: PerMinute::default(),
-            rejected: REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
+            rejected: REFUSAL_KINDS.iter().chain([&RATE_LIMITED]).map(|k| ((*k).to_owned(), 0)).collect(),
             duplicates: 0,
             connections_refused: CONNECTION_REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
         }
@@ -76,6 +80,7 @@ pub struct RelayMetrics {
     pub accepted: Counter,
     pub duplicates: Counter,
     rejected: Family<Vec<(String, String)>, Counter>,
+    connections_refused: Family<Vec<(String, String)>, Counter>,
     pub connected: Gauge,
     pub relays: Gauge,
 }
@@ -86,6 +91,7 @@ impl RelayMetrics {
             accepted: Counter::default(),
             duplicates: Counter::default(),
             rejected: Family::default(),
+            connections_refused: Family::default(),
             connected: Gauge::default(),
             relays: Gauge::default(),
         };
@@ -100,9 +106,17 @@ impl RelayMetrics {
             "Messages rejected by the gossip validator, by reason",
             metrics.rejected.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Incoming swarm connections refused, by reason",
+            metrics.connections_refused.clone(),
+        );
+        for kind in CONNECTION_REFUSAL_KINDS {
+            let _ = metrics.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
+        }
         registry.register("connected_peers", "Peers and relays connected", metrics.connected.clone());
         registry.register("connected_relays", "Other relays connected", metrics.relays.clone());
-        for kind in REFUSAL_KINDS {
+        for kind in REFUSAL_KINDS.into_iter().chain([RATE_LIMITED]) {
             // Listed from the start, so a dashboard shows 0 rather than nothing.
             let _ = metrics.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
         }
@@ -111,6 +125,10 @@ impl RelayMetrics {
 
     pub fn rejected(&self, kind: &str) {
         self.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
+    }
+
+    pub fn connection_refused(&self, kind: &str) {
+        self.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
     }
 }
 
