@@ -86,7 +86,31 @@ pub const MIGRATIONS: &[M<'static>] = &[
     );
     CREATE INDEX model_updates_by_address ON model_updates(address);",
     ),
+    M::up(
+        // Rollout groups already credited, so one re-published after a restart (when the gossip
+        // layer's memory of it is gone) is not credited again. The newest CREDITED_GROUPS kept.
+        "CREATE TABLE credited_groups (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id         TEXT NOT NULL,
+        question        TEXT NOT NULL,
+        policy_version  INTEGER NOT NULL,
+        UNIQUE (peer_id, question, policy_version)
+    );",
+    ),
 ];
+
+/// How many credited groups the ledger remembers to refuse crediting one twice (as many as the
+/// relay's gossip layer remembers in memory; the oldest are forgotten first).
+pub const CREDITED_GROUPS: u64 = 200_000;
+
+/// What recording a message's groups credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credited {
+    /// The wallet credited.
+    pub address: Address,
+    /// Groups credited now: those not credited before (0 when every one was).
+    pub groups: usize,
+}
 
 /// Why the ledger could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -320,21 +344,53 @@ impl Ledger {
 
     /// Records groups `peer_id` published in `round`, credited with the rewards this relay's
     /// verifier gave them (never a claimed figure). Refused, with nothing written, when the peer
-    /// is not bound at `now`.
-    pub fn record(&self, round: u64, peer_id: &str, groups: &[ScoredGroup], now: u64) -> Result<Address, Unattributed> {
+    /// is not bound at `now`. A group (publisher, question, policy version) already credited is
+    /// not credited again, across restarts too; the marks and the credit are one transaction, so
+    /// a crash leaves both or neither.
+    pub fn record(
+        &self,
+        round: u64,
+        peer_id: &str,
+        groups: &[ScoredGroup],
+        now: u64,
+    ) -> Result<Credited, Unattributed> {
         let address = self.address_of(peer_id, now)?;
-        let rollouts: usize = groups.iter().map(|g| g.scores.len()).sum();
-        let reward: f64 = groups.iter().flat_map(|g| &g.scores).map(|s| f64::from(s.reward)).sum();
-        self.lock()
-            .execute(
+        let failed = |e: rusqlite::Error| Unattributed::Storage(e.to_string());
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(failed)?;
+        let (mut credited, mut rollouts, mut reward) = (0usize, 0usize, 0f64);
+        {
+            let mut mark = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO credited_groups (peer_id, question, policy_version) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(failed)?;
+            for g in groups {
+                let question = g.group.question.to_string();
+                if mark.execute(params![peer_id, question, g.group.policy_version]).map_err(failed)? == 1 {
+                    credited += 1;
+                    rollouts += g.scores.len();
+                    reward += g.scores.iter().map(|s| f64::from(s.reward)).sum::<f64>();
+                }
+            }
+        }
+        if credited > 0 {
+            tx.execute(
                 "INSERT INTO contributions (round, peer_id, address, groups, rollouts, reward, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(round, peer_id) DO UPDATE SET groups = groups + ?4, rollouts = rollouts + ?5,
                      reward = reward + ?6, last_seen = ?7",
-                params![round, peer_id, address.to_checksum(None), groups.len(), rollouts, reward, now],
+                params![round, peer_id, address.to_checksum(None), credited, rollouts, reward, now],
             )
-            .map_err(|e| Unattributed::Storage(e.to_string()))?;
-        Ok(address)
+            .map_err(failed)?;
+            tx.execute(
+                "DELETE FROM credited_groups WHERE id <= (SELECT MAX(id) FROM credited_groups) - ?1",
+                [CREDITED_GROUPS],
+            )
+            .map_err(failed)?;
+        }
+        tx.commit().map_err(failed)?;
+        Ok(Credited { address, groups: credited })
     }
 
     /// Credits `peer_id`'s wallet with an update to swarm version `version` (the version it was

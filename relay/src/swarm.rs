@@ -632,6 +632,12 @@ impl EventLoop {
                     return Ignore;
                 }
                 match self.ledger.record(crate::ledger::round_of(now, self.round_secs), &publisher, &groups, now) {
+                    // Every group was credited before this relay last started: a re-publication.
+                    Ok(credited) if credited.groups == 0 => {
+                        self.tally.duplicate();
+                        self.metrics.duplicates.inc();
+                        Ignore
+                    }
                     Ok(_) => {
                         self.count_accepted(groups.len());
                         Accept

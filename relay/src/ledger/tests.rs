@@ -124,8 +124,8 @@ fn contributions_count_only_for_bound_peers_and_with_verified_rewards() {
     let stranger_id = stranger.public().to_peer_id().to_string();
     ledger.bind(&bind_as(&alice, &peer, 1, NOW), &domain(), NOW).expect("bind");
     let address = Address::from_private_key(&alice);
-    assert_eq!(ledger.record(5, &id, &[scored(&id, 1), scored(&id, 2)], NOW), Ok(address));
-    assert_eq!(ledger.record(6, &id, &[scored(&id, 3)], NOW + 60), Ok(address));
+    assert_eq!(ledger.record(5, &id, &[scored(&id, 1), scored(&id, 2)], NOW), Ok(Credited { address, groups: 2 }));
+    assert_eq!(ledger.record(6, &id, &[scored(&id, 3)], NOW + 60), Ok(Credited { address, groups: 1 }));
     let err = ledger.record(6, &stranger_id, &[scored(&stranger_id, 4)], NOW).expect_err("unbound");
     assert_eq!(err.kind(), "unbound_peer");
     let err = ledger.record(7, &id, &[scored(&id, 5)], NOW + 3600).expect_err("expired");
@@ -179,6 +179,43 @@ fn the_ledger_file_is_wal_migrated_and_survives_a_reopen() {
     assert_eq!(mode, "wal");
     assert_eq!(ledger.address_of(&id, NOW), Ok(Address::from_private_key(&alice)));
     assert_eq!(ledger.leaderboard().expect("board")[0].rollouts, 2);
+}
+
+/// A group re-published after the relay restarted (its gossip layer has forgotten it) is not
+/// credited again, alone or beside new groups; the ledger keeps only the newest marks.
+#[test]
+fn a_group_credited_once_is_never_credited_again_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join(LEDGER_FILE);
+    let (alice, peer) = (wallet(1), Keypair::generate_ed25519());
+    let id = peer.public().to_peer_id().to_string();
+    let address = Address::from_private_key(&alice);
+    {
+        let ledger = Ledger::open(&path).expect("open");
+        ledger.bind(&bind_as(&alice, &peer, 1, NOW), &domain(), NOW).expect("bind");
+        assert_eq!(ledger.record(1, &id, &[scored(&id, 1), scored(&id, 2)], NOW), Ok(Credited { address, groups: 2 }));
+        assert_eq!(ledger.record(1, &id, &[scored(&id, 1)], NOW), Ok(Credited { address, groups: 0 }));
+    }
+    let ledger = Ledger::open(&path).expect("reopen");
+    // The same groups in a later round, after the restart: nothing credited, nothing written.
+    assert_eq!(
+        ledger.record(2, &id, &[scored(&id, 2), scored(&id, 1)], NOW + 700),
+        Ok(Credited { address, groups: 0 })
+    );
+    // Beside a new one: only the new one counts.
+    assert_eq!(
+        ledger.record(2, &id, &[scored(&id, 1), scored(&id, 3)], NOW + 701),
+        Ok(Credited { address, groups: 1 })
+    );
+    let board = ledger.leaderboard().expect("board");
+    assert_eq!(board[0].rollouts, 6, "three groups of two rollouts");
+    let rounds: Vec<u64> = ledger.peer(&id).expect("query").expect("known").rounds.iter().map(|r| r.round).collect();
+    assert_eq!(rounds, [2, 1]);
+    // Another peer's group on the same question is its own work.
+    let (bob, other) = (wallet(2), Keypair::generate_ed25519());
+    let other_id = other.public().to_peer_id().to_string();
+    ledger.bind(&bind_as(&bob, &other, 1, NOW), &domain(), NOW).expect("bind");
+    assert_eq!(ledger.record(2, &other_id, &[scored(&other_id, 1)], NOW + 702).map(|c| c.groups), Ok(1));
 }
 
 /// A full disk, as SQLite meets it (SQLITE_FULL: here the file may not grow past its size):
