@@ -40,6 +40,9 @@ pub enum StartError {
     /// The relay's data folder (its libp2p key and WebRTC certificate) cannot be used.
     #[error("relay identity in {path}: {reason}")]
     Identity { path: PathBuf, reason: String },
+    /// The data folder cannot be created or written (read-only, not ours).
+    #[error("data folder {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
     /// The ledger file cannot be opened or migrated.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),

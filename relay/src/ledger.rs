@@ -136,16 +136,47 @@ pub enum BindRefusal {
     /// The disk holding the ledger is full: nothing was stored, what was stored before is kept.
     #[error("the relay's disk is full: the binding was not stored; try again later")]
     DiskFull,
+    /// The ledger's folder became read-only (a file system remounted read-only after errors, a
+    /// permission change): nothing was stored, what was stored before is kept.
+    #[error("the relay's data folder is read-only: the binding was not stored; try again later")]
+    ReadOnly,
+}
+
+/// What a failed write met: a full disk and a read-only file system are told apart from other
+/// faults, logged once per write with what the operator can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFault {
+    DiskFull,
+    ReadOnly,
+    Other,
+}
+
+impl WriteFault {
+    fn of(e: &rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => {
+                tracing::error!("ledger: the disk is full ({e}); nothing new is stored until there is room");
+                Self::DiskFull
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => {
+                tracing::error!(
+                    "ledger: the data folder is read-only ({e}); nothing new is stored until it is writable"
+                );
+                Self::ReadOnly
+            }
+            _ => Self::Other,
+        }
+    }
 }
 
 impl BindRefusal {
-    /// A failed statement: a full disk (or database) is told apart, the rest is a storage fault.
+    /// A failed statement: a full disk or a read-only folder is told apart, the rest is a
+    /// storage fault.
     fn from_sqlite(e: rusqlite::Error) -> Self {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
-            tracing::error!("ledger: the disk is full ({e}); bindings are refused until there is room");
-            Self::DiskFull
-        } else {
-            Self::Storage(e.to_string())
+        match WriteFault::of(&e) {
+            WriteFault::DiskFull => Self::DiskFull,
+            WriteFault::ReadOnly => Self::ReadOnly,
+            WriteFault::Other => Self::Storage(e.to_string()),
         }
     }
 
@@ -157,6 +188,7 @@ impl BindRefusal {
             BindRefusal::PeerTaken { .. } => "peer_taken",
             BindRefusal::Storage(_) => "storage",
             BindRefusal::DiskFull => "disk_full",
+            BindRefusal::ReadOnly => "read_only",
         }
     }
 }
@@ -187,6 +219,10 @@ pub enum Unattributed {
     Expired { peer_id: String, expires_at: u64 },
     #[error("the ledger cannot be written: {0}")]
     Storage(String),
+    #[error("the relay's disk is full: the contribution was not credited")]
+    DiskFull,
+    #[error("the relay's data folder is read-only: the contribution was not credited")]
+    ReadOnly,
 }
 
 impl Unattributed {
@@ -195,6 +231,16 @@ impl Unattributed {
             Unattributed::Unbound(_) => "unbound_peer",
             Unattributed::Expired { .. } => "binding_expired",
             Unattributed::Storage(_) => "storage",
+            Unattributed::DiskFull => "disk_full",
+            Unattributed::ReadOnly => "read_only",
+        }
+    }
+
+    fn from_sqlite(e: rusqlite::Error) -> Self {
+        match WriteFault::of(&e) {
+            WriteFault::DiskFull => Self::DiskFull,
+            WriteFault::ReadOnly => Self::ReadOnly,
+            WriteFault::Other => Self::Storage(e.to_string()),
         }
     }
 }
@@ -262,6 +308,12 @@ impl Ledger {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (every write is a transaction).
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every write fail as on a read-only file system (SQLite's `SQLITE_READONLY`; tests).
+    #[cfg(test)]
+    pub(crate) fn make_read_only(&self, read_only: bool) {
+        self.lock().pragma_update(None, "query_only", read_only).expect("query_only");
     }
 
     /// Forbids the database to grow past its present size, as a full disk would (tests).
@@ -355,7 +407,7 @@ impl Ledger {
         now: u64,
     ) -> Result<Credited, Unattributed> {
         let address = self.address_of(peer_id, now)?;
-        let failed = |e: rusqlite::Error| Unattributed::Storage(e.to_string());
+        let failed = Unattributed::from_sqlite;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(failed)?;
         let (mut credited, mut rollouts, mut reward) = (0usize, 0usize, 0f64);
@@ -403,7 +455,7 @@ impl Ledger {
                 "INSERT OR IGNORE INTO model_updates (version, peer_id, address, at) VALUES (?1, ?2, ?3, ?4)",
                 params![version, peer_id, address.to_checksum(None), now],
             )
-            .map_err(|e| Unattributed::Storage(e.to_string()))?;
+            .map_err(Unattributed::from_sqlite)?;
         Ok(address)
     }
 

@@ -108,10 +108,7 @@ impl Relay {
             Some(Source::Embedded) => Some(std::sync::Arc::new(embedded::base()?)),
             None => None,
         };
-        std::fs::create_dir_all(&config.swarm.data_dir).map_err(|e| StartError::Identity {
-            path: config.swarm.data_dir.clone(),
-            reason: format!("cannot create the data folder: {e}"),
-        })?;
+        writable_data_dir(&config.swarm.data_dir)?;
         let ledger = ledger::Ledger::open(&config.swarm.data_dir.join(ledger::LEDGER_FILE))?;
         let model_mirror = match &config.model_from {
             Some(url) => Some(model::mirror::ModelMirror::new(url).map_err(StartError::Model)?),
@@ -231,6 +228,22 @@ impl Relay {
         }
         result
     }
+}
+
+/// Creates the data folder if missing and checks that it can be written, so a read-only one is
+/// named at start rather than met as an SQLite error on the first write.
+fn writable_data_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    let fail = |reason: String| StartError::DataDir { path: dir.to_path_buf(), reason };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = dir.join(".tabswarm-write-test");
+    let written = std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe));
+    written.map_err(|e| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => fail(format!(
+            "it cannot be written ({e}): the relay keeps its key, certificate, ledger and swarm model there; \
+             give it a writable --data-dir (TABSWARM_DATA_DIR)"
+        )),
+        _ => fail(format!("cannot write in it: {e}")),
+    })
 }
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM.

@@ -653,6 +653,15 @@ impl EventLoop {
                         self.count_accepted(groups.len());
                         Accept
                     }
+                    // This relay's own disk failed, not the publisher: the message is valid, so it
+                    // is passed on (other relays credit it) and its sender is not scored down; the
+                    // operator sees the count by reason (the ledger cannot take a row for it).
+                    Err(failure @ (Unattributed::Storage(_) | Unattributed::DiskFull | Unattributed::ReadOnly)) => {
+                        tracing::warn!(%publisher, "rollouts not credited: {failure}");
+                        self.tally.rejected(failure.kind());
+                        self.metrics.rejected(failure.kind());
+                        Accept
+                    }
                     Err(refusal) => {
                         self.refuse(&publisher, via, refusal.kind(), &refusal.to_string(), now);
                         fault

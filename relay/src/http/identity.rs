@@ -74,6 +74,10 @@ pub async fn post(
                 BindRefusal::DiskFull => {
                     return Err(HttpError::api(StatusCode::INSUFFICIENT_STORAGE, refusal.kind(), refusal.to_string()));
                 }
+                // Nor can it be recorded in a read-only folder; the relay may be fixed soon.
+                BindRefusal::ReadOnly => {
+                    return Err(HttpError::api(StatusCode::SERVICE_UNAVAILABLE, refusal.kind(), refusal.to_string()));
+                }
             };
             ledger.reject(Some(&peer_id), refusal.kind(), &refusal.to_string(), now);
             Err(HttpError::api(status, refusal.kind(), refusal.to_string()))

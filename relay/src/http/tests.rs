@@ -316,6 +316,26 @@ async fn a_binding_posted_while_the_disk_is_full_gets_507_naming_it() {
 }
 
 #[tokio::test]
+async fn a_binding_posted_while_the_data_folder_is_read_only_gets_503_naming_it() {
+    use crate::ledger::tests::{bind_as, wallet};
+    use libp2p::identity::Keypair;
+    let dir = site();
+    let state = state(dir.path());
+    let ledger = state.ledger.clone().expect("ledger");
+    let router = app(state);
+    let now = crate::swarm::unix_now();
+    ledger.make_read_only(true);
+    let signed = serde_json::to_string(&bind_as(&wallet(1), &Keypair::generate_ed25519(), 1, now)).expect("json");
+    let response = post_json(router.clone(), "/api/bindings", signed.clone()).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error = api_error(response).await;
+    assert_eq!(error.error, "read_only");
+    assert!(error.message.contains("data folder is read-only"), "{error:?}");
+    ledger.make_read_only(false);
+    assert_eq!(post_json(router, "/api/bindings", signed).await.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn a_binding_posted_over_http_is_stored_and_refusals_say_why() {
     use crate::ledger::tests::{bind_as, scored, wallet};
     use libp2p::identity::Keypair;

@@ -261,6 +261,34 @@ fn a_full_disk_refuses_new_bindings_keeps_the_stored_ones_and_corrupts_nothing()
     assert!(matches!(ledger.bind(&retry, &domain(), NOW), Ok(Bound::New(_))), "with room again it is stored");
 }
 
+/// A data folder that turns read-only under a running relay (a file system remounted read-only
+/// after errors; SQLite's `SQLITE_READONLY`): bindings and credits are refused naming it, nothing
+/// stored before is lost, and once it is writable again both are stored.
+#[test]
+fn a_read_only_ledger_refuses_new_writes_naming_it_and_keeps_what_it_had() {
+    let ledger = Ledger::in_memory().expect("ledger");
+    let (alice, peer, late) = (wallet(1), Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    let id = peer.public().to_peer_id().to_string();
+    ledger.bind(&bind_as(&alice, &peer, 1, NOW), &domain(), NOW).expect("bind");
+    ledger.record(1, &id, &[scored(&id, 1)], NOW).expect("record");
+
+    ledger.make_read_only(true);
+    let refusal = ledger.bind(&bind_as(&alice, &late, 2, NOW), &domain(), NOW).expect_err("read-only");
+    assert_eq!(refusal, BindRefusal::ReadOnly);
+    assert_eq!(refusal.kind(), "read_only");
+    assert!(refusal.to_string().contains("data folder is read-only"), "{refusal}");
+    let refusal = ledger.record(1, &id, &[scored(&id, 2)], NOW).expect_err("read-only");
+    assert_eq!((refusal.kind(), refusal.to_string().contains("read-only")), ("read_only", true), "{refusal}");
+    assert_eq!(ledger.record_update("v1", &id, NOW).map_err(|e| e.kind()), Err("read_only"));
+    // What was there is there.
+    assert_eq!(ledger.address_of(&id, NOW), Ok(Address::from_private_key(&alice)));
+    assert_eq!(ledger.leaderboard().expect("board")[0].rollouts, 2);
+
+    ledger.make_read_only(false);
+    assert!(matches!(ledger.bind(&bind_as(&alice, &late, 2, NOW), &domain(), NOW), Ok(Bound::New(_))));
+    assert_eq!(ledger.record(1, &id, &[scored(&id, 2)], NOW).map(|c| c.groups), Ok(1), "not marked while refused");
+}
+
 #[test]
 fn a_ledger_from_a_newer_relay_is_refused_and_left_as_it_is() {
     let dir = tempfile::tempdir().expect("dir");
