@@ -347,3 +347,89 @@ axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag2
     let found = client.execute_async(audit, vec![]).await.expect("run axe-core");
     serde_json::from_value(found).expect("a list of violations")
 }
+
+/// A relay on fixed ports with a kept data folder, stopped and started again at will: its peer
+/// id, WebRTC certificate and addresses survive a restart, as a restarted process's would.
+pub struct RestartableRelay {
+    pub url: String,
+    config: RelayConfig,
+    running: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)>,
+    swarm: Option<tabswarm_relay::swarm::SwarmHandle>,
+    pub bootstrap: tabswarm_protocol::api::Bootstrap,
+    _data: tempfile::TempDir,
+}
+
+impl RestartableRelay {
+    pub async fn start(configure: impl FnOnce(&mut SwarmConfig)) -> Self {
+        let data = tempfile::tempdir().expect("relay data dir");
+        let mut swarm = SwarmConfig::local(data.path().to_path_buf());
+        swarm.tcp_port = free_tcp_port();
+        swarm.webrtc_port =
+            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free UDP port").port();
+        swarm.accept_unbound = true;
+        configure(&mut swarm);
+        let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().expect("addr");
+        let config = RelayConfig {
+            listen,
+            assets: assets_dir().into(),
+            base_checkpoint: None,
+            model: Default::default(),
+            model_from: None,
+            swarm,
+            chain: None,
+            embedders: Default::default(),
+        };
+        let relay = Self::bind(&config).await;
+        let bootstrap = relay.bootstrap();
+        let mut relay_ =
+            Self { url: format!("http://{listen}"), config, running: None, swarm: None, bootstrap, _data: data };
+        relay_.serve(relay);
+        relay_
+    }
+
+    /// Binds, retrying while the old sockets are let go.
+    async fn bind(config: &RelayConfig) -> Relay {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Relay::bind(config).await {
+                Ok(relay) => return relay,
+                Err(e) if Instant::now() > deadline => panic!("the relay did not start: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn serve(&mut self, relay: Relay) {
+        self.swarm = relay.swarm().cloned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(relay.serve(async move {
+            let _ = stopped.await;
+        }));
+        self.running = Some((stop, task));
+    }
+
+    /// Starts it again on the same ports and data folder.
+    pub async fn up(&mut self) {
+        let relay = Self::bind(&self.config).await;
+        self.serve(relay);
+    }
+
+    /// Stops serving (HTTP and the swarm), as a process that exits would.
+    pub async fn down(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.swarm = None;
+    }
+
+    /// What the relay sees of the swarm now.
+    pub async fn stats(&self) -> Option<tabswarm_protocol::api::SwarmStats> {
+        self.swarm.as_ref()?.stats().await.ok()
+    }
+
+    /// Its TCP swarm address, for another relay's `--peer`.
+    pub fn tcp_addr(&self) -> libp2p::Multiaddr {
+        self.bootstrap.addrs.iter().find(|a| a.contains("/tcp/")).expect("a TCP address").parse().expect("multiaddr")
+    }
+}

@@ -45,6 +45,21 @@ pub const BINDING_EVERY: Duration = Duration::from_secs(300);
 pub const BINDING_VALIDITY_SECS: u64 = 7 * 24 * 3600;
 /// A peer not heard from for this long no longer counts as online.
 pub const ONLINE_WINDOW: Duration = Duration::from_secs(60);
+/// How often a peer pings its relay. A relay that went away without closing the connection
+/// (killed, restarted, its machine gone; a restarted relay even answers the old connection's ICE
+/// checks, so the browser sees no failure for a long while) is noticed by the pings it no longer
+/// answers ([`RELAY_SILENCE`]), and the peer moves on.
+pub const PING_EVERY: Duration = Duration::from_secs(2);
+/// Generous: a new WebRTC stream can take seconds to open on a busy machine, and a late answer is
+/// not a dead relay ([`RELAY_SILENCE`] decides that).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// A relay connection with no answered ping for this long is taken for gone (two pings missed,
+/// with slack), whatever the connection itself reports: a WebRTC stream to a relay that vanished
+/// can take much longer to fail on its own.
+pub const RELAY_SILENCE: Duration = Duration::from_millis(4_500);
+/// How long a dial may go unanswered before the peer gives up on that relay and tries the next
+/// (a WebRTC dial to a relay that is gone waits for ICE to fail, which takes far longer).
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The behaviour of a leaf peer.
 // The derive also makes an event enum; neither has a useful Debug (gossipsub's state is large).
@@ -67,7 +82,7 @@ impl PeerBehaviour {
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(agent),
             ),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_EVERY).with_timeout(PING_TIMEOUT)),
         })
     }
 }
@@ -250,6 +265,10 @@ pub struct PeerNode {
     subscribed: bool,
     backoff: Duration,
     redial: Option<futures_timer::Delay>,
+    /// When the dial of `current` began (until it connects or fails).
+    dialing_since: Option<Instant>,
+    /// When the connected relay last answered a ping (none before the first answer).
+    relay_heard: Option<Instant>,
     client: String,
     backend: String,
     families: Vec<Family>,
@@ -262,6 +281,8 @@ pub struct PeerNode {
     stats_dirty: bool,
     binding: Option<Box<SignedBinding>>,
     binding_announced: Option<Instant>,
+    /// The `sent_at` of the last binding announcement.
+    binding_sent_at: u64,
     share_unbound: bool,
 }
 
@@ -287,6 +308,8 @@ impl PeerNode {
             subscribed: false,
             backoff: BACKOFF_MIN,
             redial: None,
+            dialing_since: None,
+            relay_heard: None,
             client,
             backend,
             families: Vec::new(),
@@ -299,6 +322,7 @@ impl PeerNode {
             stats_dirty: true,
             binding: None,
             binding_announced: None,
+            binding_sent_at: 0,
             share_unbound: false,
         }
     }
@@ -358,6 +382,7 @@ impl PeerNode {
                 }
                 () = (&mut tick).fuse() => {
                     tick.reset(Duration::from_secs(1));
+                    self.check_relay(&mut out);
                     self.sent.tick();
                     self.received.tick();
                     if self.subscribed && last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
@@ -390,20 +415,51 @@ impl PeerNode {
         self.next_relay = (self.next_relay + 1) % self.relays.len();
         self.current = Some(addr.clone());
         out.push(NodeEvent::State(ConnectionState::Connecting { relay: addr.to_string() }));
+        self.dialing_since = Some(Instant::now());
         if let Err(e) = self.swarm.dial(addr) {
             self.lost(format!("cannot dial: {e}"), out);
+        }
+    }
+
+    /// The relay connection is gone. One that had joined the topic is a new loss, not a relay
+    /// that keeps failing: the next relay is tried at once, then the peer backs off as usual.
+    fn dropped(&mut self, reason: String, out: &mut Vec<NodeEvent>) {
+        if self.subscribed {
+            self.backoff = Duration::ZERO;
+        }
+        self.lost(reason, out);
+    }
+
+    /// A dial unanswered for [`DIAL_TIMEOUT`] counts as failed (a late answer is let go when it
+    /// comes: see `ConnectionEstablished`); a connected relay silent for [`RELAY_SILENCE`] is gone.
+    fn check_relay(&mut self, out: &mut Vec<NodeEvent>) {
+        if let Some(relay) = self.connected_relay
+            && self.relay_heard.is_some_and(|heard| heard.elapsed() >= RELAY_SILENCE)
+        {
+            tracing::info!(%relay, "no answer from the relay for {RELAY_SILENCE:?}");
+            let _ = self.swarm.disconnect_peer_id(relay);
+            self.dropped(format!("the relay stopped answering for {} s", RELAY_SILENCE.as_secs_f32()), out);
+            return;
+        }
+        if self.connected_relay.is_none()
+            && self.redial.is_none()
+            && self.dialing_since.is_some_and(|since| since.elapsed() >= DIAL_TIMEOUT)
+        {
+            self.lost(format!("no answer within {} s", DIAL_TIMEOUT.as_secs()), out);
         }
     }
 
     /// The current relay is gone or unreachable: wait, then try the next one.
     fn lost(&mut self, reason: String, out: &mut Vec<NodeEvent>) {
         self.connected_relay = None;
+        self.relay_heard = None;
         self.subscribed = false;
+        self.dialing_since = None;
         if self.redial.is_some() || self.relays.is_empty() {
             return;
         }
         let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff = (self.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
         let next = self.relays[self.next_relay].to_string();
         out.push(NodeEvent::State(ConnectionState::Waiting { next, wait_ms: wait.as_millis() as u64, reason }));
         self.redial = Some(futures_timer::Delay::new(wait));
@@ -411,12 +467,27 @@ impl PeerNode {
 
     fn on_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>, out: &mut Vec<NodeEvent>) {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                 let expected = self.current.as_ref().and_then(peer_id_of);
                 if expected == Some(peer_id) {
                     self.connected_relay = Some(peer_id);
+                    self.dialing_since = None;
+                    // Armed by the first ping answered once the relay's topic is joined: a new
+                    // WebRTC connection can take seconds to open its first streams, and a page
+                    // is busiest while it starts.
+                    self.relay_heard = None;
                     tracing::info!(relay = %endpoint.get_remote_address(), "connected to relay");
+                } else if endpoint.is_dialer() {
+                    // A dial given up on (timed out) that got through after all: the peer has
+                    // moved on to another relay.
+                    tracing::debug!(relay = %peer_id, "closing a late connection to a relay given up on");
+                    self.swarm.close_connection(connection_id);
                 }
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }))
+                if Some(peer) == self.connected_relay && self.subscribed =>
+            {
+                self.relay_heard = Some(Instant::now());
             }
             SwarmEvent::Behaviour(PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. }))
                 if Some(peer_id) == self.connected_relay =>
@@ -450,7 +521,7 @@ impl PeerNode {
             {
                 let reason = cause.map_or_else(|| "connection closed".to_owned(), |c| format!("connection lost: {c}"));
                 tracing::info!(relay = %peer_id, "{reason}");
-                self.lost(reason, out);
+                self.dropped(reason, out);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 let ours = peer_id.is_some() && peer_id == self.current.as_ref().and_then(peer_id_of);
@@ -526,13 +597,20 @@ impl PeerNode {
         if !self.subscribed {
             return;
         }
-        let sent_at = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // A new `sent_at` per announcement makes each a new message: one re-announced within the
+        // same second (a relay that came back at once) would otherwise be a duplicate gossipsub
+        // drops, and the relay would never hear it.
+        let now = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let sent_at = now.max(self.binding_sent_at + 1);
         let result =
             wire::encode(&Message::Binding { binding, sent_at }).map_err(|e| e.to_string()).and_then(|bytes| {
                 self.swarm.behaviour_mut().gossipsub.publish(gossip::topic(), bytes).map_err(|e| e.to_string())
             });
         match result {
-            Ok(_) => self.binding_announced = Some(Instant::now()),
+            Ok(_) => {
+                self.binding_announced = Some(Instant::now());
+                self.binding_sent_at = sent_at;
+            }
             Err(e) => tracing::debug!("binding not announced yet: {e}"),
         }
     }

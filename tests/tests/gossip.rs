@@ -259,6 +259,10 @@ fn free_udp_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_relay_keeps_its_address_and_its_peers_come_back() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = SwarmConfig::local(dir.path().to_path_buf());
     (config.tcp_port, config.webrtc_port) = (free_tcp_port(), free_udp_port());
@@ -486,4 +490,67 @@ async fn only_bound_peers_are_credited_and_only_with_the_rewards_the_relay_compu
     let record = relay.ledger.peer(&bound_id).expect("query").expect("known");
     assert_eq!(record.rejections[0].kind, "reward_mismatch");
     assert!(record.rejections[0].reason.contains("claims reward 9"), "{:?}", record.rejections[0]);
+}
+
+/// A relay whose machine hangs keeps its sockets open and answers nothing, so no connection ever
+/// fails: the peer notices the unanswered pings and moves to the next relay within
+/// `RELAY_SILENCE` (and a healthy relay is never dropped meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_relay_hangs_moves_to_the_next_one_within_the_silence_window() {
+    use tabswarm_net::RELAY_SILENCE;
+
+    // Relay A runs on a runtime of its own, on a thread the test then blocks: its event loop stops
+    // being polled while the kernel keeps its connections open.
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let config_a = SwarmConfig::local(dir_a.path().to_path_buf());
+    let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
+    let (hang_tx, hang_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let relay = TestRelay::start(config_a).await;
+            addrs_tx.send(relay.tcp_addr()).expect("test running");
+            while hang_rx.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Hung: nothing on this thread runs again (the process ends with the test).
+            loop {
+                std::thread::park();
+            }
+        });
+    });
+    let a_addr = addrs_rx.recv_timeout(WAIT).expect("relay A started");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let b = TestRelay::local(dir_b.path()).await;
+    let mut peer = TestPeer::start(vec![a_addr.clone(), b.tcp_addr()]);
+    peer.until(
+        "a connection to relay A",
+        |e, _| matches!(e, NodeEvent::State(ConnectionState::Connected { relay }) if *relay == a_addr.to_string()),
+    )
+    .await;
+
+    // Healthy: three silence windows pass without the peer leaving.
+    let healthy = tokio::time::timeout(RELAY_SILENCE * 3, async {
+        loop {
+            match peer.handle.events.next().await {
+                Some(NodeEvent::State(state)) => return state,
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    })
+    .await;
+    assert!(healthy.is_err(), "the peer left a healthy relay: {healthy:?}");
+
+    let hung_at = tokio::time::Instant::now();
+    hang_tx.send(()).expect("relay A's thread");
+    let b_addr = b.tcp_addr().to_string();
+    peer.until(
+        "a connection to relay B",
+        |e, _| matches!(e, NodeEvent::State(ConnectionState::Connected { relay }) if *relay == b_addr),
+    )
+    .await;
+    let moved = hung_at.elapsed();
+    assert!(moved <= RELAY_SILENCE + Duration::from_secs(3), "moved on only after {moved:?}");
+    b.wait_for("the peer on relay B", |s| s.peers == 1).await;
 }

@@ -1167,3 +1167,104 @@ async fn the_page_and_the_widget_work_from_the_keyboard_alone() {
     client.enter_parent_frame().await.expect("back to the host page");
     wait_widget(&client, "stopped", Duration::from_secs(5), |state, _| state == "idle").await;
 }
+
+/// Peers (tabs and native peers) connected to `relay` now; 0 while it is down.
+async fn tabs_on(relay: &RestartableRelay) -> usize {
+    relay.stats().await.map_or(0, |s| s.peers)
+}
+
+/// What `#net` says, with the time since `start`, each time it changes (the tab's own account
+/// of a reconnection, for the failure message).
+async fn net_log(client: &Client, start: Instant, log: &mut Vec<String>) {
+    let text = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    if log.last().is_none_or(|last| !last.ends_with(&text)) {
+        log.push(format!("{:>6.1} s  {text}", start.elapsed().as_secs_f64()));
+    }
+}
+
+/// Waits until `done` holds, polling every 100 ms; how long it took, or `None` after `limit`.
+async fn within(limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Issue 19, coming back: a tab whose relay restarts is in the swarm again within 5 s of the relay
+/// serving again, and a tab whose relay dies for good fails over to the other relay it was told of
+/// (at page load, in `/api/bootstrap`), within the same time.
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and the built page: run `cargo xtask test`"]
+async fn a_tab_comes_back_after_its_relay_restarts_and_fails_over_when_it_dies() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut a = RestartableRelay::start(|_| {}).await;
+    let a_tcp = a.tcp_addr();
+    let mut b = RestartableRelay::start(|s| s.peers = vec![a_tcp]).await;
+    // The page reads the relay list once, at load: A must know B by then.
+    let listed = within(Duration::from_secs(20), async || {
+        get_json(&format!("{}/api/bootstrap", a.url)).await["relays"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert!(listed.is_some(), "relay A never listed relay B");
+
+    let (_driver, client) =
+        start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
+    open_page(&client, &format!("{}/?n=64&rounds=100000", a.url)).await;
+    let mut log = Vec::new();
+    let t0 = Instant::now();
+    let joined = within(Duration::from_secs(60), async || {
+        net_log(&client, t0, &mut log).await;
+        tabs_on(&a).await == 1 && attr_of(&client, id::NET, data::STATE).await == "connected"
+    })
+    .await;
+    assert!(joined.is_some(), "the tab never joined relay A:\n{}", log.join("\n"));
+    // A tab that has been in the swarm a little while (its liveness checks running), as a tab is
+    // when its relay restarts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A restarts: down (as a process that exits), up again a second later on the same ports.
+    log.clear();
+    let t0 = Instant::now();
+    a.down().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.up().await;
+    log.push(format!("{:>6.1} s  relay A serving again", t0.elapsed().as_secs_f64()));
+    let back = within(Duration::from_secs(60), async || {
+        net_log(&client, t0, &mut log).await;
+        tabs_on(&a).await + tabs_on(&b).await >= 1
+    })
+    .await;
+    eprintln!("{}", log.join("\n"));
+    let net = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    let relay = attr_of(&client, id::NET, data::RELAY).await;
+    let came_back =
+        back.unwrap_or_else(|| panic!("the tab did not come back within 60 s of the restart: {net} ({relay})"));
+    eprintln!(
+        "back in the swarm {came_back:?} after its relay restarted (A {}, B {})",
+        tabs_on(&a).await,
+        tabs_on(&b).await
+    );
+
+    // The relay the tab is on dies for good: it goes to the other one.
+    let settled =
+        within(Duration::from_secs(30), async || attr_of(&client, id::NET, data::STATE).await == "connected").await;
+    assert!(settled.is_some(), "the tab did not settle on a relay");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let on_a = tabs_on(&a).await == 1;
+    let (dead, other) = if on_a { (&mut a, &b) } else { (&mut b, &a) };
+    dead.down().await;
+    let moved = within(Duration::from_secs(60), async || tabs_on(other).await == 1).await;
+    let net = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    let moved = moved.unwrap_or_else(|| panic!("the tab did not fail over within 60 s: {net}"));
+    eprintln!("failed over in {moved:?} (from relay {})", if on_a { "A" } else { "B" });
+    save_text("reconnect.txt", &format!("restart: back in {came_back:?}\nfailover: in {moved:?}\n"));
+    assert!(came_back <= Duration::from_secs(5), "back only {came_back:?} after the restart");
+    assert!(moved <= Duration::from_secs(5), "failed over only after {moved:?}");
+}
