@@ -153,6 +153,38 @@ async fn the_relay_submits_pending_bindings_and_closed_rounds_once() {
     assert_eq!(chain.submit_pending(&ledger, &domain, round_secs, now).await.expect("submit"), Submitted::default());
 }
 
+/// A relay killed after the chain took its transactions but before its ledger noted them (the
+/// `kill -9` window of the submitter) resubmits them on restart; the registry refuses each as
+/// already recorded, so nothing is on chain twice, and the ledger marks them and moves on.
+#[tokio::test]
+async fn a_submitter_killed_before_noting_its_transactions_resumes_without_a_double_submission() {
+    let (_anvil, chain) = deployed().await;
+    let domain = domain_of(&chain);
+    let ledger = Ledger::in_memory().expect("ledger");
+    let now = unix_now();
+    let round_secs = 600;
+    let peer = Keypair::generate_ed25519();
+    ledger.bind(&bind(&domain, 1, &peer, 1, now), &domain, now).expect("ledger binds");
+    let closed = now / round_secs - 1;
+    ledger.record(closed, &peer_of(&peer), &[scored(&peer_of(&peer), 1)], now).expect("credited");
+
+    // What the killed relay had sent: on chain, not in its ledger.
+    let signed = ledger.unsubmitted_bindings(now).expect("read").pop().expect("stored");
+    chain.register(&signed).await.expect("registered");
+    chain.record_round(closed, &ledger.round_totals(closed).expect("totals")).await.expect("recorded");
+
+    // The restarted relay's submitter: both refused by the registry, neither on chain twice.
+    let done = chain.submit_pending(&ledger, &domain, round_secs, now).await.expect("submit");
+    assert_eq!(done, Submitted { bindings: 0, rounds: 0, refused: 2, skipped: 0 });
+    let again = chain.record_round(closed, &ledger.round_totals(closed).expect("totals")).await;
+    assert_eq!(again.expect_err("once per round").revert(), Some("RoundAlreadyRecorded"));
+    assert_eq!(chain.owner_of(&peer_of(&peer)).await.expect("read").map(|o| o.0), Some(address(1)));
+    // Marked: the next pass has nothing to do.
+    assert!(ledger.unsubmitted_bindings(now).expect("read").is_empty());
+    assert!(ledger.unsubmitted_rounds(closed + 1).expect("read").is_empty());
+    assert_eq!(chain.submit_pending(&ledger, &domain, round_secs, now).await.expect("submit"), Submitted::default());
+}
+
 #[tokio::test]
 async fn a_wrong_endpoint_or_registry_is_named_at_start() {
     let anvil = Anvil::start().unwrap_or_else(|e| panic!("{e}"));
