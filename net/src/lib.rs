@@ -187,14 +187,19 @@ pub fn describe_connection(state: &ConnectionState) -> (&'static str, String) {
         ConnectionState::Connected { relay } => {
             ("connected", format!("Connected to the swarm through relay {}.", describe_relay(relay)))
         }
-        ConnectionState::Waiting { next, wait_ms, reason } => (
-            "waiting",
-            format!(
-                "Not connected ({reason}); trying relay {} in {:.0} s. Learning goes on meanwhile.",
-                describe_relay(next),
-                (*wait_ms as f64 / 1e3).ceil()
-            ),
-        ),
+        ConnectionState::Waiting { next, wait_ms, reason } => {
+            let when = match *wait_ms {
+                0 => "now".to_owned(),
+                ms => format!("in {:.0} s", (ms as f64 / 1e3).ceil()),
+            };
+            (
+                "waiting",
+                format!(
+                    "Not connected ({reason}); trying relay {} {when}. Learning goes on meanwhile.",
+                    describe_relay(next)
+                ),
+            )
+        }
         ConnectionState::NoRelay => {
             ("offline", "The relay offers no address this client can dial, so it learns on its own.".to_owned())
         }
@@ -694,6 +699,16 @@ mod tests {
         assert_eq!(
             text,
             "Not connected (connection lost); trying relay 127.0.0.1:9090 (…QYP1CVb8) in 2 s. Learning goes on meanwhile."
+        );
+        let (_, text) = describe_connection(&ConnectionState::Waiting {
+            next: relay.into(),
+            wait_ms: 0,
+            reason: "the relay stopped answering for 4.5 s".into(),
+        });
+        assert_eq!(
+            text,
+            "Not connected (the relay stopped answering for 4.5 s); trying relay 127.0.0.1:9090 (…QYP1CVb8) now. \
+             Learning goes on meanwhile."
         );
         let stats = NetStats {
             peers_online: 1,
