@@ -76,6 +76,13 @@ impl Limits {
         self.limit_loopback || !ip.to_canonical().is_loopback()
     }
 
+    /// Whether the per-IP bound on open HTTP connections applies to a connection from `ip`: not
+    /// to a trusted proxy, whose connections carry many clients (their requests are still limited
+    /// by the address it names).
+    pub fn bounds_connections_from(&self, ip: IpAddr) -> bool {
+        self.applies_to(ip) && !self.trusted_proxies.contains(&ip.to_canonical())
+    }
+
     /// The client a request came from: the connection's address, or, when that is loopback or a
     /// trusted proxy, the last address in `X-Forwarded-For` that is not (each proxy appends the
     /// address it was connected from, so everything to the left of the first untrusted one could
@@ -331,5 +338,7 @@ mod tests {
         assert!(!limits.applies_to(ip("127.0.0.1")) && !limits.applies_to(ip("::ffff:127.0.0.1")));
         assert!(limits.applies_to(ip("203.0.113.9")));
         assert!(Limits { limit_loopback: true, ..Limits::default() }.applies_to(ip("127.0.0.1")));
+        // A trusted proxy's connections carry many clients: not bounded per address.
+        assert!(!limits.bounds_connections_from(ip("10.0.0.2")) && limits.bounds_connections_from(ip("10.0.0.3")));
     }
 }

@@ -173,7 +173,7 @@ impl Open {
         if limits.http_connections > 0 && *total >= limits.http_connections {
             return Err(Refusal::Total { limit: limits.http_connections });
         }
-        let key = limits.applies_to(ip).then(|| ip_key(ip));
+        let key = limits.bounds_connections_from(ip).then(|| ip_key(ip));
         if let Some(key) = key {
             let n = per_ip.entry(key).or_default();
             if limits.http_connections_per_ip > 0 && *n >= limits.http_connections_per_ip {
