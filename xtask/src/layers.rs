@@ -23,7 +23,16 @@ pub const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "relay",
         "tabswarm-relay",
-        &["tabswarm-protocol", "tabswarm-aggregate", "tabswarm-model", "tabswarm-learn", "tabswarm-devchain"],
+        // devchain and net in its tests only (a local chain; native peers publishing to the relay
+        // binary while it is killed).
+        &[
+            "tabswarm-protocol",
+            "tabswarm-aggregate",
+            "tabswarm-model",
+            "tabswarm-learn",
+            "tabswarm-devchain",
+            "tabswarm-net",
+        ],
     ),
     ("devchain", "tabswarm-devchain", &[]),
     ("xtask", "xtask", &["tabswarm-e2e", "tabswarm-devchain"]),
