@@ -64,8 +64,24 @@ pub async fn start_relay_with(
     let data = tempfile::tempdir().expect("relay data dir");
     let mut swarm = SwarmConfig::local(data.path().to_path_buf());
     configure(&mut swarm);
-    let config = RelayConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
+    let config = serving_the_page("127.0.0.1:0".parse().expect("addr"), base_checkpoint, swarm, chain);
+    let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
+    let addr = relay.local_addr().expect("relay addr");
+    let bootstrap = relay.bootstrap();
+    let ledger = relay.ledger().expect("the relay keeps a ledger").clone();
+    tokio::spawn(relay.serve(std::future::pending()));
+    TestRelay { url: format!("http://{addr}"), bootstrap, ledger, _data: data }
+}
+
+/// A relay configuration serving the built page.
+fn serving_the_page(
+    listen: std::net::SocketAddr,
+    base_checkpoint: Option<PathBuf>,
+    swarm: SwarmConfig,
+    chain: Option<tabswarm_relay::chain::Chain>,
+) -> RelayConfig {
+    RelayConfig {
+        listen,
         assets: assets_dir().into(),
         base_checkpoint: base_checkpoint.map(Into::into),
         model: Default::default(),
@@ -73,13 +89,7 @@ pub async fn start_relay_with(
         swarm,
         chain,
         embedders: Default::default(),
-    };
-    let relay = Relay::bind(&config).await.unwrap_or_else(|e| panic!("relay failed to start: {e}"));
-    let addr = relay.local_addr().expect("relay addr");
-    let bootstrap = relay.bootstrap();
-    let ledger = relay.ledger().expect("the relay keeps a ledger").clone();
-    tokio::spawn(relay.serve(std::future::pending()));
-    TestRelay { url: format!("http://{addr}"), bootstrap, ledger, _data: data }
+    }
 }
 
 pub async fn start_browser(extra_args: &[&str]) -> (Driver, Client) {
@@ -369,22 +379,13 @@ impl RestartableRelay {
         swarm.accept_unbound = true;
         configure(&mut swarm);
         let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().expect("addr");
-        let config = RelayConfig {
-            listen,
-            assets: assets_dir().into(),
-            base_checkpoint: None,
-            model: Default::default(),
-            model_from: None,
-            swarm,
-            chain: None,
-            embedders: Default::default(),
-        };
-        let relay = Self::bind(&config).await;
-        let bootstrap = relay.bootstrap();
-        let mut relay_ =
+        let config = serving_the_page(listen, None, swarm, None);
+        let bound = Self::bind(&config).await;
+        let bootstrap = bound.bootstrap();
+        let mut relay =
             Self { url: format!("http://{listen}"), config, running: None, swarm: None, bootstrap, _data: data };
-        relay_.serve(relay);
-        relay_
+        relay.serve(bound);
+        relay
     }
 
     /// Binds, retrying while the old sockets are let go.

@@ -477,10 +477,6 @@ impl PeerNode {
                 if expected == Some(peer_id) {
                     self.connected_relay = Some(peer_id);
                     self.dialing_since = None;
-                    // Armed by the first ping answered once the relay's topic is joined: a new
-                    // WebRTC connection can take seconds to open its first streams, and a page
-                    // is busiest while it starts.
-                    self.relay_heard = None;
                     tracing::info!(relay = %endpoint.get_remote_address(), "connected to relay");
                 } else if endpoint.is_dialer() {
                     // A dial given up on (timed out) that got through after all: the peer has
@@ -489,6 +485,9 @@ impl PeerNode {
                     self.swarm.close_connection(connection_id);
                 }
             }
+            // The silence watch is armed by the first ping answered once the relay's topic is
+            // joined (`lost` disarms it): a new WebRTC connection can take seconds to open its
+            // first streams, and a page is busiest while it starts.
             SwarmEvent::Behaviour(PeerBehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }))
                 if Some(peer) == self.connected_relay && self.subscribed =>
             {

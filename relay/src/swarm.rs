@@ -272,7 +272,7 @@ pub async fn start_with_registry(
     let keypair = identity.keypair.clone();
     let max_peers = config.max_peers;
     let max_handshakes = config.max_handshakes;
-    let per_ip = per_ip::Behaviour::new(config.limits.swarm_connections_per_ip, config.limits.limit_loopback);
+    let per_ip = per_ip::Behaviour::new(&config.limits);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -561,14 +561,16 @@ impl EventLoop {
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "swarm listening"),
             SwarmEvent::IncomingConnectionError { error: ListenError::Denied { cause }, send_back_addr, .. } => {
-                if let Some(exceeded) = cause.downcast_ref::<per_ip::PerIpExceeded>() {
-                    tracing::debug!(from = %send_back_addr, "incoming connection refused: {exceeded}");
-                    self.tally.connection_refused("per_ip_full");
-                    self.metrics.connection_refused("per_ip_full");
+                let refused = if let Some(exceeded) = cause.downcast_ref::<per_ip::PerIpExceeded>() {
+                    Some(("per_ip_full", exceeded.to_string()))
                 } else if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
                     // `Exceeded` does not expose which limit; its message names it.
                     let message = exceeded.to_string();
-                    let kind = if message.contains("pending") { "handshakes_full" } else { "peers_full" };
+                    Some((if message.contains("pending") { "handshakes_full" } else { "peers_full" }, message))
+                } else {
+                    None
+                };
+                if let Some((kind, message)) = refused {
                     tracing::debug!(from = %send_back_addr, "incoming connection refused: {message}");
                     self.tally.connection_refused(kind);
                     self.metrics.connection_refused(kind);
@@ -613,8 +615,7 @@ impl EventLoop {
         // one row per message: a flood is what this stops.
         if !self.relays.contains_key(&source) && self.publish_limit.check(&source, std::time::Instant::now()).is_err() {
             tracing::debug!(%publisher, %via, limit = self.publish_limit.limit(), "over the gossip rate");
-            self.tally.rejected(stats::RATE_LIMITED);
-            self.metrics.rejected(stats::RATE_LIMITED);
+            self.count_rejected(stats::RATE_LIMITED);
             return fault;
         }
         let verified = match wire::decode(data, &publisher) {
@@ -627,15 +628,13 @@ impl EventLoop {
         match verified {
             Verified::Rollouts(groups) => {
                 if self.republications.seen_before(source, &groups) {
-                    self.tally.duplicate();
-                    self.metrics.duplicates.inc();
+                    self.count_duplicate();
                     return Ignore;
                 }
                 match self.ledger.record(crate::ledger::round_of(now, self.round_secs), &publisher, &groups, now) {
                     // Every group was credited before this relay last started: a re-publication.
                     Ok(credited) if credited.groups == 0 => {
-                        self.tally.duplicate();
-                        self.metrics.duplicates.inc();
+                        self.count_duplicate();
                         Ignore
                     }
                     Ok(_) => {
@@ -658,8 +657,7 @@ impl EventLoop {
                     // operator sees the count by reason (the ledger cannot take a row for it).
                     Err(failure @ (Unattributed::Storage(_) | Unattributed::DiskFull | Unattributed::ReadOnly)) => {
                         tracing::warn!(%publisher, "rollouts not credited: {failure}");
-                        self.tally.rejected(failure.kind());
-                        self.metrics.rejected(failure.kind());
+                        self.count_rejected(failure.kind());
                         Accept
                     }
                     Err(refusal) => {
@@ -706,11 +704,22 @@ impl EventLoop {
         self.metrics.accepted.inc_by(groups as u64);
     }
 
+    /// Counts an ignored re-publication (statistics and metrics).
+    fn count_duplicate(&mut self) {
+        self.tally.duplicate();
+        self.metrics.duplicates.inc();
+    }
+
+    /// Counts a refused message by reason (statistics and metrics).
+    fn count_rejected(&mut self, kind: &str) {
+        self.tally.rejected(kind);
+        self.metrics.rejected(kind);
+    }
+
     /// Counts a refusal and logs it in the ledger.
     fn refuse(&mut self, peer: &str, via: PeerId, kind: &'static str, reason: &str, now: u64) {
         tracing::debug!(%peer, %via, "refused: {reason}");
-        self.tally.rejected(kind);
-        self.metrics.rejected(kind);
+        self.count_rejected(kind);
         self.ledger.reject(Some(peer), kind, reason, now);
     }
 }

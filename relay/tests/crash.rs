@@ -185,6 +185,11 @@ impl Publisher {
         self.handle.commands.send(NodeCommand::Publish(groups)).await.expect("node running");
     }
 
+    /// Rollouts its groups are worth, each credited once.
+    fn worth(&self) -> u64 {
+        self.published.len() as u64 * ROLLOUTS_PER_GROUP
+    }
+
     /// Drains the node's events (it must not block on a full channel).
     fn drain(&mut self) {
         while self.handle.events.try_recv().is_ok() {}
@@ -244,9 +249,8 @@ async fn check_acknowledged(
             p.acknowledged,
             record.rollouts
         );
-        let most = p.published.len() as u64 * ROLLOUTS_PER_GROUP;
         assert!(
-            record.rollouts <= most,
+            record.rollouts <= p.worth(),
             "after kill {after_kill}: {} credited {} rollouts for {} groups",
             p.id(),
             record.rollouts,
@@ -378,7 +382,7 @@ async fn a_relay_killed_at_random_moments_loses_no_acknowledged_binding_or_credi
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             let record = peer_record(&client, &url, &p.id()).await.expect("known");
-            let expected = p.published.len() as u64 * ROLLOUTS_PER_GROUP;
+            let expected = p.worth();
             assert!(
                 record.rollouts <= expected,
                 "{} credited {} for {} groups",

@@ -282,7 +282,7 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
         if state == "connected" {
             break;
         }
-        let text = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+        let text = net_text(&client).await;
         assert!(Instant::now() < deadline, "the tab never joined the swarm: {state}: {text}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -1173,10 +1173,15 @@ async fn tabs_on(relay: &RestartableRelay) -> usize {
     relay.stats().await.map_or(0, |s| s.peers)
 }
 
+/// What `#net` says now.
+async fn net_text(client: &Client) -> String {
+    client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text")
+}
+
 /// What `#net` says, with the time since `start`, each time it changes (the tab's own account
 /// of a reconnection, for the failure message).
 async fn net_log(client: &Client, start: Instant, log: &mut Vec<String>) {
-    let text = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    let text = net_text(client).await;
     if log.last().is_none_or(|last| !last.ends_with(&text)) {
         log.push(format!("{:>6.1} s  {text}", start.elapsed().as_secs_f64()));
     }
@@ -1242,7 +1247,7 @@ async fn a_tab_comes_back_after_its_relay_restarts_and_fails_over_when_it_dies()
     })
     .await;
     eprintln!("{}", log.join("\n"));
-    let net = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    let net = net_text(&client).await;
     let relay = attr_of(&client, id::NET, data::RELAY).await;
     let came_back =
         back.unwrap_or_else(|| panic!("the tab did not come back within 60 s of the restart: {net} ({relay})"));
@@ -1261,7 +1266,7 @@ async fn a_tab_comes_back_after_its_relay_restarts_and_fails_over_when_it_dies()
     let (dead, other) = if on_a { (&mut a, &b) } else { (&mut b, &a) };
     dead.down().await;
     let moved = within(Duration::from_secs(60), async || tabs_on(other).await == 1).await;
-    let net = client.find(Locator::Id(id::NET)).await.expect("#net").text().await.expect("text");
+    let net = net_text(&client).await;
     let moved = moved.unwrap_or_else(|| panic!("the tab did not fail over within 60 s: {net}"));
     eprintln!("failed over in {moved:?} (from relay {})", if on_a { "A" } else { "B" });
     save_text("reconnect.txt", &format!("restart: back in {came_back:?}\nfailover: in {moved:?}\n"));

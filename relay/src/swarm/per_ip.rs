@@ -17,7 +17,7 @@ use libp2p::swarm::{
     dummy,
 };
 
-use crate::limits::ip_key;
+use crate::limits::{Limits, ip_key};
 
 /// Refused: the remote IP already has its limit of connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -29,17 +29,16 @@ pub struct PerIpExceeded {
 
 #[derive(Debug)]
 pub struct Behaviour {
-    /// 0: no limit.
-    limit: u32,
-    limit_loopback: bool,
+    /// `swarm_connections_per_ip` (0: no limit), and whose connections count.
+    limits: Limits,
     /// Counted connections and the key each counts under.
     connections: HashMap<ConnectionId, IpAddr>,
     per_ip: HashMap<IpAddr, u32>,
 }
 
 impl Behaviour {
-    pub fn new(limit: u32, limit_loopback: bool) -> Self {
-        Self { limit, limit_loopback, connections: HashMap::new(), per_ip: HashMap::new() }
+    pub fn new(limits: &Limits) -> Self {
+        Self { limits: limits.clone(), connections: HashMap::new(), per_ip: HashMap::new() }
     }
 
     fn forget(&mut self, connection: ConnectionId) {
@@ -74,13 +73,14 @@ impl NetworkBehaviour for Behaviour {
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         let Some(ip) = ip_of(remote) else { return Ok(()) };
-        if self.limit == 0 || (!self.limit_loopback && ip.to_canonical().is_loopback()) {
+        let limit = self.limits.swarm_connections_per_ip;
+        if limit == 0 || !self.limits.applies_to(ip) {
             return Ok(());
         }
         let key = ip_key(ip);
         let n = self.per_ip.entry(key).or_default();
-        if *n >= self.limit {
-            return Err(ConnectionDenied::new(PerIpExceeded { ip: ip.to_canonical(), limit: self.limit }));
+        if *n >= limit {
+            return Err(ConnectionDenied::new(PerIpExceeded { ip: ip.to_canonical(), limit }));
         }
         *n += 1;
         self.connections.insert(connection, key);
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn each_ip_gets_its_limit_and_a_closed_or_failed_connection_frees_its_place() {
-        let mut limit = Behaviour::new(2, false);
+        let mut limit = Behaviour::new(&Limits { swarm_connections_per_ip: 2, ..Limits::default() });
         let local = addr("/ip4/198.51.100.1/udp/9090/webrtc-direct");
         let a = addr("/ip4/203.0.113.9/udp/40000/webrtc-direct");
         let a_tcp = addr("/ip4/203.0.113.9/tcp/40001");
@@ -163,7 +163,8 @@ mod tests {
         assert!(limit.handle_pending_inbound_connection(ids[7], &local, &a).is_err());
         assert_eq!(limit.per_ip.get(&"203.0.113.9".parse::<IpAddr>().expect("ip")), Some(&2));
 
-        let mut unlimited = Behaviour::new(0, true);
+        let mut unlimited =
+            Behaviour::new(&Limits { swarm_connections_per_ip: 0, limit_loopback: true, ..Limits::default() });
         for id in ids {
             unlimited.handle_pending_inbound_connection(id, &local, &a).expect("no limit");
         }
