@@ -63,6 +63,11 @@ pub struct SwarmStats {
     /// request or to read the answer).
     #[serde(default)]
     pub http_refused: BTreeMap<String, u64>,
+    /// Messages this relay could not pass on to a peer too slow to take them, since start, by
+    /// why: `queue_full` (the peer's send queue was full) or `timeout` (queued longer than
+    /// gossipsub waits). The peer misses them; everyone else still gets them.
+    #[serde(default)]
+    pub undelivered: BTreeMap<String, u64>,
 }
 
 /// One row of `GET /api/leaderboard`: a wallet and what its peers contributed, as the relay's

@@ -24,6 +24,14 @@ pub const ROLLOUT_TOPIC: &str = "tabswarm/rollouts/1";
 pub const HEARTBEAT: Duration = Duration::from_millis(700);
 /// Most peers a relay keeps in its mesh: every peer it serves, up to its connection limit.
 pub const RELAY_MESH_MAX: usize = 4096;
+/// gossipsub's per-peer send queue on a relay (`connection_handler_queue_len`): half of it holds
+/// messages being forwarded to that peer (256 of them: half a second of the swarm at 500
+/// messages a second; gossipsub drops a forward still queued after a second anyway), the other
+/// half bounds its control messages and the relay's own publications. gossipsub allocates the
+/// forward half in full for every connected peer, about 230 bytes a slot: its default (5,000)
+/// made ~570 KiB of the ~650 KiB a connected peer cost the relay (docs/benchmarks.md, "Relay under
+/// load").
+pub const RELAY_PEER_QUEUE: usize = 512;
 
 /// identify's protocol version string: nodes of other swarms are told apart by it.
 pub const IDENTIFY_PROTOCOL: &str = "/tabswarm/id/1.0.0";
@@ -66,7 +74,12 @@ pub fn config(role: Role) -> gossipsub::Config {
     if role == Role::Relay {
         // A relay is the hub of its peers: all of them in its mesh, so a message reaches each
         // in one push. (Leaves keep gossipsub's defaults: they only ever have a relay or two.)
-        builder.mesh_n_low(RELAY_MESH_MAX).mesh_n(RELAY_MESH_MAX).mesh_n_high(RELAY_MESH_MAX).mesh_outbound_min(0);
+        builder
+            .mesh_n_low(RELAY_MESH_MAX)
+            .mesh_n(RELAY_MESH_MAX)
+            .mesh_n_high(RELAY_MESH_MAX)
+            .mesh_outbound_min(0)
+            .connection_handler_queue_len(RELAY_PEER_QUEUE);
     }
     // Unreachable: the values above satisfy every constraint `build` checks (tested).
     builder.build().unwrap_or_else(|e| panic!("the swarm's gossipsub settings are invalid: {e}"))
@@ -241,6 +254,7 @@ mod tests {
             assert!(config.max_transmit_size() > MAX_MESSAGE_BYTES);
         }
         assert_eq!(config(Role::Relay).mesh_n(), RELAY_MESH_MAX);
+        assert_eq!(config(Role::Relay).connection_handler_queue_len(), RELAY_PEER_QUEUE);
         let (params, thresholds) = relay_scoring();
         params.validate().expect("score params");
         thresholds.validate().expect("thresholds");

@@ -237,10 +237,16 @@ async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
     Ok(Some(chain))
 }
 
+/// What the relay logs unless `RUST_LOG` says otherwise. gossipsub warns once per message it
+/// cannot pass to a slow peer or that fails its signature check, with the whole message in the
+/// line: under load or an attack that floods the log (the relay counts both itself, in
+/// `/api/swarm`'s `undelivered` and `rejected`).
+const DEFAULT_LOG: &str = "info,tower_http=info,libp2p_gossipsub=error";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

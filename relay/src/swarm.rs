@@ -584,8 +584,25 @@ impl EventLoop {
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {
-        let gossipsub::Event::Message { propagation_source, message_id, message } = event else {
-            return;
+        let (propagation_source, message_id, message) = match event {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                (propagation_source, message_id, message)
+            }
+            // Once a heartbeat, per peer that could not keep up (gossipsub's own warning for each
+            // such message is silenced in the default log filter: under load it floods the log).
+            gossipsub::Event::SlowPeer { peer_id, failed_messages } => {
+                tracing::debug!(peer = %peer_id, ?failed_messages, "a peer too slow to take every message");
+                for (kind, messages) in
+                    [("queue_full", failed_messages.total_queue_full()), ("timeout", failed_messages.timeout)]
+                {
+                    if messages > 0 {
+                        self.tally.undelivered(kind, messages as u64);
+                        self.metrics.undelivered(kind, messages as u64);
+                    }
+                }
+                return;
+            }
+            _ => return,
         };
         let acceptance = match message.source {
             // Strict validation mode refuses unsigned messages before they get here.

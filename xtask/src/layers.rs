@@ -34,6 +34,8 @@ pub const LAYERS: &[(&str, &str, &[&str])] = &[
             "tabswarm-net",
         ],
     ),
+    // Load for a relay: light peers made of the protocol and the peer's libp2p settings.
+    ("loadgen", "tabswarm-loadgen", &["tabswarm-protocol", "tabswarm-net"]),
     ("devchain", "tabswarm-devchain", &[]),
     ("xtask", "xtask", &["tabswarm-e2e", "tabswarm-devchain"]),
 ];

@@ -18,7 +18,11 @@ pub struct Tally {
     rejected: BTreeMap<String, u64>,
     duplicates: u64,
     connections_refused: BTreeMap<String, u64>,
+    undelivered: BTreeMap<String, u64>,
 }
+
+/// Why a message was not passed on to a slow peer (`/api/swarm`'s `undelivered`).
+pub const UNDELIVERED_KINDS: [&str; 2] = ["queue_full", "timeout"];
 
 /// Why an incoming connection was refused (`/api/swarm`'s `connections_refused`).
 pub const CONNECTION_REFUSAL_KINDS: [&str; 3] = ["handshakes_full", "peers_full", "per_ip_full"];
@@ -35,6 +39,7 @@ impl Default for Tally {
             rejected: REFUSAL_KINDS.iter().chain([&RATE_LIMITED]).map(|k| ((*k).to_owned(), 0)).collect(),
             duplicates: 0,
             connections_refused: CONNECTION_REFUSAL_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
+            undelivered: UNDELIVERED_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect(),
         }
     }
 }
@@ -62,6 +67,10 @@ impl Tally {
         *self.connections_refused.entry(kind.to_owned()).or_default() += 1;
     }
 
+    pub fn undelivered(&mut self, kind: &str, messages: u64) {
+        *self.undelivered.entry(kind.to_owned()).or_default() += messages;
+    }
+
     pub fn snapshot(&self) -> SwarmStats {
         SwarmStats {
             rollouts_per_minute: self.last_minute.total(),
@@ -69,6 +78,7 @@ impl Tally {
             rejected: self.rejected.clone(),
             duplicates: self.duplicates,
             connections_refused: self.connections_refused.clone(),
+            undelivered: self.undelivered.clone(),
             ..SwarmStats::default()
         }
     }
@@ -81,6 +91,7 @@ pub struct RelayMetrics {
     pub duplicates: Counter,
     rejected: Family<Vec<(String, String)>, Counter>,
     connections_refused: Family<Vec<(String, String)>, Counter>,
+    undelivered: Family<Vec<(String, String)>, Counter>,
     pub connected: Gauge,
     pub relays: Gauge,
 }
@@ -92,6 +103,7 @@ impl RelayMetrics {
             duplicates: Counter::default(),
             rejected: Family::default(),
             connections_refused: Family::default(),
+            undelivered: Family::default(),
             connected: Gauge::default(),
             relays: Gauge::default(),
         };
@@ -114,6 +126,14 @@ impl RelayMetrics {
         for kind in CONNECTION_REFUSAL_KINDS {
             let _ = metrics.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
         }
+        registry.register(
+            "messages_undelivered",
+            "Messages not passed on to a peer too slow to take them, by reason",
+            metrics.undelivered.clone(),
+        );
+        for kind in UNDELIVERED_KINDS {
+            let _ = metrics.undelivered.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
+        }
         registry.register("connected_peers", "Peers and relays connected", metrics.connected.clone());
         registry.register("connected_relays", "Other relays connected", metrics.relays.clone());
         for kind in REFUSAL_KINDS.into_iter().chain([RATE_LIMITED]) {
@@ -129,6 +149,10 @@ impl RelayMetrics {
 
     pub fn connection_refused(&self, kind: &str) {
         self.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
+    }
+
+    pub fn undelivered(&self, kind: &str, messages: u64) {
+        self.undelivered.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc_by(messages);
     }
 }
 
@@ -150,6 +174,11 @@ mod tests {
         }
         let stats = tally.snapshot();
         assert_eq!((stats.rollouts_per_minute, stats.rollouts_total), (2, 7));
+
+        tally.undelivered("queue_full", 3);
+        tally.undelivered("queue_full", 2);
+        assert_eq!(tally.snapshot().undelivered["queue_full"], 5);
+        assert_eq!(tally.snapshot().undelivered["timeout"], 0, "listed from the start");
 
         tally.rejected("malformed");
         assert_eq!(tally.snapshot().rejected["malformed"], 1);

@@ -1,0 +1,149 @@
+//! The load generator's peers (`tabswarm_loadgen::peer::Fleet`) against a real relay node in
+//! this process: short runs that show the generator counts what the relay delivers. The load
+//! itself (hundreds of peers, release builds) is a benchmark: `tabswarm-loadgen run`, figures in
+//! docs/benchmarks.md.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use tabswarm_loadgen::peer::{Fleet, Transport, now_micros};
+use tabswarm_protocol::api::SwarmStats;
+use tabswarm_relay::ledger::Ledger;
+use tabswarm_relay::swarm::{self, SwarmConfig, SwarmHandle};
+use tokio::sync::oneshot;
+
+/// A relay node that lets unbound peers share, and any number of them from one address.
+async fn relay(dir: &std::path::Path, ip: IpAddr) -> (SwarmHandle, Vec<Multiaddr>, oneshot::Sender<()>) {
+    let mut config = SwarmConfig::local(dir.to_path_buf());
+    config.listen_ip = ip;
+    config.accept_unbound = true;
+    config.limits.swarm_connections_per_ip = 0;
+    config.limits.gossip_per_peer_per_minute = 0;
+    let (handle, event_loop) =
+        swarm::start(&config, Ledger::in_memory().expect("ledger")).await.unwrap_or_else(|e| panic!("relay: {e}"));
+    let addrs = event_loop.bootstrap().addrs.iter().map(|a| a.parse().expect("multiaddr")).collect();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(event_loop.run(async move {
+        let _ = stopped.await;
+    }));
+    (handle, addrs, stop)
+}
+
+/// `n` load peers over `transport` publish `total` messages; every other peer must receive each.
+async fn every_message_reaches_every_other_load_peer(transport: Transport, ip: IpAddr, n: usize, total: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, addrs, _stop) = relay(dir.path(), ip).await;
+    let addr = addrs.into_iter().find(|a| transport.dials(a)).expect("an address for the transport");
+    let fleet = Fleet::connect(addr, n, transport, ip, 2).await;
+    assert_eq!((fleet.len(), fleet.failed), (n, 0), "every peer connects: {:?}", fleet.failures);
+    tokio::time::sleep(Duration::from_secs(2)).await; // the relay's mesh takes them in on its heartbeat
+
+    let since = now_micros();
+    let _ = fleet.report(since).await;
+    let dropped = fleet.publish(total, 50.0, 7 << 32, 4).await;
+    assert_eq!(dropped, 0);
+    let expected = total * (n as u64 - 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut latency = tabswarm_loadgen::histogram::Histogram::default();
+    while latency.count() < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        latency.merge(&fleet.report(since).await);
+    }
+    assert_eq!(latency.count(), expected, "deliveries");
+    let p99 = latency.quantile_ms(0.99).expect("deliveries");
+    assert!(p99 > 0.0 && p99 < 30_000.0, "p99 {p99} ms is a latency, not a clock error");
+    let stats: SwarmStats = handle.stats().await.expect("relay running");
+    assert_eq!(stats.rollouts_total, total, "the relay checked and passed on each message once: {stats:?}");
+    assert!(stats.rejected.values().all(|n| *n == 0) && stats.duplicates == 0, "{stats:?}");
+    assert!(stats.undelivered.values().all(|n| *n == 0), "nobody was too slow at 50 a second: {stats:?}");
+    assert_eq!(fleet.counters.published.load(std::sync::atomic::Ordering::Relaxed), total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_peers_over_tcp_receive_every_message_through_the_relay() {
+    every_message_reaches_every_other_load_peer(Transport::Tcp, IpAddr::from([127, 0, 0, 1]), 12, 40).await;
+}
+
+/// Over webrtc-direct, ICE needs an address that is not loopback: `cargo xtask test` runs the
+/// ignored tests in a namespace where `lo` also carries 198.51.100.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test namespace's 198.51.100.1 on lo (cargo xtask test)"]
+async fn load_peers_over_webrtc_receive_every_message_through_the_relay() {
+    every_message_reaches_every_other_load_peer(Transport::Webrtc, IpAddr::from([198, 51, 100, 1]), 6, 20).await;
+}
+
+/// A peer that stops reading: the relay's queue for it fills, the messages it cannot take are
+/// counted (not logged one by one), and every other peer still gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_others_get_all() {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ip = IpAddr::from([127, 0, 0, 1]);
+    let (handle, addrs, _stop) = relay(dir.path(), ip).await;
+    let addr = addrs.into_iter().find(|a| Transport::Tcp.dials(a)).expect("tcp address");
+
+    // The stalled peer: a peer's behaviour, driven until the relay knows its subscription and
+    // has it in its mesh, then never polled again (its socket and yamux window fill up).
+    let mut stalled = libp2p::SwarmBuilder::with_existing_identity(libp2p::identity::Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(Default::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .expect("tcp")
+        .with_behaviour(|key| tabswarm_net::PeerBehaviour::new(key, "stalled/0".into()))
+        .expect("behaviour")
+        .build();
+    stalled.dial(addr.clone()).expect("dial");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let SwarmEvent::Behaviour(tabswarm_net::PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                ..
+            })) = stalled.select_next_some().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the stalled peer subscribed");
+    let fleet = Fleet::connect(addr, 2, Transport::Tcp, ip, 2).await;
+    assert_eq!(fleet.len(), 2, "{:?}", fleet.failures);
+    // Mesh heartbeats, with the stalled peer still answering.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            stalled.select_next_some().await;
+        }
+    })
+    .await;
+
+    // ~2 MB of messages: more than the stalled peer's yamux window and socket buffers hold, so
+    // the relay's send queue for it (256 forwards) fills.
+    let since = now_micros();
+    let _ = fleet.report(since).await;
+    let total = 6_000;
+    assert_eq!(fleet.publish(total, 3_000.0, 9 << 32, 32).await, 0);
+    let stats = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats: SwarmStats = handle.stats().await.expect("relay running");
+            if stats.rollouts_total == total && stats.undelivered["queue_full"] > 0 {
+                return stats;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no queue_full counted: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    .await;
+    assert!(stats.undelivered["queue_full"] + stats.undelivered["timeout"] <= total, "{stats:?}");
+    // The two healthy peers each got the other's messages: every one of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut got = tabswarm_loadgen::histogram::Histogram::default();
+    while got.count() < total && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got.merge(&fleet.report(since).await);
+    }
+    assert_eq!(got.count(), total, "a slow peer held the others back");
+    drop(stalled);
+}
