@@ -15,3 +15,8 @@ build:
 # Kernel benchmarks (Markdown tables for docs/benchmarks.md)
 bench:
     cargo xtask bench
+
+# Put a release relay under load: light peers over TCP or WebRTC (docs/benchmarks.md, "Relay under load")
+load *ARGS:
+    cargo build --release -p tabswarm-relay -p tabswarm-loadgen
+    target/release/tabswarm-loadgen run --relay-bin target/release/tabswarm-relay {{ARGS}}
