@@ -23,6 +23,8 @@ use serde::Serialize;
 use tabswarm_loadgen::peer::{Transport, now_micros, rollout_message};
 use tabswarm_loadgen::proc::{TICKS_PER_SECOND, usage};
 use tabswarm_loadgen::worker::{self, Order, PhaseReport, Said};
+use tabswarm_net::native::{fetch_bootstrap, fetch_swarm_stats};
+use tokio::runtime::Runtime;
 
 #[derive(Parser, Debug)]
 #[command(name = "tabswarm-loadgen", version, about = "Load for a Tabswarm relay: many light peers, timed deliveries.")]
@@ -167,16 +169,6 @@ impl Drop for Killed {
     }
 }
 
-fn http_get(ip: IpAddr, port: u16, path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect((ip, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
-}
-
 fn free_port(ip: IpAddr) -> Result<u16, String> {
     std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
@@ -188,13 +180,13 @@ fn free_port(ip: IpAddr) -> Result<u16, String> {
 struct Relay {
     process: Killed,
     addr: Multiaddr,
-    ip: IpAddr,
-    http: u16,
+    /// Its HTTP API, `http://ip:port`.
+    url: String,
     _data: tempfile::TempDir,
     _assets: tempfile::TempDir,
 }
 
-fn start_relay(args: &RunArgs, peers: usize) -> Result<Relay, String> {
+fn start_relay(args: &RunArgs, peers: usize, runtime: &Runtime) -> Result<Relay, String> {
     let data = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let assets = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     std::fs::write(assets.path().join("index.html"), "<!doctype html>").map_err(|e| format!("index.html: {e}"))?;
@@ -225,11 +217,10 @@ fn start_relay(args: &RunArgs, peers: usize) -> Result<Relay, String> {
         })?;
     let mut process = Killed(process);
     let started = Instant::now();
-    let bootstrap: tabswarm_protocol::api::Bootstrap = loop {
-        if let Some(body) = http_get(args.ip, http, "/api/bootstrap")
-            && let Ok(b) = serde_json::from_str(&body)
-        {
-            break b;
+    let url = format!("http://{}", std::net::SocketAddr::new(args.ip, http));
+    let addrs = loop {
+        if let Ok((addrs, _)) = runtime.block_on(fetch_bootstrap(&url)) {
+            break addrs;
         }
         if let Ok(Some(status)) = process.0.try_wait() {
             return Err(format!("the relay exited at start ({status})"));
@@ -239,13 +230,12 @@ fn start_relay(args: &RunArgs, peers: usize) -> Result<Relay, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let addr = bootstrap
-        .addrs
+    let addr = addrs
         .iter()
-        .filter_map(|a| a.parse::<Multiaddr>().ok())
         .find(|a| args.transport.dials(a))
-        .ok_or_else(|| format!("the relay advertises no {} address: {:?}", args.transport, bootstrap.addrs))?;
-    Ok(Relay { process, addr, ip: args.ip, http, _data: data, _assets: assets })
+        .cloned()
+        .ok_or_else(|| format!("the relay advertises no {} address: {addrs:?}", args.transport))?;
+    Ok(Relay { process, addr, url, _data: data, _assets: assets })
 }
 
 /// A worker process and the lines it says.
@@ -297,10 +287,8 @@ impl Worker {
 
 impl Relay {
     /// Messages the relay could not pass to a slow peer so far (`/api/swarm`'s `undelivered`).
-    fn undelivered(&self) -> u64 {
-        http_get(self.ip, self.http, "/api/swarm")
-            .and_then(|body| serde_json::from_str::<tabswarm_protocol::api::SwarmStats>(&body).ok())
-            .map_or(0, |stats| stats.undelivered.values().sum())
+    fn undelivered(&self, runtime: &Runtime) -> u64 {
+        runtime.block_on(fetch_swarm_stats(&self.url)).map_or(0, |stats| stats.undelivered.values().sum())
     }
 }
 
@@ -309,8 +297,8 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
 }
 
 /// One relay, `peers` peers, every rate.
-fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>) -> Result<(), String> {
-    let relay = start_relay(args, peers)?;
+fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>, runtime: &Runtime) -> Result<(), String> {
+    let relay = start_relay(args, peers, runtime)?;
     let pid = relay.process.0.id();
     std::thread::sleep(Duration::from_millis(500));
     let (_, idle_rss) = usage(pid).ok_or("the relay is gone")?;
@@ -348,7 +336,7 @@ fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>) -> Result<(), Stri
         let total = (rate * args.seconds as f64).round() as u64;
         let since = now_micros();
         let (relay_before, workers_before) = (cpu_ticks(&[pid]), cpu_ticks(&worker_pids));
-        let undelivered_before = relay.undelivered();
+        let undelivered_before = relay.undelivered(runtime);
         let started = Instant::now();
         for (i, worker) in workers.iter_mut().enumerate() {
             let share = total / processes as u64 + u64::from((i as u64) < total % processes as u64);
@@ -374,7 +362,7 @@ fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>) -> Result<(), Stri
         let workers_cpu = percent(cpu_ticks(&worker_pids).saturating_sub(workers_before));
         let (_, relay_rss) = usage(pid).ok_or("the relay died under load")?;
         let deliveries = report.latency.count();
-        let undelivered = relay.undelivered().saturating_sub(undelivered_before);
+        let undelivered = relay.undelivered(runtime).saturating_sub(undelivered_before);
         let row = Row {
             transport: args.transport.to_string(),
             peers: connected,
@@ -419,10 +407,15 @@ fn run(args: RunArgs) -> Result<(), String> {
     if args.seconds == 0 {
         return Err("--seconds must be at least 1".into());
     }
+    // The relay's HTTP API is read with the native peer's client (tabswarm-net), which is async.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no async runtime: {e}"))?;
     println!("{}", Row::markdown_header());
     let mut rows = Vec::new();
     for peers in &args.peers {
-        measure(&args, *peers, &mut rows)?;
+        measure(&args, *peers, &mut rows, &runtime)?;
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::Digest as _;
-use tabswarm_protocol::api::{ApiError, Bootstrap, ModelInfo, UpdateAccepted};
+use tabswarm_protocol::api::{ApiError, Bootstrap, ModelInfo, SwarmStats, UpdateAccepted};
 use tabswarm_protocol::checkpoint::BaseInfo;
 use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 
@@ -147,6 +147,14 @@ pub async fn fetch_bootstrap(relay_url: &str) -> Result<(Vec<Multiaddr>, bool), 
         serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not a bootstrap list: {e}"))?;
     let addrs = bootstrap.addrs.iter().chain(bootstrap.relays.iter().flat_map(|r| r.addrs.iter()));
     Ok((addrs.filter_map(|a| a.parse().ok()).collect(), bootstrap.accepts_unbound))
+}
+
+/// What the relay sees of the swarm (`<relay>/api/swarm`): peers, rollouts, what it refused or
+/// could not deliver.
+pub async fn fetch_swarm_stats(relay_url: &str) -> Result<SwarmStats, String> {
+    let url = format!("{}/api/swarm", relay_url.trim_end_matches('/'));
+    let bytes = get(&url).await?.ok_or_else(|| format!("{url}: not found (is this a Tabswarm relay?)"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not the relay's swarm statistics: {e}"))
 }
 
 /// What a binding for this relay must name (`<relay>/api/identity`).

@@ -19,6 +19,9 @@ use tabswarm_relay::ledger::Ledger;
 use tabswarm_relay::swarm::{self, SwarmConfig, SwarmHandle};
 use tokio::sync::oneshot;
 
+#[path = "../bare_peer.rs"]
+mod bare_peer;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A relay's libp2p node running on the test's runtime; stops when dropped.
@@ -290,9 +293,6 @@ async fn a_restarted_relay_keeps_its_address_and_its_peers_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_receiving() {
-    use libp2p::gossipsub;
-    use libp2p::swarm::SwarmEvent;
-
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = TestRelay::local(dir.path()).await;
     let mut honest_a = TestPeer::start(relay.addrs());
@@ -301,29 +301,9 @@ async fn a_peer_spamming_invalid_messages_is_graylisted_while_honest_peers_keep_
     honest_b.connected().await;
 
     // The spammer speaks the protocol (same behaviour, signed messages) but publishes garbage.
-    let key = identity::Keypair::generate_ed25519();
-    let mut spammer = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(Default::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|key| tabswarm_net::PeerBehaviour::new(key, "spammer/0".into()))
-        .expect("behaviour")
-        .build();
-    spammer.dial(relay.tcp_addr()).expect("dial");
+    let mut spammer = bare_peer::dial(relay.tcp_addr(), "spammer/0");
     let topic = tabswarm_protocol::gossip::topic();
-    // Drive the spammer until the relay has told it about its subscription.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::Behaviour(tabswarm_net::PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
-                ..
-            })) = spammer.select_next_some().await
-            {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("spammer subscribed");
+    bare_peer::until_subscribed(&mut spammer, WAIT).await;
     let_meshes_form().await;
 
     let spam = |i: u32| format!("{{\"v\":1,\"type\":\"rollouts\",\"groups\":[],\"n\":{i}}}").into_bytes();

@@ -7,11 +7,15 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use tabswarm_loadgen::histogram::Histogram;
 use tabswarm_loadgen::peer::{Fleet, Transport, now_micros};
 use tabswarm_protocol::api::SwarmStats;
 use tabswarm_relay::ledger::Ledger;
 use tabswarm_relay::swarm::{self, SwarmConfig, SwarmHandle};
 use tokio::sync::oneshot;
+
+#[path = "../bare_peer.rs"]
+mod bare_peer;
 
 /// A relay node that lets unbound peers share, and any number of them from one address.
 async fn relay(dir: &std::path::Path, ip: IpAddr) -> (SwarmHandle, Vec<Multiaddr>, oneshot::Sender<()>) {
@@ -30,6 +34,18 @@ async fn relay(dir: &std::path::Path, ip: IpAddr) -> (SwarmHandle, Vec<Multiaddr
     (handle, addrs, stop)
 }
 
+/// The fleet's deliveries stamped since `since`, collected until there are `expected` or 30 s
+/// have passed.
+async fn deliveries(fleet: &Fleet, since: u64, expected: u64) -> Histogram {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut got = Histogram::default();
+    while got.count() < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got.merge(&fleet.report(since).await);
+    }
+    got
+}
+
 /// `n` load peers over `transport` publish `total` messages; every other peer must receive each.
 async fn every_message_reaches_every_other_load_peer(transport: Transport, ip: IpAddr, n: usize, total: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,12 +60,7 @@ async fn every_message_reaches_every_other_load_peer(transport: Transport, ip: I
     let dropped = fleet.publish(total, 50.0, 7 << 32, 4).await;
     assert_eq!(dropped, 0);
     let expected = total * (n as u64 - 1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut latency = tabswarm_loadgen::histogram::Histogram::default();
-    while latency.count() < expected && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        latency.merge(&fleet.report(since).await);
-    }
+    let latency = deliveries(&fleet, since, expected).await;
     assert_eq!(latency.count(), expected, "deliveries");
     let p99 = latency.quantile_ms(0.99).expect("deliveries");
     assert!(p99 > 0.0 && p99 < 30_000.0, "p99 {p99} ms is a latency, not a clock error");
@@ -78,8 +89,6 @@ async fn load_peers_over_webrtc_receive_every_message_through_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_others_get_all() {
     use futures::StreamExt;
-    use libp2p::gossipsub;
-    use libp2p::swarm::SwarmEvent;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let ip = IpAddr::from([127, 0, 0, 1]);
@@ -88,26 +97,8 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
 
     // The stalled peer: a peer's behaviour, driven until the relay knows its subscription and
     // has it in its mesh, then never polled again (its socket and yamux window fill up).
-    let mut stalled = libp2p::SwarmBuilder::with_existing_identity(libp2p::identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(Default::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|key| tabswarm_net::PeerBehaviour::new(key, "stalled/0".into()))
-        .expect("behaviour")
-        .build();
-    stalled.dial(addr.clone()).expect("dial");
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let SwarmEvent::Behaviour(tabswarm_net::PeerBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
-                ..
-            })) = stalled.select_next_some().await
-            {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the stalled peer subscribed");
+    let mut stalled = bare_peer::dial(addr.clone(), "stalled/0");
+    bare_peer::until_subscribed(&mut stalled, Duration::from_secs(30)).await;
     let fleet = Fleet::connect(addr, 2, Transport::Tcp, ip, 2).await;
     assert_eq!(fleet.len(), 2, "{:?}", fleet.failures);
     // Mesh heartbeats, with the stalled peer still answering.
@@ -138,12 +129,7 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
     .await;
     assert!(stats.undelivered["queue_full"] + stats.undelivered["timeout"] <= total, "{stats:?}");
     // The two healthy peers each got the other's messages: every one of them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut got = tabswarm_loadgen::histogram::Histogram::default();
-    while got.count() < total && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        got.merge(&fleet.report(since).await);
-    }
+    let got = deliveries(&fleet, since, total).await;
     assert_eq!(got.count(), total, "a slow peer held the others back");
     drop(stalled);
 }
