@@ -133,7 +133,7 @@ where
 
     fn upgrade_inbound(self, socket: TSocket, protocol_id: Self::Info) -> Self::Future {
         Box::pin(future::ok((
-            Framed::new(
+            framed_lazily(
                 socket,
                 GossipsubCodec::new(
                     self.default_max_transmit_size,
@@ -156,7 +156,7 @@ where
 
     fn upgrade_outbound(self, socket: TSocket, protocol_id: Self::Info) -> Self::Future {
         Box::pin(future::ok((
-            Framed::new(
+            framed_lazily(
                 socket,
                 GossipsubCodec::new(
                     self.default_max_transmit_size,
@@ -167,6 +167,20 @@ where
             protocol_id.kind,
         )))
     }
+}
+
+/// tabswarm patch: a `Framed` whose buffers start empty. `Framed::new` allocates 8 KiB to read
+/// and 8 KiB to write up front, for both of a connection's gossipsub streams, although one only
+/// reads and the other only writes: 32 KiB a connected peer at a relay, most of it never used.
+/// Empty buffers grow to the messages actually read or written.
+fn framed_lazily<TSocket>(socket: TSocket, codec: GossipsubCodec) -> Framed<TSocket, GossipsubCodec>
+where
+    TSocket: AsyncRead + AsyncWrite,
+{
+    let mut parts = Framed::new(socket, codec).into_parts();
+    parts.read_buffer = BytesMut::new();
+    parts.write_buffer = BytesMut::new();
+    Framed::from_parts(parts)
 }
 
 // Gossip codec for the framing
