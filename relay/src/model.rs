@@ -176,9 +176,38 @@ impl ModelStore {
                     settings.outer.clone(),
                 );
                 tracing::info!(version = stored.record.lineage.number, %hash, "swarm model resumed from disk");
-                (swarm, VecDeque::from([Served { record: stored.record, bytes: stored.bytes }, base_served]))
+                let mut served = VecDeque::from([Served { record: stored.record, bytes: stored.bytes }]);
+                // The versions before it that are still on disk, so peers catching up after the
+                // restart find them; one that is missing or damaged ends the chain (only the
+                // latest is needed to go on). The same `keep` newest as before the restart, the
+                // base among them while it is one of them.
+                while served.len() < settings.keep {
+                    let parent = served.back().and_then(|s| s.record.lineage.parent.clone());
+                    match parent {
+                        Some(parent) if parent != root => match read_served(&dir, &parent, &header.config) {
+                            Ok((older, _)) => served.push_back(older),
+                            Err(e) => {
+                                tracing::warn!("an older swarm model version is not served after the restart: {e}");
+                                break;
+                            }
+                        },
+                        _ => break,
+                    }
+                }
+                if served.len() < settings.keep {
+                    served.push_back(base_served);
+                }
+                (swarm, served)
             }
         };
+        {
+            let keep: Vec<&str> = served.iter().map(|s| s.record.lineage.hash.as_str()).collect();
+            let latest = served.front().map_or(root.as_str(), |s| s.record.lineage.hash.as_str());
+            let removed = prune(&dir, &keep, latest);
+            if removed > 0 {
+                tracing::info!(folder = %dir.display(), removed, "deleted model files no longer served");
+            }
+        }
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 swarm,
@@ -405,10 +434,17 @@ impl ModelStore {
                 s.record.clone()
             })
         };
-        if let (Some(record), Ok(())) = (record, written) {
+        if let (Some(record), Ok(())) = (record, &written) {
             let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
-            write_atomically(&self.dir.join(format!("{}.json", lineage.hash)), &json)
+            write_atomically(&version_file(&self.dir, &lineage.hash, "json"), &json)
                 .map_err(|e| format!("writing the version's accuracy: {e}"))?;
+        }
+        if written.is_ok() {
+            // The disk holds what is served (`keep` versions) and no more: without this a relay
+            // would fill its disk a checkpoint and a velocity per version.
+            let served = self.lock().served.iter().map(|s| s.record.lineage.hash.clone()).collect::<Vec<_>>();
+            let keep: Vec<&str> = served.iter().map(String::as_str).collect();
+            prune(&self.dir, &keep, &lineage.hash);
         }
         Ok(Some(lineage))
     }
@@ -470,15 +506,23 @@ struct Stored {
     velocity: Vec<f32>,
 }
 
-fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, StartError> {
+fn version_file(dir: &Path, hash: &str, ext: &str) -> PathBuf {
+    dir.join(format!("{hash}.{ext}"))
+}
+
+fn read_file(path: PathBuf) -> Result<Vec<u8>, StartError> {
+    std::fs::read(&path).map_err(|e| start_error(&path, format!("cannot read: {e}")))
+}
+
+/// A stored version's record and checkpoint, checked against the hash it is named for.
+fn read_served(dir: &Path, hash: &str, config: &ModelConfig) -> Result<(Served, Vec<f32>), StartError> {
     if !is_version_hash(hash) {
         return Err(start_error(&dir.join("latest"), format!("{hash:?} is not a version hash")));
     }
-    let path = |ext: &str| dir.join(format!("{hash}.{ext}"));
-    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| start_error(&p, format!("cannot read: {e}")));
-    let record: VersionRecord = serde_json::from_slice(&read(path("json"))?)
+    let path = |ext: &str| version_file(dir, hash, ext);
+    let record: VersionRecord = serde_json::from_slice(&read_file(path("json"))?)
         .map_err(|e| start_error(&path("json"), format!("unreadable: {e}")))?;
-    let bytes = read(path("tswm"))?;
+    let bytes = read_file(path("tswm"))?;
     let (model, _) = checkpoint::load(&bytes, Some(config), &Device::flex())
         .map_err(|e| start_error(&path("tswm"), format!("refused: {e}")))?;
     let params =
@@ -486,15 +530,23 @@ fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, 
     if params_hash(&params) != hash || record.lineage.hash != hash {
         return Err(start_error(&path("tswm"), "its parameters do not hash to the version it is named for"));
     }
-    let velocity: Vec<f32> =
-        read(path("velocity"))?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+    Ok((Served { record, bytes: Bytes::from(bytes) }, params))
+}
+
+fn read_version(dir: &Path, hash: &str, config: &ModelConfig) -> Result<Stored, StartError> {
+    let (Served { record, bytes }, params) = read_served(dir, hash, config)?;
+    let path = |ext: &str| version_file(dir, hash, ext);
+    let velocity: Vec<f32> = read_file(path("velocity"))?
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
     if velocity.len() != params.len() {
         return Err(start_error(
             &path("velocity"),
             format!("{} values for {} parameters", velocity.len(), params.len()),
         ));
     }
-    Ok(Stored { record, bytes: Bytes::from(bytes), params, velocity })
+    Ok(Stored { record, bytes, params, velocity })
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
@@ -502,27 +554,70 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A full disk must not be left fuller by the half-written copy.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
 
+/// The files of one version: its checkpoint, its record, and the outer optimizer's velocity
+/// (kept for the latest version only: it is what a restart resumes with).
+const VERSION_FILES: [&str; 3] = ["tswm", "json", "velocity"];
+
 fn write_version(dir: &Path, record: &VersionRecord, bytes: &[u8], velocity: &[f32]) -> std::io::Result<()> {
     let hash = &record.lineage.hash;
     let velocity: Vec<u8> = velocity.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_atomically(&dir.join(format!("{hash}.tswm")), bytes)?;
-    write_atomically(&dir.join(format!("{hash}.velocity")), &velocity)?;
-    let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    write_atomically(&dir.join(format!("{hash}.json")), &json)?;
-    // Last: a crash before this line leaves `latest` on the previous, complete version.
-    write_atomically(&dir.join("latest"), hash.as_bytes())
+    let written = (|| {
+        write_atomically(&version_file(dir, hash, "tswm"), bytes)?;
+        write_atomically(&version_file(dir, hash, "velocity"), &velocity)?;
+        let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        write_atomically(&version_file(dir, hash, "json"), &json)?;
+        // Last: a crash before this line leaves `latest` on the previous, complete version.
+        write_atomically(&dir.join("latest"), hash.as_bytes())
+    })();
+    if written.is_err() {
+        // `latest` still names the previous version: this one's files are of no use, and on a
+        // full disk they hold the space the next try needs.
+        for ext in VERSION_FILES {
+            let _ = std::fs::remove_file(version_file(dir, hash, ext));
+        }
+    }
+    written
+}
+
+/// Deletes what the model folder no longer needs: the files of versions not in `keep` (the
+/// served ones), the velocity of all but `latest`, and temporary files a crash left. Returns how
+/// many files went; a file that cannot be deleted is left (and logged), nothing else depends on it.
+fn prune(dir: &Path, keep: &[&str], latest: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = match name.split_once('.') {
+            _ if name.ends_with(".tmp") => true,
+            Some((hash, ext)) if is_version_hash(hash) && VERSION_FILES.contains(&ext) => {
+                !keep.contains(&hash) || (ext == "velocity" && hash != latest)
+            }
+            _ => false,
+        };
+        if stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(path = %entry.path().display(), "cannot delete an old model file: {e}"),
+            }
+        }
+    }
+    removed
 }
 
 pub mod mirror;

@@ -103,6 +103,18 @@ fn updates_make_a_version_that_is_written_served_and_resumed() {
     let step = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a - b).sum::<f32>();
     let ratio = step(&second, &moved) / step(&moved, &base_params);
     assert!((ratio - 2.71 / 1.9).abs() < 0.02, "second step / first = {ratio}: the velocity was not kept");
+
+    // A second restart serves the same recent versions as before it (peers catching up still
+    // find v1), and only the latest keeps its velocity on disk.
+    let recent = again.info().recent;
+    assert_eq!(recent, [v2.hash.clone(), v1.hash.clone(), v0.hash.clone()]);
+    drop(again);
+    let third = ModelStore::open(dir.path(), base.clone(), settings()).expect("reopen");
+    assert_eq!(third.info().recent, recent);
+    assert_eq!(third.checkpoint(&v1.hash), Some(bytes));
+    let model_dir = dir.path().join(MODEL_DIR);
+    assert!(model_dir.join(format!("{}.velocity", v2.hash)).is_file());
+    assert!(!model_dir.join(format!("{}.velocity", v1.hash)).exists(), "an old velocity was kept");
 }
 
 #[test]

@@ -85,9 +85,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StartError> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(|e| fail(format!("cannot write: {e}")))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| fail(format!("cannot write: {e}")))?;
-    fs::rename(&tmp, path).map_err(|e| fail(format!("cannot move into place: {e}")))
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let result = match written {
+        Ok(()) => fs::rename(&tmp, path).map_err(|e| fail(format!("cannot move into place: {e}"))),
+        Err(e) => Err(fail(format!("cannot write: {e}{}", hint(&e)))),
+    };
+    if result.is_err() {
+        // Leave nothing half-written behind (and no fuller disk).
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What an operator can do about a write error, where there is something to say.
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => "; the disk is full: free some space, then start the relay again",
+        _ => "",
+    }
 }
 
 #[cfg(test)]
