@@ -124,9 +124,11 @@ pub struct PeerRecord {
     /// What the registry says now, read from the chain (only on a relay with `--rpc-url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_chain: Option<Registration>,
-    /// Verified reward over the rounds listed.
+    /// Verified reward over every round the peer was credited in.
     pub reward: f64,
+    /// Rollouts credited over every round.
     pub rollouts: u64,
+    /// The newest rounds (at most 50), newest first.
     pub rounds: Vec<RoundRecord>,
     pub rejections: Vec<RejectionRecord>,
     /// Swarm-model updates of this peer the relay accepted (credited to its wallet).

@@ -101,6 +101,19 @@ pub struct Chain {
     sender: Address,
     chain_id: u64,
     url: String,
+    submit_every: Duration,
+}
+
+/// One `RoundRecorded` event: a contributor's totals for a round, as the registry logged them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRound {
+    pub round: u64,
+    pub relay: Address,
+    pub contributor: Address,
+    pub reward_micros: U256,
+    pub rollouts: u64,
+    /// The transaction that recorded it.
+    pub tx: TxHash,
 }
 
 /// What one pass of [`Chain::submit_pending`] did.
@@ -133,7 +146,13 @@ impl Chain {
         if code.is_empty() {
             return Err(ChainError::NoContract { registry, chain: chain_id });
         }
-        Ok(Self { registry: SwarmRegistry::new(registry, provider), sender, chain_id, url: shown })
+        Ok(Self {
+            registry: SwarmRegistry::new(registry, provider),
+            sender,
+            chain_id,
+            url: shown,
+            submit_every: SUBMIT_EVERY,
+        })
     }
 
     /// Deploys a registry for `swarm_id` with `key` as its admin (also its first relay).
@@ -192,6 +211,39 @@ impl Chain {
     /// `revokePeer(peerId)`: only the wallet the peer is registered to may (a lost or rotated key).
     pub async fn revoke(&self, peer_id: &str) -> Result<TxHash, ChainError> {
         self.send("revokePeer", self.registry.revokePeer(peer_id.to_owned())).await
+    }
+
+    /// Submits every `every` instead of [`SUBMIT_EVERY`] (`--submit-every-secs`).
+    pub fn with_submit_every(mut self, every: Duration) -> Self {
+        self.submit_every = every;
+        self
+    }
+
+    /// How often [`Chain::run_submitter`] passes.
+    pub fn submit_every(&self) -> Duration {
+        self.submit_every
+    }
+
+    /// Every round total the registry has logged, from any relay, oldest first.
+    pub async fn rounds_recorded(&self) -> Result<Vec<RecordedRound>, ChainError> {
+        let logs = self
+            .registry
+            .RoundRecorded_filter()
+            .from_block(0)
+            .query()
+            .await
+            .map_err(|e| ChainError::Rpc { call: "RoundRecorded logs", reason: e.to_string() })?;
+        Ok(logs
+            .into_iter()
+            .map(|(event, log)| RecordedRound {
+                round: event.round,
+                relay: event.relay,
+                contributor: event.contributor,
+                reward_micros: event.rewardMicros,
+                rollouts: event.rollouts,
+                tx: log.transaction_hash.unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// The wallet `peer_id` is registered to on chain now, and until when (`None`: unregistered,

@@ -546,7 +546,14 @@ impl Ledger {
         if binding.is_none() && rounds.is_empty() && rejections.is_empty() && updates == 0 {
             return Ok(None);
         }
-        let (reward, rollouts) = rounds.iter().fold((0.0, 0), |(r, n), round| (r + round.reward, n + round.rollouts));
+        // Over every round, not only the newest listed (a peer's total, as the leaderboard's).
+        let (reward, rollouts): (f64, u64) = conn
+            .query_row(
+                "SELECT COALESCE(SUM(reward), 0.0), COALESCE(SUM(rollouts), 0) FROM contributions WHERE peer_id = ?1",
+                [peer_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(storage)?;
         let (address, issued_at, expires_at, chain_tx) = match binding {
             Some((a, i, e, t)) => (Some(a), Some(i), Some(e), t),
             None => (None, None, None, None),

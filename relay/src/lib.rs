@@ -187,7 +187,7 @@ impl Relay {
                 ledger.clone(),
                 self.state.domain.clone(),
                 self.round_secs,
-                chain::SUBMIT_EVERY,
+                chain.submit_every(),
             ))),
             _ => None,
         };

@@ -82,6 +82,10 @@ struct Cli {
     /// registry's admin must allow its address with setRelay; it pays the gas).
     #[arg(long, env = "TABSWARM_CHAIN_KEY_FILE", requires = "rpc_url")]
     chain_key_file: Option<PathBuf>,
+    /// How often the relay submits pending bindings and closed rounds to the registry, in
+    /// seconds (at least 1).
+    #[arg(long, env = "TABSWARM_SUBMIT_EVERY_SECS", default_value_t = tabswarm_relay::chain::SUBMIT_EVERY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    submit_every_secs: u64,
     /// Length of a contribution round in seconds (the unit of the ledger's per-round records).
     #[arg(long, env = "TABSWARM_ROUND_SECS", default_value_t = tabswarm_relay::swarm::DEFAULT_ROUND_SECS)]
     round_secs: u64,
@@ -234,7 +238,7 @@ async fn connect_chain(cli: &Cli) -> Result<Option<Chain>, String> {
         return Err(format!("--chain-id {asked}, but {} serves chain {}", chain.url(), chain.chain_id()));
     }
     tracing::info!(%registry, chain = chain.chain_id(), relay = %chain.sender(), "submitting to the registry");
-    Ok(Some(chain))
+    Ok(Some(chain.with_submit_every(std::time::Duration::from_secs(cli.submit_every_secs))))
 }
 
 /// What the relay logs unless `RUST_LOG` says otherwise. gossipsub warns once per message it

@@ -5,8 +5,14 @@
 //! credited twice; at the end every peer re-publishes everything it ever published, and each is
 //! credited exactly once per group, and SQLite's integrity check passes.
 //!
-//! `TABSWARM_CRASH_KILLS` sets the number of kills (5 in the normal test run; the 100-kill run and
-//! its result are in docs/reliability.md). `TABSWARM_CRASH_SEED` picks the kill moments.
+//! The same run with a chain (a local anvil with the registry deployed, the relay submitting
+//! every second, one-second rounds, so kills land between sending a transaction and noting it):
+//! at the end every acknowledged binding is registered on chain to its wallet, and every round
+//! the ledger holds is recorded on chain once — by one transaction, with exactly the ledger's
+//! totals — and marked as submitted.
+//!
+//! `TABSWARM_CRASH_KILLS` sets the number of kills (5 in the normal test run; the 100-kill runs and
+//! their results are in docs/reliability.md). `TABSWARM_CRASH_SEED` picks the kill moments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, UdpSocket};
@@ -18,11 +24,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use libp2p::identity::Keypair;
+use tabswarm_devchain::{Anvil, DEV_KEYS};
 use tabswarm_net::{NodeCommand, NodeHandle, native};
 use tabswarm_protocol::api::PeerRecord;
 use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 use tabswarm_protocol::rollout::RolloutGroup;
 use tabswarm_protocol::tasks::{Family, QuestionId};
+use tabswarm_relay::chain::{Chain, RecordedRound, record_round_call};
+use tabswarm_relay::ledger::{Ledger, round_of};
+use tabswarm_relay::swarm::unix_now;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Completions per published group (what one group credits).
@@ -86,6 +96,37 @@ struct Setup {
     http: u16,
     tcp: u16,
     webrtc: u16,
+    /// Extra options (the chain's).
+    extra: Vec<String>,
+}
+
+/// A local chain with the registry deployed, and the relay's key for it in a file.
+struct OnChain {
+    _anvil: Anvil,
+    chain: Chain,
+    args: Vec<String>,
+}
+
+impl OnChain {
+    async fn start(dir: &std::path::Path) -> Self {
+        let anvil = Anvil::start().unwrap_or_else(|e| panic!("{e}"));
+        let chain = Chain::deploy(&anvil.url, DEV_KEYS[0], "tabswarm").await.unwrap_or_else(|e| panic!("deploy: {e}"));
+        let key_file = dir.join("chain-key");
+        std::fs::write(&key_file, DEV_KEYS[0]).expect("key file");
+        let args = vec![
+            "--rpc-url".into(),
+            anvil.url.clone(),
+            "--registry".into(),
+            chain.registry().to_string(),
+            "--chain-key-file".into(),
+            key_file.display().to_string(),
+            "--submit-every-secs".into(),
+            "1".into(),
+            "--round-secs".into(),
+            "1".into(),
+        ];
+        Self { _anvil: anvil, chain, args }
+    }
 }
 
 impl Setup {
@@ -108,6 +149,7 @@ impl Setup {
             .arg(&self.assets)
             // The peers here publish far faster than a tab (the point is many writes between kills).
             .args(["--gossip-per-peer-per-minute", "0"])
+            .args(&self.extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -261,6 +303,15 @@ async fn check_acknowledged(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_at_random_moments_loses_no_acknowledged_binding_or_credit_and_credits_nothing_twice() {
+    killed_at_random_moments(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_at_random_moments_while_submitting_puts_everything_on_chain_once() {
+    killed_at_random_moments(true).await;
+}
+
+async fn killed_at_random_moments(with_chain: bool) {
     let kills: usize = std::env::var("TABSWARM_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let seed: u64 = std::env::var("TABSWARM_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
     let mut moments = Moments(seed | 1);
@@ -268,7 +319,15 @@ async fn a_relay_killed_at_random_moments_loses_no_acknowledged_binding_or_credi
     let assets = dir.path().join("site");
     std::fs::create_dir_all(&assets).expect("site");
     std::fs::write(assets.join("index.html"), "<!doctype html><title>Tabswarm</title>").expect("index");
-    let setup = Setup { data: dir.path().join("data"), assets, http: free_tcp(), tcp: free_tcp(), webrtc: free_udp() };
+    let on_chain = if with_chain { Some(OnChain::start(dir.path()).await) } else { None };
+    let setup = Setup {
+        data: dir.path().join("data"),
+        assets,
+        http: free_tcp(),
+        tcp: free_tcp(),
+        webrtc: free_udp(),
+        extra: on_chain.as_ref().map(|c| c.args.clone()).unwrap_or_default(),
+    };
     let client = http();
     let url = setup.url();
 
@@ -397,6 +456,9 @@ async fn a_relay_killed_at_random_moments_loses_no_acknowledged_binding_or_credi
         }
     }
     check_acknowledged(&client, &url, &bound, &publishers, kills).await;
+    if let Some(on_chain) = &on_chain {
+        check_on_chain(&on_chain.chain, &setup.data.join("ledger.sqlite"), &bound).await;
+    }
     drop(relay);
 
     let ledger = rusqlite::Connection::open(setup.data.join("ledger.sqlite")).expect("open the ledger");
@@ -406,9 +468,69 @@ async fn a_relay_killed_at_random_moments_loses_no_acknowledged_binding_or_credi
         ledger.query_row("SELECT COALESCE(SUM(groups), 0) FROM contributions", [], |r| r.get(0)).expect("sum");
     let published: u64 = publishers.iter().map(|p| p.published.len() as u64).sum();
     assert_eq!(groups, published, "each group credited once");
+    let on_chain = if with_chain {
+        let marks: Vec<String> = ledger
+            .prepare("SELECT tx FROM round_submissions WHERE tx LIKE 'refused:%'")
+            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+            .expect("refused rounds");
+        format!(", everything on chain once (rounds a restart re-sent and the registry refused: {})", marks.len())
+    } else {
+        String::new()
+    };
     eprintln!(
         "{kills} kills (seed {seed}): {} bindings acknowledged and kept ({bindings_refused_by_kill} cut off by a kill), \
-         {published} groups credited once each",
+         {published} groups credited once each{on_chain}",
         bound.len()
     );
+}
+
+/// Waits for the relay to submit everything, then compares the chain with the ledger: every
+/// acknowledged binding registered to its wallet, every round recorded by one transaction with
+/// exactly the ledger's totals.
+async fn check_on_chain(chain: &Chain, ledger_file: &std::path::Path, bound: &BTreeMap<String, String>) {
+    let ledger = Ledger::open(ledger_file).expect("the ledger opens beside the relay");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = unix_now();
+        let bindings = ledger.unsubmitted_bindings(now).expect("unsubmitted bindings");
+        let rounds = ledger.unsubmitted_rounds(round_of(now, 1)).expect("unsubmitted rounds");
+        if bindings.is_empty() && rounds.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} bindings and rounds {rounds:?} still not submitted after {WAIT:?}",
+            bindings.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (peer, wallet) in bound {
+        let owner = chain.owner_of(peer).await.expect("ownerOf").map(|(owner, _)| owner.to_checksum(None));
+        assert_eq!(owner.as_ref(), Some(wallet), "the binding of {peer} on chain");
+    }
+    let mut recorded: BTreeMap<u64, Vec<RecordedRound>> = BTreeMap::new();
+    for event in chain.rounds_recorded().await.expect("RoundRecorded logs") {
+        recorded.entry(event.round).or_default().push(event);
+    }
+    let rounds: Vec<u64> = rusqlite::Connection::open(ledger_file)
+        .expect("open the ledger")
+        .prepare("SELECT DISTINCT round FROM contributions ORDER BY round")
+        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+        .expect("rounds");
+    assert!(!rounds.is_empty(), "no round was credited");
+    for round in &rounds {
+        let events = recorded.remove(round).unwrap_or_else(|| panic!("round {round} is not on chain"));
+        let txs: BTreeSet<_> = events.iter().map(|e| e.tx).collect();
+        assert_eq!(txs.len(), 1, "round {round} recorded by {} transactions", txs.len());
+        let on_chain: BTreeMap<_, _> = events.iter().map(|e| (e.contributor, (e.rollouts, e.reward_micros))).collect();
+        assert_eq!(on_chain.len(), events.len(), "a contributor of round {round} recorded twice");
+        let in_ledger: BTreeMap<_, _> = ledger
+            .round_totals(*round)
+            .expect("round totals")
+            .iter()
+            .map(|t| (t.address, (t.rollouts, record_round_call(*round, std::slice::from_ref(t)).rewardMicros[0])))
+            .collect();
+        assert_eq!(on_chain, in_ledger, "round {round}: the chain and the ledger disagree");
+    }
+    assert!(recorded.is_empty(), "rounds on chain the ledger does not hold: {:?}", recorded.keys());
 }

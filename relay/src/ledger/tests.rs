@@ -149,6 +149,24 @@ fn contributions_count_only_for_bound_peers_and_with_verified_rewards() {
     assert_eq!(ledger.peer("12D3KooWnobody").expect("query"), None);
 }
 
+/// A peer credited in more rounds than `/api/peer/<id>` lists still sees its whole total (it
+/// summed only the 50 rounds listed: a contributor of a day showed the last 50 rounds' worth).
+#[test]
+fn a_peer_s_totals_count_every_round_not_only_the_rounds_listed() {
+    let ledger = Ledger::in_memory().expect("ledger");
+    let (alice, peer) = (wallet(1), Keypair::generate_ed25519());
+    let id = peer.public().to_peer_id().to_string();
+    ledger.bind(&bind_as(&alice, &peer, 1, NOW), &domain(), NOW).expect("bind");
+    for round in 0..60 {
+        ledger.record(round, &id, &[scored(&id, round)], NOW).expect("credited");
+    }
+    let record = ledger.peer(&id).expect("query").expect("known");
+    assert_eq!((record.rounds.len(), record.rounds[0].round, record.rounds[49].round), (50, 59, 10));
+    assert_eq!(record.rollouts, 120, "two rollouts a group, one group a round, 60 rounds");
+    assert!((record.reward - 60.0 * f64::from(1.1f32)).abs() < 1e-9, "{}", record.reward);
+    assert_eq!(record.rollouts, ledger.leaderboard().expect("board")[0].rollouts, "as the leaderboard counts");
+}
+
 #[test]
 fn rejections_are_listed_per_peer_newest_first() {
     let ledger = Ledger::in_memory().expect("ledger");
