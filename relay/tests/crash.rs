@@ -31,7 +31,7 @@ use tabswarm_protocol::identity::{BindingDomain, SignedBinding};
 use tabswarm_protocol::rollout::RolloutGroup;
 use tabswarm_protocol::tasks::{Family, QuestionId};
 use tabswarm_relay::chain::{Chain, RecordedRound, record_round_call};
-use tabswarm_relay::ledger::{Ledger, round_of};
+use tabswarm_relay::ledger::Ledger;
 use tabswarm_relay::swarm::unix_now;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -493,7 +493,8 @@ async fn check_on_chain(chain: &Chain, ledger_file: &std::path::Path, bound: &BT
     loop {
         let now = unix_now();
         let bindings = ledger.unsubmitted_bindings(now).expect("unsubmitted bindings");
-        let rounds = ledger.unsubmitted_rounds(round_of(now, 1)).expect("unsubmitted rounds");
+        // Every round, the last one too (the relay submits it once it has closed).
+        let rounds = ledger.unsubmitted_rounds(i64::MAX as u64).expect("unsubmitted rounds");
         if bindings.is_empty() && rounds.is_empty() {
             break;
         }
