@@ -8,4 +8,5 @@
 pub mod histogram;
 pub mod peer;
 pub mod proc;
+pub mod stall;
 pub mod worker;

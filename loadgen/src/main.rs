@@ -9,6 +9,8 @@
 //! from several worker processes, and for each rate has them publish for a while; then it prints
 //! one table row per (peers, rate). webrtc-direct needs an address ICE will use (it skips
 //! loopback): run it in a namespace where `lo` also has one, see docs/benchmarks.md.
+//! `handshakes --ip <addr> --counts 64,200` instead holds that many WebRTC handshakes open at once
+//! (a STUN binding request each, then silence) and prints the relay's memory.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
@@ -37,6 +39,10 @@ struct Cli {
 enum Cmd {
     /// Start a relay, connect peers to it, publish at each rate, print what it cost.
     Run(RunArgs),
+    /// Start a relay, open WebRTC handshakes that stall after their first packet (a STUN
+    /// binding request from each of N addresses), and print the relay's memory as they are held
+    /// and after it has given up on them.
+    Handshakes(HandshakeArgs),
     /// One process of peers, driven by `run` over stdin/stdout.
     #[command(hide = true)]
     Worker {
@@ -88,6 +94,26 @@ struct RunArgs {
     /// Also write every row as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct HandshakeArgs {
+    /// The relay binary to start (one fresh relay per count).
+    #[arg(long, default_value = "target/release/tabswarm-relay")]
+    relay_bin: PathBuf,
+    /// Extra arguments for the relay (repeat for each), e.g. `--relay-arg=--max-handshakes
+    /// --relay-arg=1000` to let every stalled handshake in.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    relay_args: Vec<String>,
+    /// The address the relay listens on and the handshakes come from (not loopback: ICE skips it).
+    #[arg(long)]
+    ip: IpAddr,
+    /// Stalled handshakes to open at once, comma separated (a fresh relay for each count).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    counts: Vec<usize>,
+    /// Seconds to wait, after the last request, before reading the relay's memory again.
+    #[arg(long, default_value_t = 40)]
+    hold: u64,
 }
 
 /// One measured (transport, peers, rate).
@@ -187,12 +213,23 @@ struct Relay {
 }
 
 fn start_relay(args: &RunArgs, peers: usize, runtime: &Runtime) -> Result<Relay, String> {
+    spawn_relay(&args.relay_bin, &args.relay_args, args.ip, args.transport, peers, runtime)
+}
+
+fn spawn_relay(
+    relay_bin: &std::path::Path,
+    relay_args: &[String],
+    ip: IpAddr,
+    transport: Transport,
+    peers: usize,
+    runtime: &Runtime,
+) -> Result<Relay, String> {
     let data = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let assets = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     std::fs::write(assets.path().join("index.html"), "<!doctype html>").map_err(|e| format!("index.html: {e}"))?;
-    let http = free_port(args.ip)?;
-    let process = Command::new(&args.relay_bin)
-        .args(["--host", &args.ip.to_string(), "--port", &http.to_string(), "--webrtc-port", "0", "--p2p-port", "0"])
+    let http = free_port(ip)?;
+    let process = Command::new(relay_bin)
+        .args(["--host", &ip.to_string(), "--port", &http.to_string(), "--webrtc-port", "0", "--p2p-port", "0"])
         .arg("--assets")
         .arg(assets.path())
         .arg("--data-dir")
@@ -203,21 +240,18 @@ fn start_relay(args: &RunArgs, peers: usize, runtime: &Runtime) -> Result<Relay,
         // the run comes from one address.
         .args(["--gossip-per-peer-per-minute", "0", "--max-swarm-connections-per-ip", "0"])
         .args(["--max-peers", &(peers + 64).to_string()])
-        .args(&args.relay_args)
+        .args(relay_args)
         // gossipsub's per-message warnings would flood (the relay counts them in /api/swarm).
         .env("RUST_LOG", "warn,libp2p_gossipsub=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (build it: cargo build --release -p tabswarm-relay)",
-                args.relay_bin.display()
-            )
+            format!("cannot start {}: {e} (build it: cargo build --release -p tabswarm-relay)", relay_bin.display())
         })?;
     let mut process = Killed(process);
     let started = Instant::now();
-    let url = format!("http://{}", std::net::SocketAddr::new(args.ip, http));
+    let url = format!("http://{}", std::net::SocketAddr::new(ip, http));
     let addrs = loop {
         if let Ok((addrs, _)) = runtime.block_on(fetch_bootstrap(&url)) {
             break addrs;
@@ -232,9 +266,9 @@ fn start_relay(args: &RunArgs, peers: usize, runtime: &Runtime) -> Result<Relay,
     };
     let addr = addrs
         .iter()
-        .find(|a| args.transport.dials(a))
+        .find(|a| transport.dials(a))
         .cloned()
-        .ok_or_else(|| format!("the relay advertises no {} address: {addrs:?}", args.transport))?;
+        .ok_or_else(|| format!("the relay advertises no {} address: {addrs:?}", transport))?;
     Ok(Relay { process, addr, url, _data: data, _assets: assets })
 }
 
@@ -424,6 +458,75 @@ fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// RSS of `pid` in KiB (0 once it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    usage(pid).map_or(0, |(_, rss)| rss)
+}
+
+fn handshakes(args: HandshakeArgs) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    use tabswarm_loadgen::stall::{binding_request, random_ufrag};
+
+    if args.ip.is_loopback() {
+        return Err("--ip must not be loopback: ICE skips loopback (see docs/benchmarks.md)".into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no async runtime: {e}"))?;
+    println!(
+        "| stalled handshakes | relay RSS idle | while held (2 s) | per handshake | after {} s | refused by the relay | a new peer then connects |",
+        args.hold
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &count in &args.counts {
+        let relay = spawn_relay(&args.relay_bin, &args.relay_args, args.ip, Transport::Webrtc, count, &runtime)?;
+        let port = relay
+            .addr
+            .iter()
+            .find_map(|p| if let Protocol::Udp(port) = p { Some(port) } else { None })
+            .ok_or_else(|| format!("no UDP port in {}", relay.addr))?;
+        let pid = relay.process.0.id();
+        std::thread::sleep(Duration::from_secs(2));
+        let idle = rss_kib(pid);
+        // One socket per handshake: the listener starts a connection per new address.
+        let mut sockets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = std::net::UdpSocket::bind((args.ip, 0)).map_err(|e| format!("a UDP socket: {e}"))?;
+            socket
+                .send_to(&binding_request(&random_ufrag())?, (args.ip, port))
+                .map_err(|e| format!("sending a binding request: {e}"))?;
+            sockets.push(socket);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let held = rss_kib(pid);
+        std::thread::sleep(Duration::from_secs(args.hold.saturating_sub(2)));
+        let after = rss_kib(pid);
+        // The relay must have let go of them: a real peer gets in.
+        let fleet = runtime.block_on(tabswarm_loadgen::peer::Fleet::connect(
+            relay.addr.clone(),
+            1,
+            Transport::Webrtc,
+            args.ip,
+            1,
+        ));
+        let gets_in = if fleet.failed == 0 { "yes".to_owned() } else { format!("no: {:?}", fleet.failures) };
+        let refused = runtime
+            .block_on(fetch_swarm_stats(&relay.url))
+            .map(|s| s.connections_refused.values().sum::<u64>().to_string())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        println!(
+            "| {count} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} MiB | {refused} | {gets_in} |",
+            idle as f64 / 1024.0,
+            held as f64 / 1024.0,
+            held.saturating_sub(idle) as f64 / count.max(1) as f64,
+            after as f64 / 1024.0,
+        );
+        drop(sockets);
+    }
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -432,6 +535,12 @@ fn main() {
     match Cli::parse().command {
         Cmd::Run(args) => {
             if let Err(e) = run(args) {
+                eprintln!("tabswarm-loadgen: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Handshakes(args) => {
+            if let Err(e) = handshakes(args) {
                 eprintln!("tabswarm-loadgen: {e}");
                 std::process::exit(1);
             }
