@@ -212,10 +212,6 @@ struct Relay {
     _assets: tempfile::TempDir,
 }
 
-fn start_relay(args: &RunArgs, peers: usize, runtime: &Runtime) -> Result<Relay, String> {
-    spawn_relay(&args.relay_bin, &args.relay_args, args.ip, args.transport, peers, runtime)
-}
-
 fn spawn_relay(
     relay_bin: &std::path::Path,
     relay_args: &[String],
@@ -332,7 +328,7 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
 
 /// One relay, `peers` peers, every rate.
 fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>, runtime: &Runtime) -> Result<(), String> {
-    let relay = start_relay(args, peers, runtime)?;
+    let relay = spawn_relay(&args.relay_bin, &args.relay_args, args.ip, args.transport, peers, runtime)?;
     let pid = relay.process.0.id();
     std::thread::sleep(Duration::from_millis(500));
     let (_, idle_rss) = usage(pid).ok_or("the relay is gone")?;

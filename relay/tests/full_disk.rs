@@ -11,24 +11,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 use axum::body::Bytes;
 use burn::tensor::Device;
 use libp2p::identity::Keypair;
 use tabswarm_aggregate::{ModelUpdate, OuterConfig, UpdateHeader};
 use tabswarm_learn::HeldOut;
 use tabswarm_model::{ModelSize, checkpoint, params};
-use tabswarm_protocol::identity::{BindingDomain, sign_with_key};
+use tabswarm_net::native;
+use tabswarm_protocol::identity::BindingDomain;
 use tabswarm_protocol::update::sign;
 use tabswarm_relay::ledger::{BindRefusal, LEDGER_FILE, Ledger};
 use tabswarm_relay::model::{MODEL_DIR, ModelSettings, ModelStore};
-use tabswarm_relay::swarm::NodeIdentity;
+use tabswarm_relay::swarm::{NodeIdentity, unix_now};
 
 /// Set in the re-run inside the namespace: where the small tmpfs is mounted.
 const DISK: &str = "TABSWARM_FULL_DISK";
 /// The child prints this when every check ran (a child that skipped them must not pass).
 const DONE: &str = "full-disk checks: all done";
-const NOW: u64 = 1_800_000_000;
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
@@ -89,6 +89,11 @@ fn listing(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Every file of `dir` with what it holds.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    listing(dir).into_iter().map(|name| (name.clone(), fs::read(dir.join(&name)).expect("read"))).collect()
 }
 
 fn on_a_full_disk(disk: &Path) {
@@ -177,16 +182,13 @@ fn model(disk: &Path) {
     assert_eq!(listing(&dir), expected(v4, &[&made[3], &made[2]]), "the model folder after 4 versions, keeping 3");
     assert_eq!(store.checkpoint(&made[1]), None, "a version past `keep` is no longer served");
     assert!(store.checkpoint(&made[0]).is_some(), "the base is always served");
-    let stored: Vec<(String, Vec<u8>)> =
-        listing(&dir).into_iter().map(|name| (name.clone(), fs::read(dir.join(&name)).expect("read"))).collect();
+    let stored = contents(&dir);
 
     let filler = fill(disk);
     next_version(&store, len);
     let v5 = store.info();
     assert!(store.checkpoint(&v5.hash).is_some(), "the unwritten version is served from memory");
-    let now: Vec<(String, Vec<u8>)> =
-        listing(&dir).into_iter().map(|name| (name.clone(), fs::read(dir.join(&name)).expect("read"))).collect();
-    assert!(now == stored, "the folder changed on a full disk: {:?}", listing(&dir));
+    assert!(contents(&dir) == stored, "the folder changed on a full disk: {:?}", listing(&dir));
     drop(store);
 
     let store = ModelStore::open(&data, base.clone(), settings()).expect("reopens on a full disk");
@@ -215,19 +217,19 @@ fn ledger(disk: &Path) {
         relay_domain: "127.0.0.1:8080".into(),
     };
     let wallet = k256::ecdsa::SigningKey::from_slice(&[7; 32]).expect("wallet");
-    let bind = |ledger: &Ledger, peer: &Keypair, nonce: u8| {
-        let binding = domain.binding(&peer.public().to_peer_id().to_string(), B256::repeat_byte(nonce), NOW, 3600);
-        ledger.bind(&sign_with_key(binding, &domain, &wallet, peer).expect("sign"), &domain, NOW)
+    let now = unix_now();
+    let bind = |ledger: &Ledger, peer: &Keypair| {
+        ledger.bind(&native::bind_with_key(&domain, &wallet, peer, 3600).expect("sign"), &domain, now)
     };
     let id = |peer: &Keypair| peer.public().to_peer_id().to_string();
     let peers: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
     let ledger = Ledger::open(&path).expect("open");
-    bind(&ledger, &peers[0], 1).expect("bound with room");
+    bind(&ledger, &peers[0]).expect("bound with room");
     let filler = fill(disk);
     // SQLite may still find room in pages it holds; a few more bindings at most fit.
     let mut bound = 1;
     let refusal = loop {
-        match bind(&ledger, &peers[bound], bound as u8 + 1) {
+        match bind(&ledger, &peers[bound]) {
             Ok(_) if bound + 1 < peers.len() => bound += 1,
             Ok(_) => panic!("{} bindings stored on a full disk", bound + 1),
             Err(e) => break e,
@@ -236,7 +238,7 @@ fn ledger(disk: &Path) {
     assert_eq!(refusal, BindRefusal::DiskFull, "{refusal}");
     for peer in &peers[..bound] {
         assert_eq!(
-            ledger.address_of(&id(peer), NOW).ok(),
+            ledger.address_of(&id(peer), now).ok(),
             Some(Address::from_private_key(&wallet)),
             "a stored binding"
         );
@@ -244,10 +246,10 @@ fn ledger(disk: &Path) {
     drop(ledger);
     fs::remove_file(filler).expect("room again");
     let ledger = Ledger::open(&path).expect("reopen");
-    assert!(ledger.address_of(&id(&peers[bound]), NOW).is_err(), "the refused binding was not half-stored");
-    bind(&ledger, &peers[bound], 99).expect("stored again with room");
+    assert!(ledger.address_of(&id(&peers[bound]), now).is_err(), "the refused binding was not half-stored");
+    bind(&ledger, &peers[bound]).expect("stored again with room");
     for peer in &peers[..=bound] {
-        assert_eq!(ledger.address_of(&id(peer), NOW).ok(), Some(Address::from_private_key(&wallet)));
+        assert_eq!(ledger.address_of(&id(peer), now).ok(), Some(Address::from_private_key(&wallet)));
     }
     drop(ledger);
     let sqlite = rusqlite::Connection::open(&path).expect("open the file");

@@ -89,9 +89,9 @@ impl Tally {
 pub struct RelayMetrics {
     pub accepted: Counter,
     pub duplicates: Counter,
-    rejected: Family<Vec<(String, String)>, Counter>,
-    connections_refused: Family<Vec<(String, String)>, Counter>,
-    undelivered: Family<Vec<(String, String)>, Counter>,
+    rejected: ByReason,
+    connections_refused: ByReason,
+    undelivered: ByReason,
     pub connected: Gauge,
     pub relays: Gauge,
 }
@@ -113,46 +113,65 @@ impl RelayMetrics {
             metrics.accepted.clone(),
         );
         registry.register("messages_duplicate", "Re-published messages ignored", metrics.duplicates.clone());
-        registry.register(
+        // Each count by reason lists its reasons from the start, so a dashboard shows 0 rather
+        // than nothing.
+        register_by_reason(
+            registry,
             "messages_rejected",
             "Messages rejected by the gossip validator, by reason",
-            metrics.rejected.clone(),
+            &metrics.rejected,
+            REFUSAL_KINDS.into_iter().chain([RATE_LIMITED]),
         );
-        registry.register(
+        register_by_reason(
+            registry,
             "connections_refused",
             "Incoming swarm connections refused, by reason",
-            metrics.connections_refused.clone(),
+            &metrics.connections_refused,
+            CONNECTION_REFUSAL_KINDS,
         );
-        for kind in CONNECTION_REFUSAL_KINDS {
-            let _ = metrics.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
-        }
-        registry.register(
+        register_by_reason(
+            registry,
             "messages_undelivered",
             "Messages not passed on to a peer too slow to take them, by reason",
-            metrics.undelivered.clone(),
+            &metrics.undelivered,
+            UNDELIVERED_KINDS,
         );
-        for kind in UNDELIVERED_KINDS {
-            let _ = metrics.undelivered.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
-        }
         registry.register("connected_peers", "Peers and relays connected", metrics.connected.clone());
         registry.register("connected_relays", "Other relays connected", metrics.relays.clone());
-        for kind in REFUSAL_KINDS.into_iter().chain([RATE_LIMITED]) {
-            // Listed from the start, so a dashboard shows 0 rather than nothing.
-            let _ = metrics.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]);
-        }
         metrics
     }
 
     pub fn rejected(&self, kind: &str) {
-        self.rejected.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
+        by_reason(&self.rejected, kind).inc();
     }
 
     pub fn connection_refused(&self, kind: &str) {
-        self.connections_refused.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc();
+        by_reason(&self.connections_refused, kind).inc();
     }
 
     pub fn undelivered(&self, kind: &str, messages: u64) {
-        self.undelivered.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).inc_by(messages);
+        by_reason(&self.undelivered, kind).inc_by(messages);
+    }
+}
+
+type ByReason = Family<Vec<(String, String)>, Counter>;
+
+/// The counter of one `reason` label in a count by reason.
+fn by_reason(family: &ByReason, kind: &str) -> Counter {
+    family.get_or_create(&vec![("reason".to_owned(), kind.to_owned())]).clone()
+}
+
+/// Registers a count by reason with every reason it knows at 0.
+fn register_by_reason<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    family: &ByReason,
+    kinds: impl IntoIterator<Item = &'a str>,
+) {
+    registry.register(name, help, family.clone());
+    for kind in kinds {
+        by_reason(family, kind);
     }
 }
 
