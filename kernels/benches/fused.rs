@@ -108,7 +108,8 @@ fn main() {
         let attend = |fused: bool| {
             time_per_call(budget, || {
                 let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                let out = if fused { decode_attention(q, k, v, len) } else { decode_attention_reference(q, k, v, len) };
+                let out =
+                    if fused { decode_attention(q, k, v, len) } else { decode_attention_reference(q, k, v, len, &[]) };
                 out.into_data();
             })
         };

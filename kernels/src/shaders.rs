@@ -32,7 +32,19 @@ pub const DECODE_ATTENTION: ShaderSource = shader!("fused/decode_attention.wgsl"
 pub const SAMPLE: ShaderSource = shader!("fused/sample.wgsl", "fused/sample_common.wgsl");
 pub const SAMPLE_ROWS: ShaderSource = shader!("fused/sample_rows.wgsl", "fused/sample_common.wgsl");
 pub const ADAMW: ShaderSource = shader!("fused/adamw.wgsl");
+pub const LAYER_NORM: ShaderSource = shader!("fused/layer_norm.wgsl");
+pub const LAYER_NORM_BACKWARD: ShaderSource = shader!("fused/layer_norm_backward.wgsl");
 
 /// Every shader. A test fails if a `.wgsl` file on disk is part of none of them.
-pub const ALL: &[ShaderSource] =
-    &[MATMUL, TOKEN_LOGPROB, TOKEN_LOGPROB_BACKWARD, TOKEN_LOGPROB_ROWS, DECODE_ATTENTION, SAMPLE, SAMPLE_ROWS, ADAMW];
+pub const ALL: &[ShaderSource] = &[
+    MATMUL,
+    TOKEN_LOGPROB,
+    TOKEN_LOGPROB_BACKWARD,
+    TOKEN_LOGPROB_ROWS,
+    DECODE_ATTENTION,
+    SAMPLE,
+    SAMPLE_ROWS,
+    ADAMW,
+    LAYER_NORM,
+    LAYER_NORM_BACKWARD,
+];

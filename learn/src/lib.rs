@@ -383,8 +383,9 @@ pub fn select<'a>(groups: &'a [ScoredGroup], n: usize, rule: Selection, rng: &mu
     all
 }
 
-/// `per_question` completions of every question, as text. Questions whose prompts have the same
-/// length are sampled in one batch.
+/// `per_question` completions of every question, as text. On a GPU (a cubecl device) every
+/// question is sampled in one left-padded batch; on the CPU, questions whose prompts have the same
+/// length are sampled in one batch each.
 pub async fn complete(
     model: &Model,
     questions: &[Question],
@@ -406,6 +407,22 @@ pub async fn complete_prompts(
 ) -> Result<Vec<Vec<String>>, ModelError> {
     let tokenizer = Tokenizer::new();
     let prompts = texts.iter().map(|text| tokenizer.prompt(text)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(p) = prompts.iter().find(|p| p.len() >= model.max_seq_len()) {
+        return Err(ModelError::TooLong { len: p.len() + 1, max: model.max_seq_len() });
+    }
+    if tabswarm_kernels::fused::runs_fused(device) && !prompts.is_empty() {
+        // On a GPU a launch costs more than the arithmetic: every prompt of the round in one
+        // left-padded batch (one launch per layer and token for the whole round). The CPU keeps one
+        // batch per prompt length, where padding would only add arithmetic (and the learning runs
+        // in docs/learning.md stay reproducible).
+        let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_question)).collect();
+        let drawn = sample(model, &rows, sampling, device).await?;
+        return drawn
+            .chunks(per_question.max(1))
+            .map(|group| group.iter().map(|tokens| tokenizer.decode(tokens)).collect())
+            .collect::<Result<Vec<Vec<String>>, _>>()
+            .map_err(Into::into);
+    }
     let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, p) in prompts.iter().enumerate() {
         by_len.entry(p.len()).or_default().push(i);

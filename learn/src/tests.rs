@@ -404,3 +404,35 @@ fn specialised_peers_split_the_families_evenly_and_ask_only_their_own() {
     // Evaluated on both families although each peer trained on one.
     assert_eq!(result.heldout_final.len(), 2, "{:?}", result.heldout_final);
 }
+
+/// On a GPU a round's questions, whatever their prompt lengths, are sampled in one left-padded
+/// batch (issue 20): the same greedy completions as the CPU's one batch per length, read back
+/// once (six new tokens fit one window of eight) where one batch per length reads once each.
+#[test]
+fn a_round_is_sampled_in_one_batch_on_the_gpu_with_the_cpu_s_completions() {
+    if std::env::var_os("TABSWARM_SKIP_GPU").is_some() {
+        return;
+    }
+    let cpu = Device::flex();
+    cpu.seed(3);
+    let config = ModelSize::Tiny.config();
+    let model = config.init(&cpu).expect("model");
+    let bytes = tabswarm_model::checkpoint::save(&model, &config, 0).expect("save");
+    let gpu = Device::wgpu(Default::default());
+    let (on_gpu, _) = tabswarm_model::checkpoint::load(&bytes, Some(&config), &gpu).expect("load on wgpu");
+    let questions: Vec<Question> =
+        [Family::Add, Family::Compare, Family::Reverse, Family::SortDigits, Family::MulDigit]
+            .iter()
+            .enumerate()
+            .map(|(i, &family)| generate(family, 1 + (i % 2) as u8, i as u64).expect("question"))
+            .collect();
+    let lengths: std::collections::BTreeSet<usize> = questions.iter().map(|q| q.prompt.len()).collect();
+    assert!(lengths.len() >= 3, "prompts of several lengths: {lengths:?}");
+    let greedy = SamplingConfig { temperature: 0.0, max_new_tokens: 6, ..SamplingConfig::default() };
+    let on_cpu = block_on(complete(&model, &questions, 2, &greedy, &cpu)).expect("cpu");
+    let meter = tabswarm_kernels::work::WorkMeter::start();
+    let together = block_on(complete(&on_gpu, &questions, 2, &greedy, &gpu)).expect("gpu");
+    let work = meter.read();
+    assert_eq!(together, on_cpu, "the GPU's one batch gives the CPU's completions");
+    assert_eq!(work.readbacks, 1, "one generation for {} prompt lengths: {work:?}", lengths.len());
+}

@@ -57,8 +57,15 @@ impl SamplingConfig {
 /// one or two windows.
 pub const GPU_TOKENS_PER_READBACK: usize = 8;
 
-/// Continues every prompt (all of the same length) and returns the new tokens of each, ending
-/// with EOS where the model produced one.
+/// Continues every prompt and returns the new tokens of each, ending with EOS where the model
+/// produced one.
+///
+/// Prompts of different lengths run as one batch, left-padded to the longest with each
+/// sequence's padding masked and its positions counted from its own first token
+/// ([`KvCache::with_padding`]): one launch per layer and step for the whole batch, and each row
+/// gets the tokens it would get alone (up to float rounding; row `i`'s draws stay keyed by
+/// (seed, i, step)). Each row draws at most `max_new_tokens`, and no more than its own prompt
+/// leaves room for in the context. Different lengths need the KV cache.
 ///
 /// The drawn ids stay on the device and are fed back from there; they are read back every
 /// [`SamplingConfig::read_every`] tokens (and at the end) to see whether every row has finished.
@@ -74,14 +81,32 @@ pub async fn generate(
     config.validate()?;
     let model = model.valid(); // no autodiff graph while sampling
     let batch = prompts.len();
-    let mut input = token_tensor(prompts, device)?;
-    let prompt_len = prompts[0].len();
-    if prompt_len == 0 {
+    if batch == 0 {
+        return Err(ModelError::InvalidBatch("no prompts to continue".into()));
+    }
+    let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+    let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if shortest == 0 {
         return Err(ModelError::EmptySequence);
     }
     if prompt_len > model.max_seq_len() {
         return Err(ModelError::TooLong { len: prompt_len, max: model.max_seq_len() });
     }
+    let pads: Vec<usize> = prompts.iter().map(|p| prompt_len - p.len()).collect();
+    let padded = shortest < prompt_len;
+    if padded && !config.use_kv_cache {
+        return Err(ModelError::InvalidBatch(format!(
+            "prompts of different lengths ({shortest} to {prompt_len} tokens) are generated with the KV cache only"
+        )));
+    }
+    let mut input = if padded {
+        // Padding is never attended to: any id does; EOS is in every vocabulary.
+        let rows: Vec<Vec<u32>> =
+            prompts.iter().zip(&pads).map(|(p, &pad)| [vec![EOS; pad], p.clone()].concat()).collect();
+        token_tensor(&rows, device)?
+    } else {
+        token_tensor(prompts, device)?
+    };
     let read_every = match config.read_every {
         0 if tabswarm_kernels::fused::runs_fused(device) => GPU_TOKENS_PER_READBACK,
         0 => 1,
@@ -90,12 +115,18 @@ pub async fn generate(
     let top_k = u32::try_from(config.top_k).unwrap_or(u32::MAX);
     let mut completions = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
+    // The most new tokens of each row: the last one drawn fills the context (and a prompt that
+    // fills it alone still gets one, which is never fed back).
+    let limits: Vec<usize> =
+        prompts.iter().map(|p| config.max_new_tokens.min((model.max_seq_len() - p.len()).max(1))).collect();
+    let steps = limits.iter().copied().max().unwrap_or(0);
     // Room for the prompt and every new token (the last drawn is never fed back).
-    let mut cache = KvCache::with_capacity(prompt_len + config.max_new_tokens);
+    let mut cache = if padded {
+        KvCache::with_padding(prompt_len + steps, pads)
+    } else {
+        KvCache::with_capacity(prompt_len + config.max_new_tokens)
+    };
     let vocab = model.vocab_size();
-    // The most new tokens: the last one drawn fills the context (and a prompt that fills it
-    // alone still gets one, which is never fed back).
-    let steps = config.max_new_tokens.min((model.max_seq_len() - prompt_len).max(1));
     // Drawn on the device and not read yet: one `[batch]` tensor per step.
     let mut unread: Vec<Tensor<1, Int>> = Vec::with_capacity(read_every);
 
@@ -117,7 +148,7 @@ pub async fn generate(
                 for (row, &token) in drawn.iter().enumerate() {
                     if !finished[row] {
                         completions[row].push(token);
-                        finished[row] = token == EOS;
+                        finished[row] = token == EOS || completions[row].len() == limits[row];
                     }
                 }
             }

@@ -171,6 +171,44 @@ fn greedy_generation_is_the_same_with_and_without_the_cache() {
     assert_eq!(a, b);
 }
 
+/// Prompts of different lengths in one batch (left-padded, masked, each counting its own
+/// positions) continue exactly as each does alone: greedy, with the context binding the longest
+/// one (20 tokens of the tiny model's 24 leave it 4 new ones while the others draw 12), on the CPU
+/// and on wgpu (the padded decode-attention kernel).
+#[test]
+fn prompts_of_different_lengths_in_one_batch_continue_as_each_does_alone() {
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![BOS, 20],
+        vec![BOS, 30, 31, 32, 33],
+        (0..20).map(|i| if i == 0 { BOS } else { 10 + i }).collect(),
+        vec![BOS, 5, 6, 7, 8, 9, 10, 11, 12],
+    ];
+    let greedy =
+        SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens: 12, seed: 0, use_kv_cache: true, read_every: 0 };
+    let devices = match same_model_on_gpu_and_cpu(14) {
+        Some((on_cpu, on_gpu, gpu)) => vec![(on_cpu, cpu()), (on_gpu, gpu)],
+        None => vec![(model_on(&cpu(), 14), cpu())],
+    };
+    let mut outputs = Vec::new();
+    for (model, device) in &devices {
+        let together = block_on(generate(model, &prompts, &greedy, device)).expect("one batch");
+        for (prompt, got) in prompts.iter().zip(&together) {
+            let alone = block_on(generate(model, std::slice::from_ref(prompt), &greedy, device)).expect("alone");
+            assert_eq!(got, &alone[0], "{device:?}, a prompt of {} tokens", prompt.len());
+        }
+        assert!(together[2].len() <= 4, "the 20-token prompt has room for 4: {:?}", together[2]);
+        assert!(together.iter().any(|c| c.len() > 4), "the others draw on: {together:?}");
+        outputs.push(together);
+    }
+    if outputs.len() == 2 {
+        assert_eq!(outputs[0], outputs[1], "wgpu and the CPU agree");
+    }
+    // Without the KV cache only prompts of one length are batched.
+    let uncached = SamplingConfig { use_kv_cache: false, ..greedy };
+    let err = block_on(generate(&devices[0].0, &prompts, &uncached, &cpu())).expect_err("mixed lengths, no cache");
+    assert!(err.to_string().contains("prompts of different lengths (2 to 20 tokens)"), "{err}");
+}
+
 #[test]
 fn loss_matches_a_host_computed_cross_entropy() {
     let device = cpu();
@@ -449,9 +487,11 @@ fn generation_reads_back_once_per_window_with_the_same_dispatches_every_decode_s
     assert!(per_step[0] > 0 && per_step.iter().all(|&d| d == per_step[0]), "decode steps launch alike: {per_step:?}");
     assert!(steps[0].dispatches > per_step[0], "the prefill and the first draw: {:?}", steps[0]);
     // A decode step uploads no mask and no token: the drawn ids are fed back on the device.
-    // What is left: the argument buffers of the draw and of each layer's fused attention.
+    // What is left: the argument buffers of the draw, of each layer's fused attention and of every
+    // fused layer norm (two a layer and the final one).
     let uploads: Vec<u64> = steps.windows(2).map(|w| w[1].uploads - w[0].uploads).collect();
-    let arguments = 1 + tiny_config().n_layers as u64;
+    let layers = tiny_config().n_layers as u64;
+    let arguments = 1 + layers + (2 * layers + 1);
     assert!(uploads.iter().all(|&u| u == arguments), "{uploads:?}, expected {arguments} per step");
 
     assert_eq!(counted(&on_gpu, &gpu, 4, 0).readbacks, 1, "a GPU reads once per {GPU_TOKENS_PER_READBACK} by default");

@@ -87,23 +87,36 @@ impl ModelConfig {
             position_embedding: EmbeddingConfig::new(self.max_seq_len, self.d_model).init(device),
             blocks: (0..self.n_layers)
                 .map(|_| Block {
-                    attn_norm: LayerNormConfig::new(self.d_model).init(device),
+                    attn_norm: LayerNormConfig::new(self.d_model).with_epsilon(NORM_EPSILON).init(device),
                     attention: Attention {
                         qkv: LinearConfig::new(self.d_model, 3 * self.d_model).init(device),
                         out: LinearConfig::new(self.d_model, self.d_model).init(device),
                         n_heads: self.n_heads,
                     },
-                    mlp_norm: LayerNormConfig::new(self.d_model).init(device),
+                    mlp_norm: LayerNormConfig::new(self.d_model).with_epsilon(NORM_EPSILON).init(device),
                     mlp_in: LinearConfig::new(self.d_model, self.d_ff).init(device),
                     mlp_out: LinearConfig::new(self.d_ff, self.d_model).init(device),
                     activation: Gelu::new(),
                 })
                 .collect(),
-            norm: LayerNormConfig::new(self.d_model).init(device),
+            norm: LayerNormConfig::new(self.d_model).with_epsilon(NORM_EPSILON).init(device),
             head: LinearConfig::new(self.d_model, self.vocab_size).init(device),
             vocab_size: self.vocab_size,
             max_seq_len: self.max_seq_len,
         })
+    }
+}
+
+/// The epsilon of every layer norm (burn's default, written out because the fused kernel needs it
+/// and `LayerNorm` keeps its own private).
+const NORM_EPSILON: f64 = 1e-5;
+
+/// `norm` applied to `x`: one fused kernel forward and one backward on a cubecl device
+/// (`tabswarm_kernels::fused::layer_norm`), burn's own layer norm elsewhere — the same values.
+fn normalize(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    match &norm.beta {
+        Some(beta) => fused::layer_norm(x, norm.gamma.val(), beta.val(), NORM_EPSILON),
+        None => norm.forward(x),
     }
 }
 
@@ -149,6 +162,8 @@ pub struct KvCache {
     len: usize,
     /// Positions to allocate room for; `None`: the model's whole context.
     capacity: Option<usize>,
+    /// Left padding of each sequence (see [`KvCache::with_padding`]); empty: none.
+    pads: Vec<usize>,
 }
 
 /// One layer's keys and values, `[batch, heads, capacity, head_dim]`.
@@ -172,6 +187,18 @@ impl KvCache {
     /// allocate the model's whole context per layer. The model's context still bounds it.
     pub fn with_capacity(positions: usize) -> Self {
         Self { capacity: Some(positions), ..Self::default() }
+    }
+
+    /// A cache for a batch of sequences of different lengths, left-padded to one length:
+    /// sequence `r` starts with `pads[r]` positions of padding (any token ids). Each sequence gets
+    /// its own positions (its first real token is position 0) and attends to none of its padding,
+    /// so its logits are those it would get alone. `positions` counts the padding.
+    ///
+    /// The context bounds the longest sequence without its padding. A sequence that runs past the
+    /// context while a shorter one goes on computes meaningless logits there (its positions are
+    /// held at the last one); the caller drops them, as [`crate::generate`] does.
+    pub fn with_padding(positions: usize, pads: Vec<usize>) -> Self {
+        Self { capacity: Some(positions), pads, ..Self::default() }
     }
 
     /// Positions held.
@@ -208,20 +235,29 @@ impl Model {
     }
 
     fn run(&self, tokens: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Result<Tensor<3>, ModelError> {
-        let [_, seq] = tokens.dims();
+        let [batch, seq] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
+        let pads: Vec<usize> = cache.as_ref().map(|c| c.pads.clone()).unwrap_or_default();
         if seq == 0 {
             return Err(ModelError::EmptySequence);
         }
-        if start + seq > self.max_seq_len {
-            return Err(ModelError::TooLong { len: start + seq, max: self.max_seq_len });
+        if !pads.is_empty() && pads.len() != batch {
+            return Err(ModelError::InvalidBatch(format!(
+                "the KV cache pads {} sequences, but {batch} were given",
+                pads.len()
+            )));
         }
-        let capacity = cache.as_ref().and_then(|c| c.capacity).unwrap_or(self.max_seq_len).min(self.max_seq_len);
+        // The shortest sequence (the most padding) is the one that gets furthest.
+        let most_pad = pads.iter().copied().max().unwrap_or(0);
+        if start + seq > self.max_seq_len + most_pad {
+            return Err(ModelError::TooLong { len: start + seq - most_pad, max: self.max_seq_len });
+        }
+        let capacity =
+            cache.as_ref().and_then(|c| c.capacity).unwrap_or(self.max_seq_len).min(self.max_seq_len + most_pad);
         if let Some(cache) = cache.as_deref() {
             if start + seq > capacity {
                 return Err(ModelError::CacheFull { len: start + seq, capacity });
             }
-            let batch = tokens.dims()[0];
             // The sequences the cache holds: the batch its layers were allocated for.
             if let Some(held) = cache.layers.iter().flatten().next().map(|layer| layer.keys.dims()[0])
                 && held != batch
@@ -232,33 +268,53 @@ impl Model {
             }
         }
         let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device).reshape([1, seq]);
+        let positions = if most_pad == 0 {
+            Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device).reshape([1, seq])
+        } else {
+            // Each sequence counts from its first real token; padding and any position past the
+            // context (a longer sequence run on for a shorter one) are held in range.
+            let last = self.max_seq_len - 1;
+            let ids: Vec<i64> = pads
+                .iter()
+                .flat_map(|&pad| (start..start + seq).map(move |p| p.saturating_sub(pad).min(last) as i64))
+                .collect();
+            tabswarm_kernels::work::note_upload();
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq]), &device)
+        };
         let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
-        // One new position sees everything before it: no mask to build (or upload) for a decode step.
-        let mask = (seq > 1).then(|| causal_mask(seq, start, &device));
+        // One new position sees everything before it (from its sequence's first real token): no
+        // mask to build (or upload) for a decode step.
+        let pads = if most_pad == 0 { Vec::new() } else { pads };
+        let mask = (seq > 1).then(|| causal_mask(seq, start, &pads, &device));
         if let Some(cache) = cache.as_deref_mut() {
             cache.layers.resize_with(self.blocks.len(), || None);
         }
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| CacheSlot { layer: &mut c.layers[i], start, capacity });
-            let h = block.attention.forward(block.attn_norm.forward(x.clone()), mask.clone(), layer_cache);
+            let h = block.attention.forward(normalize(&block.attn_norm, x.clone()), mask.clone(), layer_cache, &pads);
             x = x + h;
             let h = block
                 .mlp_out
-                .forward(block.activation.forward(block.mlp_in.forward(block.mlp_norm.forward(x.clone()))));
+                .forward(block.activation.forward(block.mlp_in.forward(normalize(&block.mlp_norm, x.clone()))));
             x = x + h;
         }
         if let Some(cache) = cache {
             cache.len = start + seq;
         }
-        Ok(self.head.forward(self.norm.forward(x)))
+        Ok(self.head.forward(normalize(&self.norm, x)))
     }
 }
 
 impl Attention {
-    /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1, 1, seq, prefix + seq]`, present
-    /// whenever `seq > 1`.
-    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, cache: Option<CacheSlot<'_>>) -> Tensor<3> {
+    /// `x`: `[batch, seq, d_model]`; `mask`: additive, `[1 or batch, 1, seq, prefix + seq]`,
+    /// present whenever `seq > 1`; `pads`: each sequence's left padding, or empty.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        cache: Option<CacheSlot<'_>>,
+        pads: &[usize],
+    ) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
         let qkv = self.qkv.forward(x); // [batch, seq, 3 * d_model]
@@ -287,7 +343,7 @@ impl Attention {
         let context = match mask {
             // One new token sees every filled position (its mask row would be all zeros): the
             // fused kernel on WebGPU/wgpu, the same composition on the CPU.
-            None => fused::decode_attention(q, k, v, len),
+            None => fused::decode_attention_padded(q, k, v, len, pads),
             Some(mask) => {
                 let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
                 let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f32).sqrt()) + mask;
@@ -299,11 +355,19 @@ impl Attention {
     }
 }
 
-/// Additive mask letting query `i` (absolute position `start + i`) see keys `0..=start + i`.
-fn causal_mask(seq: usize, start: usize, device: &Device) -> Tensor<4> {
+/// Additive mask letting query `i` (absolute position `start + i`) see keys `0..=start + i`, and
+/// with `pads` (one per sequence) none of its sequence's padding `0..pads[r]`. A padding query
+/// sees nothing real: its row is all −1e9 (a uniform softmax, finite, never read).
+fn causal_mask(seq: usize, start: usize, pads: &[usize], device: &Device) -> Tensor<4> {
     let total = start + seq;
-    let values: Vec<f32> =
-        (0..seq).flat_map(|i| (0..total).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+    let row = |pad: usize| {
+        (0..seq).flat_map(move |i| (0..total).map(move |j| if j <= start + i && j >= pad { 0.0 } else { -1e9 }))
+    };
     tabswarm_kernels::work::note_upload();
-    Tensor::from_data(TensorData::new(values, [1, 1, seq, total]), device)
+    if pads.is_empty() {
+        Tensor::from_data(TensorData::new(row(0).collect(), [1, 1, seq, total]), device)
+    } else {
+        let values: Vec<f32> = pads.iter().flat_map(|&pad| row(pad)).collect();
+        Tensor::from_data(TensorData::new(values, [pads.len(), 1, seq, total]), device)
+    }
 }

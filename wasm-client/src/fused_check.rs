@@ -108,7 +108,7 @@ pub async fn run_fused_check(device: &Device, seed: u64) -> Result<FusedCheck, M
             floats(k.clone(), [b, h, capacity, dim], device),
             floats(v.clone(), [b, h, capacity, dim], device),
         );
-        let out = if fused { decode_attention(q, k, v, len) } else { decode_attention_reference(q, k, v, len) };
+        let out = if fused { decode_attention(q, k, v, len) } else { decode_attention_reference(q, k, v, len, &[]) };
         out.reshape([b * h * dim])
     };
     let attention_error = max_abs_diff(&read(attend(true)).await?, &read(attend(false)).await?);

@@ -12,8 +12,9 @@ use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
 use super::{
-    ADAMW_SHADER, DECODE_ATTENTION_SHADER, FusedBackend, SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW,
-    TOKEN_LOGPROB_BACKWARD_SHADER, TOKEN_LOGPROB_ROWS_SHADER, TOKEN_LOGPROB_SHADER,
+    ADAMW_SHADER, DECODE_ATTENTION_SHADER, FusedBackend, LAYER_NORM_BACKWARD_SHADER, LAYER_NORM_SHADER,
+    SAMPLE_ROWS_SHADER, SAMPLE_SHADER, SHORT_ROW, TOKEN_LOGPROB_BACKWARD_SHADER, TOKEN_LOGPROB_ROWS_SHADER,
+    TOKEN_LOGPROB_SHADER,
 };
 
 /// Threads per workgroup of the row-per-workgroup shaders and the backward (`const WG` there).
@@ -50,6 +51,8 @@ struct Sample;
 struct SampleRows;
 struct DecodeAttention;
 struct AdamW;
+struct LayerNorm;
+struct LayerNormBackward;
 
 /// Threads per workgroup of `decode_attention.wgsl`.
 const ATTENTION_THREADS: u32 = 64;
@@ -110,6 +113,19 @@ fn info(like: &CubeTensor, words: &[u32]) -> CubeTensor {
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new([words.len()]), handle, DType::U32)
 }
 
+/// A layer norm's input as `rows` rows of `width`, checked against its scale (and shift).
+fn norm_rows(x: &CubeTensor, params: &[(&str, &CubeTensor)]) -> (usize, usize) {
+    let shape = x.meta.shape();
+    assert!(shape.num_dims() >= 1, "layer norm of a scalar");
+    assert_eq!(x.dtype, DType::F32, "the fused layer norm takes f32, got {:?}", x.dtype);
+    let width = shape[shape.num_dims() - 1];
+    for (name, p) in params {
+        assert_eq!(p.meta.shape().num_elements(), width, "layer norm: the {name} has one value per column");
+    }
+    let rows = if width == 0 { 0 } else { shape.num_elements() / width };
+    (rows, width)
+}
+
 impl FusedBackend for Cube {
     fn token_logprob(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         Self::token_logprob_with_lse(logits, targets).0
@@ -158,6 +174,7 @@ impl FusedBackend for Cube {
         v: FloatTensor<Self>,
         len: usize,
         scale: f32,
+        first: Vec<u32>,
     ) -> FloatTensor<Self> {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let shape = k.meta.shape().clone();
@@ -167,7 +184,16 @@ impl FusedBackend for Cube {
         assert_eq!(q.meta.shape().num_elements(), heads * dim, "one query per head");
         assert_eq!(v.meta.shape(), k.meta.shape(), "values shaped like keys");
         let out = new_tensor(&q, Shape::new([shape[0], shape[1], 1, dim]), DType::F32);
-        let info = info(&q, &[heads as u32, len as u32, dim as u32, scale.to_bits(), capacity as u32]);
+        // Heads per sequence and each sequence's first position; one entry of 0 without padding.
+        let (per_sequence, first) = match first.len() {
+            0 => (heads, vec![0]),
+            n => {
+                assert_eq!(n, shape[0], "one first position per sequence");
+                (shape[1], first)
+            }
+        };
+        let words = [heads as u32, len as u32, dim as u32, scale.to_bits(), capacity as u32, per_sequence as u32];
+        let info = info(&q, &[&words[..], &first].concat());
         q.client.launch(
             kernel::<DecodeAttention>(DECODE_ATTENTION_SHADER, ATTENTION_THREADS),
             grid(heads),
@@ -187,6 +213,55 @@ impl FusedBackend for Cube {
         let (kernel, count) = pick::<SampleRows, Sample>(rows, vocab, SAMPLE_ROWS_SHADER, SAMPLE_SHADER);
         logits.client.launch(kernel, count, bindings(&[&logits, &tokens, &params]));
         tokens
+    }
+
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm_with_stats(x, gamma, beta, epsilon).0
+    }
+
+    fn layer_norm_with_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
+        let (rows, width) = norm_rows(&x, &[("scale", &gamma), ("shift", &beta)]);
+        let y = new_tensor(&x, x.meta.shape().clone(), DType::F32);
+        let stats = new_tensor(&x, Shape::new([rows, 2]), DType::F32);
+        let info = info(&x, &[rows as u32, width as u32, epsilon.to_bits()]);
+        x.client.launch(
+            kernel::<LayerNorm>(LAYER_NORM_SHADER, ROWS_PER_GROUP),
+            grid(rows.div_ceil(ROWS_PER_GROUP as usize)),
+            bindings(&[&x, &gamma, &beta, &y, &stats, &info]),
+        );
+        (y, stats)
+    }
+
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, stats, grad] = [x, gamma, stats, grad].map(into_contiguous);
+        let (rows, width) = norm_rows(&x, &[("scale", &gamma)]);
+        assert_eq!(grad.meta.shape(), x.meta.shape(), "layer norm: the gradient is shaped like the input");
+        assert_eq!(stats.meta.shape().num_elements(), rows * 2, "layer norm: two stats per row");
+        let dx = new_tensor(&x, x.meta.shape().clone(), DType::F32);
+        let [dgamma, dbeta] = [(); 2].map(|()| new_tensor(&x, Shape::new([width]), DType::F32));
+        let info = info(&x, &[rows as u32, width as u32]);
+        x.client.launch(
+            kernel::<LayerNormBackward>(LAYER_NORM_BACKWARD_SHADER, ROWS_PER_GROUP),
+            grid((rows + width).div_ceil(ROWS_PER_GROUP as usize)),
+            bindings(&[&x, &gamma, &stats, &grad, &dx, &dgamma, &dbeta, &info]),
+        );
+        (dx, dgamma, dbeta)
     }
 
     fn adamw(

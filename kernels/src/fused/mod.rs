@@ -8,6 +8,10 @@
 //!
 //! - [`decode_attention`]: one new token's attention over its KV cache (`decode_attention.wgsl`),
 //!   the third kernel, chosen from the decode profile in docs/benchmarks.md.
+//! - [`layer_norm`]: layer normalisation over the last dimension with its scale and shift
+//!   (`layer_norm.wgsl`), and its backward (`layer_norm_backward.wgsl`: the input's, the scale's and
+//!   the shift's gradients in one dispatch), where burn's composition launches 9 kernels forward and
+//!   about 20 backward, for each of a model's 2 · layers + 1 norms (issue 20, docs/benchmarks.md).
 //! - [`adamw_step`]: one AdamW step of one parameter tensor with its gradient clipped by its norm
 //!   (`adamw.wgsl`), one dispatch where burn's optimiser launches about 25; chosen from the
 //!   dispatch counts of a training step (issue 20, docs/benchmarks.md).
@@ -45,6 +49,10 @@ pub const SAMPLE_ROWS_SHADER: &str = crate::shaders::SAMPLE_ROWS.source;
 pub const ADAMW_SHADER: &str = crate::shaders::ADAMW.source;
 /// `decode_attention.wgsl`: one new token's attention over its KV cache.
 pub const DECODE_ATTENTION_SHADER: &str = crate::shaders::DECODE_ATTENTION.source;
+/// `layer_norm.wgsl`: layer normalisation forward, one thread per row.
+pub const LAYER_NORM_SHADER: &str = crate::shaders::LAYER_NORM.source;
+/// `layer_norm_backward.wgsl`: its gradients for the input, the scale and the shift.
+pub const LAYER_NORM_BACKWARD_SHADER: &str = crate::shaders::LAYER_NORM_BACKWARD.source;
 /// The longest cache and the widest head [`decode_attention`] fuses (its workgroup arrays).
 pub const DECODE_ATTENTION_MAX_LEN: usize = 2048;
 pub const DECODE_ATTENTION_MAX_HEAD_DIM: usize = 256;
@@ -87,15 +95,41 @@ pub trait FusedBackend: burn::backend::Backend {
     ) -> FloatTensor<Self>;
     /// `softmax(q·Kᵀ·scale)·V` for one query per head: `[B, H, 1, D]` over the first `len`
     /// positions of `[B, H, capacity, D]` keys and values. Generation only: not differentiated.
+    /// `first`: each sequence's first position to attend to (left padding before it), one per
+    /// batch row, or empty for none.
     fn decode_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         len: usize,
         scale: f32,
+        first: Vec<u32>,
     ) -> FloatTensor<Self>;
     /// One token id per row of `[rows, vocab]` logits.
     fn sample(logits: FloatTensor<Self>, temperature: f32, top_k: u32, seed: u64, step: u32) -> IntTensor<Self>;
+    /// Layer normalisation of `[.., width]` over its last dimension, scaled by `gamma` and shifted by
+    /// `beta` (both `[width]`). Differentiable in all three.
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self>;
+    /// The forward pass with each row's `(mean, 1 / sqrt(var + epsilon))` kept for the backward
+    /// pass: `[rows, 2]`.
+    fn layer_norm_with_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// The gradients of the input, `gamma` and `beta` given the upstream gradient `grad`.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// One clipped AdamW step of a flat parameter: (parameter, first moment, second moment) after
     /// it. `scalars`: [`AdamWStep::words`]. Training only, on values without autodiff.
     fn adamw(
@@ -216,6 +250,41 @@ pub fn runs_fused(device: &Device) -> bool {
     }
 }
 
+/// Layer normalisation of `x` (`[.., width]`) over its last dimension: `(x − mean) / sqrt(var +
+/// epsilon) · gamma + beta`, with the biased variance — what burn's `LayerNorm` module computes
+/// with these parameters. Differentiable in `x`, `gamma` and `beta`.
+///
+/// Fused on a cubecl device (one dispatch forward, one backward), [`layer_norm_reference`]
+/// elsewhere.
+///
+/// # Panics
+/// If `gamma` or `beta` is not `[width]`.
+pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> Tensor<D> {
+    let width = x.dims()[D - 1];
+    assert_eq!(gamma.dims(), [width], "layer norm: the scale must be [{width}], the input's last dimension");
+    assert_eq!(beta.dims(), [width], "layer norm: the shift must be [{width}], the input's last dimension");
+    if !runs_fused(&x.device()) {
+        return layer_norm_reference(x, gamma, beta, epsilon);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::layer_norm_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon as f32,
+    ))
+}
+
+/// The reference: burn's own `layer_norm` module op (a composition of reductions and elementwise
+/// kernels on cubecl, a native kernel on the `flex` CPU backend).
+pub fn layer_norm_reference<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    burn::tensor::module::layer_norm(x, gamma, Some(beta), epsilon)
+}
+
 /// Log-probability of each row's target: `[rows, vocab]`, `[rows]` → `[rows]`. Differentiable.
 ///
 /// Fused on a cubecl device, [`token_log_probs_reference`] elsewhere. A target outside
@@ -322,14 +391,30 @@ pub fn sample_reference_host(row: &[f32], settings: SampleSettings, row_index: u
 /// # Panics
 /// If `len` is 0 or larger than the cache, or the shapes disagree.
 pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize) -> Tensor<4> {
-    let [_, _, capacity, dim] = k.dims();
+    decode_attention_padded(q, k, v, len, &[])
+}
+
+/// [`decode_attention`] for a batch of left-padded sequences: row `b` attends only to positions
+/// `first[b]..len` (what comes before is its padding). `first` is empty (no padding) or has one
+/// entry per batch row, each below `len`.
+///
+/// # Panics
+/// As [`decode_attention`], and if `first` has the wrong length or an entry at or past `len`.
+pub fn decode_attention_padded(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize, first: &[usize]) -> Tensor<4> {
+    let [batch, _, capacity, dim] = k.dims();
     assert!(len >= 1 && len <= capacity, "decode attention over {len} positions of a cache of {capacity}");
+    assert!(
+        first.is_empty() || first.len() == batch,
+        "decode attention: {} first positions for a batch of {batch}",
+        first.len()
+    );
+    assert!(first.iter().all(|&f| f < len), "decode attention: a first position at or past {len}: {first:?}");
     let fused = runs_fused(&q.device())
         && q.dims()[2] == 1
         && len <= DECODE_ATTENTION_MAX_LEN
         && dim <= DECODE_ATTENTION_MAX_HEAD_DIM;
     if !fused {
-        return decode_attention_reference(q, k, v, len);
+        return decode_attention_reference(q, k, v, len, first);
     }
     let scale = 1.0 / (dim as f32).sqrt();
     Tensor::from_dispatch(<Dispatch as FusedBackend>::decode_attention(
@@ -338,15 +423,24 @@ pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize) ->
         v.into_dispatch(),
         len,
         scale,
+        first.iter().map(|&f| f as u32).collect(),
     ))
 }
 
-/// The reference composition: the first `len` positions, scores by matmul, scale, softmax over
-/// the keys, matmul with V.
-pub fn decode_attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize) -> Tensor<4> {
-    let dim = k.dims()[3];
+/// The reference composition: the first `len` positions, scores by matmul, scale, each row's
+/// padding (positions before `first[b]`, if given) masked by −1e9 as the model's prefill mask does,
+/// softmax over the keys, matmul with V.
+pub fn decode_attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, len: usize, first: &[usize]) -> Tensor<4> {
+    let [batch, _, _, dim] = k.dims();
+    let device = q.device();
     let (k, v) = if len == k.dims()[2] { (k, v) } else { (k.narrow(2, 0, len), v.narrow(2, 0, len)) };
-    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dim as f32).sqrt());
+    let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dim as f32).sqrt());
+    if first.iter().any(|&f| f > 0) {
+        let mask: Vec<f32> =
+            first.iter().flat_map(|&f| (0..len).map(move |j| if j < f { -1e9 } else { 0.0 })).collect();
+        crate::work::note_upload();
+        scores = scores + Tensor::<4>::from_data(TensorData::new(mask, [batch, 1, 1, len]), &device);
+    }
     activation::softmax(scores, 3).matmul(v)
 }
 

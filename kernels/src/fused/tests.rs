@@ -218,7 +218,7 @@ fn decode_attention_matches_the_reference() {
             random4([b, h, len, dim], seed + 2, &device),
         );
         let fused = floats(decode_attention(q.clone(), k.clone(), v.clone(), len));
-        let reference = floats(decode_attention_reference(q, k, v, len));
+        let reference = floats(decode_attention_reference(q, k, v, len, &[]));
         assert_eq!(fused.len(), b * h * dim);
         assert!(max_abs_diff(&fused, &reference) < 1e-4, "{b}×{h}×{len}×{dim}: {}", max_abs_diff(&fused, &reference));
     }
@@ -243,11 +243,55 @@ fn decode_attention_reads_only_the_filled_part_of_a_longer_cache() {
             let (k, v) = (filled(seed + 1), filled(seed + 2));
             let out = floats(decode_attention(q.clone(), k.clone(), v.clone(), len));
             // Against the reference on exactly the filled positions, as separate tensors.
-            let expected = floats(decode_attention_reference(q, k.narrow(2, 0, len), v.narrow(2, 0, len), len));
+            let expected = floats(decode_attention_reference(q, k.narrow(2, 0, len), v.narrow(2, 0, len), len, &[]));
             let err = max_abs_diff(&out, &expected);
             assert!(err < 1e-4, "{device:?} len {len} of {capacity}: {err}");
         }
     }
+}
+
+/// Left-padded sequences: each row attends from its own first position; its padding, filled with
+/// huge values that would dominate the softmax, is skipped. Checked per row against the unpadded
+/// reference over exactly that row's positions, on the CPU (the masked composition) and the GPU
+/// (the kernel), with a longer cache than is filled.
+#[test]
+fn decode_attention_skips_each_row_s_left_padding() {
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(gpu()).collect();
+    for device in devices {
+        let (b, h, capacity, dim, len) = (4, 3, 40, 24, 29);
+        let first = [0usize, 5, 28, 13];
+        let q = random4([b, h, 1, dim], 900, &device);
+        let padded = |seed: u64| {
+            let values = random_values(b * h * capacity * dim, seed);
+            let values: Vec<f32> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| if (i / dim) % capacity < first[i / (h * capacity * dim)] { 1e4 } else { x })
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(values, [b, h, capacity, dim]), &device)
+        };
+        let (k, v) = (padded(901), padded(902));
+        let out = floats(decode_attention_padded(q.clone(), k.clone(), v.clone(), len, &first));
+        for (row, &f) in first.iter().enumerate() {
+            let pick = |t: &Tensor<4>| t.clone().narrow(0, row, 1).narrow(2, f, len - f);
+            let expected =
+                floats(decode_attention_reference(q.clone().narrow(0, row, 1), pick(&k), pick(&v), len - f, &[]));
+            let got = &out[row * h * dim..(row + 1) * h * dim];
+            let err = max_abs_diff(got, &expected);
+            assert!(err < 1e-4, "{device:?} row {row} from {f}: {err}");
+        }
+        // No padding given: the same as the unpadded call.
+        let plain = floats(decode_attention(q.clone(), k.clone(), v.clone(), len));
+        assert_eq!(plain, floats(decode_attention_padded(q, k, v, len, &[0; 4])));
+    }
+}
+
+#[test]
+#[should_panic(expected = "decode attention: 3 first positions for a batch of 4")]
+fn decode_attention_refuses_padding_for_the_wrong_batch() {
+    let device = Device::flex();
+    let (q, k) = (random4([4, 1, 1, 4], 1, &device), random4([4, 1, 10, 4], 2, &device));
+    let _ = decode_attention_padded(q, k.clone(), k, 10, &[0, 1, 2]);
 }
 
 #[test]
@@ -265,7 +309,7 @@ fn decode_attention_falls_back_beyond_what_it_fuses() {
     let (q, k, v) =
         (random4([1, 1, 1, 8], 1, &device), random4([1, 1, 3000, 8], 2, &device), random4([1, 1, 3000, 8], 3, &device));
     let out = floats(decode_attention(q.clone(), k.clone(), v.clone(), 3000));
-    assert!(max_abs_diff(&out, &floats(decode_attention_reference(q, k, v, 3000))) == 0.0);
+    assert!(max_abs_diff(&out, &floats(decode_attention_reference(q, k, v, 3000, &[]))) == 0.0);
     if let Some(gpu) = gpu() {
         let (q, k, v) =
             (random4([1, 1, 1, 8], 1, &gpu), random4([1, 1, 3000, 8], 2, &gpu), random4([1, 1, 3000, 8], 3, &gpu));
@@ -371,4 +415,156 @@ fn adamw_kernel_matches_the_reference_and_a_host_loop() {
             }
         }
     }
+}
+
+/// Layer normalisation written out over `f64` on the host: the plain-Rust twin of
+/// `layer_norm.wgsl`. Returns `y` and each row's `(mean, 1 / sqrt(var + epsilon))`.
+fn layer_norm_host(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f64) -> (Vec<f32>, Vec<(f64, f64)>) {
+    let width = gamma.len();
+    let mut y = Vec::with_capacity(x.len());
+    let mut stats = Vec::new();
+    for row in x.chunks(width) {
+        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / width as f64;
+        let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / width as f64;
+        let rstd = 1.0 / (var + epsilon).sqrt();
+        y.extend(
+            row.iter()
+                .zip(gamma.iter().zip(beta))
+                .map(|(&v, (&g, &b))| ((f64::from(v) - mean) * rstd * f64::from(g) + f64::from(b)) as f32),
+        );
+        stats.push((mean, rstd));
+    }
+    (y, stats)
+}
+
+/// The gradients of `Σ dy · layer_norm(x)` for the input, the scale and the shift, on the host in
+/// `f64`: the twin of `layer_norm_backward.wgsl`.
+fn layer_norm_backward_host(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f64) -> [Vec<f32>; 3] {
+    let width = gamma.len();
+    let (_, stats) = layer_norm_host(x, gamma, &vec![0.0; width], epsilon);
+    let (mut dx, mut dgamma, mut dbeta) = (Vec::with_capacity(x.len()), vec![0.0f64; width], vec![0.0f64; width]);
+    for ((row, dy), &(mean, rstd)) in x.chunks(width).zip(dy.chunks(width)).zip(&stats) {
+        let xhat: Vec<f64> = row.iter().map(|&v| (f64::from(v) - mean) * rstd).collect();
+        let g: Vec<f64> = dy.iter().zip(gamma).map(|(&d, &g)| f64::from(d) * f64::from(g)).collect();
+        let mean_g = g.iter().sum::<f64>() / width as f64;
+        let mean_gx = g.iter().zip(&xhat).map(|(g, x)| g * x).sum::<f64>() / width as f64;
+        dx.extend(g.iter().zip(&xhat).map(|(g, x)| (rstd * (g - mean_g - x * mean_gx)) as f32));
+        for j in 0..width {
+            dgamma[j] += f64::from(dy[j]) * xhat[j];
+            dbeta[j] += f64::from(dy[j]);
+        }
+    }
+    [dx, dgamma.into_iter().map(|v| v as f32).collect(), dbeta.into_iter().map(|v| v as f32).collect()]
+}
+
+/// Awkward layer-norm inputs: one value, rows narrower and wider than a row-per-thread kernel's
+/// workgroup, the model's widths (64, 192), a row count just past a workgroup, and a 3-D input.
+const NORM_SHAPES: &[&[usize]] = &[&[1, 1], &[1, 3], &[7, 64], &[65, 97], &[130, 192], &[3, 300], &[2, 33, 64]];
+
+/// The input (spread over about ±3 around an offset, as activations are), the scale and the shift.
+fn norm_inputs(shape: &[usize], seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let width = shape[shape.len() - 1];
+    let x = random_values(shape.iter().product(), seed).iter().map(|v| 3.0 * v + 0.5).collect();
+    let gamma = random_values(width, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
+    (x, gamma, random_values(width, seed + 2))
+}
+
+fn tensor_of<const D: usize>(values: &[f32], shape: &[usize], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
+}
+
+fn norm_of(x: &[f32], gamma: &[f32], beta: &[f32], shape: &[usize], device: &Device, fused: bool) -> Vec<f32> {
+    let width = gamma.len();
+    let (g, b) = (tensor_of::<1>(gamma, &[width], device), tensor_of::<1>(beta, &[width], device));
+    let eps = 1e-5;
+    match shape.len() {
+        2 if fused => floats(layer_norm(tensor_of::<2>(x, shape, device), g, b, eps)),
+        2 => floats(layer_norm_reference(tensor_of::<2>(x, shape, device), g, b, eps)),
+        3 if fused => floats(layer_norm(tensor_of::<3>(x, shape, device), g, b, eps)),
+        3 => floats(layer_norm_reference(tensor_of::<3>(x, shape, device), g, b, eps)),
+        n => panic!("no {n}-D case in this test"),
+    }
+}
+
+#[test]
+fn layer_norm_matches_the_reference_and_a_host_loop() {
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(gpu()).collect();
+    for (i, shape) in NORM_SHAPES.iter().enumerate() {
+        let (x, gamma, beta) = norm_inputs(shape, 400 + 10 * i as u64);
+        let (host, _) = layer_norm_host(&x, &gamma, &beta, 1e-5);
+        for device in &devices {
+            let fused = norm_of(&x, &gamma, &beta, shape, device, true);
+            let reference = norm_of(&x, &gamma, &beta, shape, device, false);
+            assert_eq!(fused.len(), x.len());
+            assert!(max_abs_diff(&fused, &host) < 1e-4, "{shape:?} {device:?}: {}", max_abs_diff(&fused, &host));
+            assert!(max_abs_diff(&fused, &reference) < 1e-4, "{shape:?} {device:?}: kernel vs composition");
+        }
+    }
+    // A row of one value normalises to its shift: nothing is left after the mean.
+    let (x, gamma, beta) = norm_inputs(&[1, 1], 400);
+    assert_eq!(layer_norm_host(&x, &gamma, &beta, 1e-5).0, beta);
+}
+
+#[test]
+fn layer_norm_gradients_match_the_reference_and_a_host_loop() {
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(gpu()).map(|d| d.autodiff()).collect();
+    for (i, shape) in NORM_SHAPES.iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        let (x, gamma, beta) = norm_inputs(shape, seed);
+        let width = gamma.len();
+        // A different upstream gradient for every output value.
+        let dy = random_values(x.len(), seed + 3);
+        let host = layer_norm_backward_host(&x, &gamma, &dy, 1e-5);
+        let rows = x.len() / width;
+        for device in &devices {
+            let grads_of = |fused: bool| {
+                let flat = [rows, width];
+                let tx = tensor_of::<2>(&x, &flat, device).require_grad();
+                let tg = tensor_of::<1>(&gamma, &[width], device).require_grad();
+                let tb = tensor_of::<1>(&beta, &[width], device).require_grad();
+                let y = if fused {
+                    layer_norm(tx.clone(), tg.clone(), tb.clone(), 1e-5)
+                } else {
+                    layer_norm_reference(tx.clone(), tg.clone(), tb.clone(), 1e-5)
+                };
+                let mut grads = y.mul(tensor_of::<2>(&dy, &flat, device)).sum().backward();
+                [
+                    floats(tx.grad_remove(&mut grads).expect("input gradient")),
+                    floats(tg.grad_remove(&mut grads).expect("scale gradient")),
+                    floats(tb.grad_remove(&mut grads).expect("shift gradient")),
+                ]
+            };
+            let (fused, reference) = (grads_of(true), grads_of(false));
+            for (k, name) in ["input", "scale", "shift"].iter().enumerate() {
+                // The scale's and shift's gradients sum over every row: allow for f32 sums that long.
+                let tol = if k == 0 { 2e-4 } else { 1e-5 * rows.max(10) as f32 };
+                let what = format!("{name} gradient, {shape:?}, {device:?}");
+                assert!(max_abs_diff(&fused[k], &host[k]) < tol, "{what}: {}", max_abs_diff(&fused[k], &host[k]));
+                assert!(max_abs_diff(&fused[k], &reference[k]) < tol, "{what}: kernel vs composition");
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_gradient_flows_to_the_input_alone_when_the_scale_is_a_constant() {
+    let Some(device) = gpu() else { return };
+    let device = device.autodiff();
+    let shape = [9, 64];
+    let (x, gamma, beta) = norm_inputs(&shape, 600);
+    let dy = random_values(x.len(), 601);
+    let tx = tensor_of::<2>(&x, &shape, &device).require_grad();
+    let y = layer_norm(tx.clone(), tensor_of::<1>(&gamma, &[64], &device), tensor_of::<1>(&beta, &[64], &device), 1e-5);
+    let mut grads = y.mul(tensor_of::<2>(&dy, &shape, &device)).sum().backward();
+    let dx = floats(tx.grad_remove(&mut grads).expect("input gradient"));
+    let [host, _, _] = layer_norm_backward_host(&x, &gamma, &dy, 1e-5);
+    assert!(max_abs_diff(&dx, &host) < 2e-4);
+}
+
+#[test]
+#[should_panic(expected = "the scale must be [64]")]
+fn layer_norm_refuses_a_scale_of_the_wrong_width() {
+    let device = Device::flex();
+    let x = Tensor::<2>::zeros([3, 64], &device);
+    let _ = layer_norm(x, Tensor::ones([63], &device), Tensor::zeros([64], &device), 1e-5);
 }
