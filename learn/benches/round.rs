@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use pollster::block_on;
 use tabswarm_kernels::work::{DeviceWork, WorkMeter};
 use tabswarm_learn::complete;
+use tabswarm_learn::sizing::measure;
 use tabswarm_model::tokenizer::EOS;
 use tabswarm_model::{GrpoBatch, GrpoConfig, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer};
 use tabswarm_protocol::rollout::{RolloutGroup, score_group};
@@ -63,7 +64,7 @@ fn round(trainer: &mut Trainer, device: &Device, round: u64) -> (f64, DeviceWork
     let mut drawn = 0;
     for (question, completions) in questions.iter().zip(texts) {
         let group = RolloutGroup {
-            question: question.id.clone(),
+            question: question.id,
             peer: "bench".into(),
             policy_version: 0,
             completions,
@@ -106,6 +107,12 @@ fn main() {
     for (name, device) in devices() {
         device.seed(1);
         let model = config.init(&device).expect("config");
+        // What the run would choose here (`tabswarm_learn::sizing`: measured on any device here,
+        // the CPU included, though a run on the CPU keeps the swarm's round without measuring).
+        let started = Instant::now();
+        let now_ms = move || started.elapsed().as_secs_f64() * 1e3;
+        let size = block_on(measure(&model, &device, COMPLETIONS, &now_ms)).expect("measure");
+        eprintln!("{name}: {}", size.reason);
         let mut trainer = Trainer::new(model, TrainConfig::default(), &device);
         // Round 0 compiles the kernels (and is the whole run when only counting).
         let last = if counts_only { 0 } else { rounds };

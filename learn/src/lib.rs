@@ -13,6 +13,7 @@
 pub mod experiment;
 pub mod pretrain;
 pub mod run;
+pub mod sizing;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -236,6 +237,31 @@ impl Peer {
     /// The policy as it is now.
     pub fn model(&self) -> Model {
         self.trainer.inference_model()
+    }
+
+    /// Asks `questions` a round from now on (each with the same group of completions), the own
+    /// and received groups trained on scaled in proportion (see [`sizing`]).
+    pub fn set_questions_per_round(&mut self, questions: usize) -> Result<(), ModelError> {
+        let was = self.config.questions_per_round.max(1);
+        let config = RlConfig {
+            questions_per_round: questions,
+            local: self.config.local * questions / was,
+            external: self.config.external * questions / was,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Questions asked per round.
+    pub fn questions_per_round(&self) -> usize {
+        self.config.questions_per_round
+    }
+
+    /// Completions sampled per question.
+    pub fn group_size(&self) -> usize {
+        self.config.group_size
     }
 
     /// The device the peer's model lives on.

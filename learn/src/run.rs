@@ -19,10 +19,14 @@ use tabswarm_model::{Model, ModelConfig, ModelError, ModelSize};
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
 use tabswarm_protocol::tasks::{Family, Posed};
 
+use crate::sizing::RoundSize;
 use crate::{Peer, RlConfig, RoundStats};
 
 /// Rounds the per-family accuracy is averaged over.
 pub const ACCURACY_WINDOW: usize = 10;
+
+/// Own groups shared per round, at most: the swarm's round, whatever size the device chose.
+pub const SHARED_PER_ROUND: usize = crate::sizing::BASE_QUESTIONS;
 
 /// Which burn backend a run trains on. The caller makes the matching [`Device`]; the run reports
 /// this, so what a peer says it trains on is what it was given.
@@ -231,6 +235,29 @@ impl TrainingRun {
         self.backend
     }
 
+    /// Sizes the run's rounds to its device ([`crate::sizing`]): on the CPU backend the swarm's
+    /// round without measuring (every row costs its own arithmetic there), on a GPU the round its
+    /// measurement gives. Call before the first round; `now_ms` is a monotonic clock in ms.
+    pub async fn size_rounds(&mut self, now_ms: &dyn Fn() -> f64) -> Result<RoundSize, ModelError> {
+        let size = match self.backend {
+            Backend::Cpu => RoundSize {
+                questions: crate::sizing::BASE_QUESTIONS,
+                probe: Vec::new(),
+                reason: format!(
+                    "{} questions a round (the swarm's default): on the CPU every row costs its own arithmetic, \
+                     so a bigger round would only take longer.",
+                    crate::sizing::BASE_QUESTIONS
+                ),
+            },
+            Backend::WebGpu | Backend::Wgpu => {
+                let group = self.peer.group_size();
+                crate::sizing::measure(&self.peer.model(), self.peer.device(), group, now_ms).await?
+            }
+        };
+        self.peer.set_questions_per_round(size.questions)?;
+        Ok(size)
+    }
+
     /// One round (generate, verify, GRPO step on its own groups and on `received`, the groups
     /// other peers published since the last round, as the node verified them); `now_ms` is a
     /// monotonic clock in milliseconds.
@@ -282,9 +309,15 @@ impl TrainingRun {
             external_trained: self.external_trained,
             done: self.is_done(),
         };
+        // A bigger round on a GPU shares no more than the swarm's round: the groups with a reward
+        // spread first (what others can learn from), so one message stays within the wire's and
+        // the relay's limits whatever the device.
+        let mut share: Vec<&ScoredGroup> = own.iter().collect();
+        share.sort_by_key(|g| !g.has_signal());
+        share.truncate(SHARED_PER_ROUND);
         Ok(RoundOutput {
             progress,
-            share: own.into_iter().map(|g| RolloutGroup { rewards: g.rewards(), ..g.group }).collect(),
+            share: share.into_iter().map(|g| RolloutGroup { rewards: g.rewards(), ..g.group.clone() }).collect(),
         })
     }
 }
@@ -294,6 +327,33 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    /// A run on the CPU keeps the swarm's round; a bigger round (as a GPU may choose) asks more
+    /// questions, trains on proportionally more, and still shares at most the swarm's round.
+    #[test]
+    fn a_bigger_round_asks_more_and_shares_no_more_than_the_swarm_s() {
+        let device = Device::flex();
+        let plan = RunPlan { peer: Some("12D3KooWpeer".into()), ..RunPlan::solo(1, 2) };
+        let mut run = TrainingRun::fresh(&device, Backend::Cpu, ModelSize::Tiny, plan).expect("run");
+        let origin = Instant::now();
+        let now = move || origin.elapsed().as_secs_f64() * 1e3;
+        let size = pollster::block_on(run.size_rounds(&now)).expect("size");
+        assert_eq!((size.questions, size.probe.len()), (8, 0), "the CPU is not measured: {size:?}");
+        assert!(size.reason.contains("on the CPU"), "{}", size.reason);
+        // The swarm's 4 own + 4 received, doubled with the round.
+        run.peer.set_questions_per_round(16).expect("16 questions");
+        assert_eq!((run.peer.config.local, run.peer.config.external), (8, 8));
+        let round = pollster::block_on(run.step(&now, Vec::new())).expect("round");
+        assert!(round.progress.completions_per_second > 0.0);
+        assert_eq!(run.completions, 16 * 8, "16 questions of 8 completions");
+        assert_eq!(round.share.len(), SHARED_PER_ROUND);
+        // Those with a reward spread go first.
+        let spread = |g: &RolloutGroup| g.rewards.iter().any(|r| *r != g.rewards[0]);
+        let shared_spread = round.share.iter().filter(|g| spread(g)).count();
+        assert!(round.share.iter().take(shared_spread).all(spread), "signal first");
+        assert!(run.peer.set_questions_per_round(0).is_err(), "no questions is refused");
+        assert_eq!(run.peer.questions_per_round(), 16, "a refused size changes nothing");
+    }
 
     #[test]
     fn a_tiny_run_reports_rounds_rewards_and_accuracy_per_family() {

@@ -842,6 +842,8 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     let mut commands = handle.commands;
     let started = std::time::Instant::now();
     let now = move || started.elapsed().as_secs_f64() * 1e3;
+    let size = pollster::block_on(run.size_rounds(&now)).map_err(|e| format!("sizing the rounds failed: {e}"))?;
+    eprintln!("{}", size.reason);
     while !run.is_done() && !stop.load(Ordering::SeqCst) {
         let received = inbox.lock().map(|mut q| q.take()).unwrap_or_default();
         let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;

@@ -187,6 +187,12 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         let origin_state = origin.attr(data::STATE).await.expect("attr").unwrap_or_default();
         let origin_sha = origin.attr(data::SHA256).await.expect("attr").unwrap_or_default();
         let origin_text = origin.text().await.expect("text");
+        let sized = client.find(Locator::Id(id::ROUND_SIZE)).await.expect("#round-size");
+        let round_size = (
+            sized.attr(data::STATE).await.expect("attr").unwrap_or_default(),
+            sized.attr(data::QUESTIONS).await.expect("attr").unwrap_or_default(),
+            sized.text().await.expect("text"),
+        );
         let rewards = client.find(Locator::Id(id::TRAIN_REWARDS)).await.expect("rewards").text().await.expect("text");
         let mut families = Vec::new();
         for row in
@@ -201,17 +207,30 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         let (link, href, bytes) = save_model_in_page(&client, Duration::from_secs(120)).await;
         save_text(
             &format!("{button}.txt"),
-            &format!("{origin_text}\n{}\n{rewards}\n{families:?}\n{link}\n", learned.text),
+            &format!("{origin_text}\n{}\n{}\n{rewards}\n{families:?}\n{link}\n", round_size.2, learned.text),
         );
         assert!(href.starts_with("blob:"), "{button}: download link {href}");
         assert!(bytes > 10_000, "{button}: a checkpoint of {bytes} bytes");
         assert!(link.contains(&format!("step {}", learned.policy_version)), "{button}: {link}");
-        results.push((button, learned, origin_state, origin_sha, rewards, families));
+        results.push((button, learned, origin_state, origin_sha, rewards, families, round_size));
     }
     save_screenshot(&client, "page-learned.png").await;
     client.close().await.expect("close browser");
-    for (button, learned, origin_state, origin_sha, rewards, families) in results {
+    for (button, learned, origin_state, origin_sha, rewards, families, (size_state, questions, why)) in results {
         assert_eq!((origin_state.as_str(), origin_sha.as_str()), ("verified", base_sha.as_str()), "{button}");
+        // The page says how big a round this device got, and why: the CPU keeps the swarm's round
+        // unmeasured; WebGPU (SwiftShader here, a CPU underneath) is measured, and whatever its
+        // timing gave lies within the bounds.
+        assert_eq!(size_state, "chosen", "{button}: {why}");
+        let questions: usize = questions.parse().expect("data-questions");
+        assert!(why.contains(&format!("{questions} questions a round")), "{button}: {why}");
+        if button == id::TRAIN_CPU {
+            assert_eq!(questions, 8, "{button}: {why}");
+            assert!(why.contains("on the CPU every row costs its own arithmetic"), "{button}: {why}");
+        } else {
+            assert!([8, 16, 32, 64].contains(&questions), "{button}: {why}");
+            assert!(why.contains("ms for 64") || why.contains("ms against"), "{button}: measured: {why}");
+        }
         assert!(learned.text.contains("round 3/3"), "{button}: {}", learned.text);
         assert_eq!(learned.round, "3", "{button}");
         let reward: f32 = learned.reward.parse().expect("reward");

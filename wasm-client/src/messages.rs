@@ -135,6 +135,8 @@ pub enum WorkerReport {
         #[serde(default)]
         version: Option<u64>,
     },
+    /// How many questions a round asks on this device, and why (`tabswarm_learn::sizing`).
+    Rounds { questions: u32, reason: String },
     /// A learning round finished.
     Train(RunProgress),
     /// How the run has held its [`Pace`] so far: milliseconds spent computing rounds, and wall
@@ -591,6 +593,7 @@ mod tests {
             WorkerReport::Check(report(Engine::Cpu, 0.0)),
             WorkerReport::TrainFailed { message: "no adapter".into() },
             WorkerReport::Paced { busy_ms: 250.0, wall_ms: 1000.5 },
+            WorkerReport::Rounds { questions: 8, reason: "8 questions a round (the swarm's default).".into() },
             WorkerReport::Adapter(AdapterSummary {
                 name: "x".into(),
                 backend: "BrowserWebGpu".into(),

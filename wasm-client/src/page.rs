@@ -516,6 +516,10 @@ fn render(page: &Page, report: WorkerReport, n: usize) {
             let version = version.map(|v| v.to_string()).unwrap_or_default();
             page.dom.set_data(id::BASE, &[(data::SHA256, sha256.as_deref().unwrap_or("")), (data::VERSION, &version)]);
         }
+        WorkerReport::Rounds { questions, reason } => {
+            page.dom.set_state(id::ROUND_SIZE, "chosen", &reason);
+            page.dom.set_data(id::ROUND_SIZE, &[(data::QUESTIONS, &questions.to_string())]);
+        }
         WorkerReport::Train(progress) => {
             let state = if progress.done { "done" } else { "running" };
             page.dom.set_state(id::TRAIN_STATUS, state, &progress_line(&progress));

@@ -29,6 +29,8 @@ pub mod id {
     /// Where learning starts from (`data-state`: pending, verified, none; `data-sha256`, and
     /// `data-version` when it is a swarm-model version).
     pub const BASE: &str = "base";
+    /// How big a round this device gets and why (`data-questions`).
+    pub const ROUND_SIZE: &str = "round-size";
     /// The relay's swarm model (`data-state`: pending, ready, none, error; `data-version`,
     /// `data-sha256`).
     pub const SWARM_MODEL: &str = "swarm-model";
@@ -183,6 +185,8 @@ pub mod data {
     pub const REWARD: &str = "data-reward";
     pub const FIRST_REWARD: &str = "data-first-reward";
     pub const POLICY_VERSION: &str = "data-policy-version";
+    /// Questions a round asks on this device (`#round-size`).
+    pub const QUESTIONS: &str = "data-questions";
     /// The run's pacing so far (`#train-status`): milliseconds computing, and wall time since its
     /// first round began; their ratio is the duty cycle the budget holds.
     pub const BUSY_MS: &str = "data-busy-ms";

@@ -268,6 +268,9 @@ async fn train_rounds(
     mut sync: Option<(String, SwarmSync)>,
 ) -> Result<(), String> {
     let now = clock(scope);
+    // How big a round this device gets, measured before the first one (on WebGPU) and shown.
+    let size = run.size_rounds(&now).await.map_err(|e| format!("Sizing the rounds to this device failed: {e}"))?;
+    post(scope, &WorkerReport::Rounds { questions: size.questions as u32, reason: size.reason });
     let (run_started, mut busy_ms) = (now(), 0.0);
     while !run.is_done() {
         let started = now();

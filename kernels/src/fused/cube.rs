@@ -122,7 +122,7 @@ fn norm_rows(x: &CubeTensor, params: &[(&str, &CubeTensor)]) -> (usize, usize) {
     for (name, p) in params {
         assert_eq!(p.meta.shape().num_elements(), width, "layer norm: the {name} has one value per column");
     }
-    let rows = if width == 0 { 0 } else { shape.num_elements() / width };
+    let rows = shape.num_elements().checked_div(width).unwrap_or(0);
     (rows, width)
 }
 
