@@ -8,7 +8,7 @@ pub const LAYERS: &[(&str, &str, &[&str])] = &[
     ("kernels", "tabswarm-kernels", &[]),
     ("model", "tabswarm-model", &["tabswarm-kernels", "tabswarm-protocol"]),
     ("aggregate", "tabswarm-aggregate", &["tabswarm-protocol"]),
-    ("learn", "tabswarm-learn", &["tabswarm-model", "tabswarm-aggregate", "tabswarm-protocol"]),
+    ("learn", "tabswarm-learn", &["tabswarm-model", "tabswarm-kernels", "tabswarm-aggregate", "tabswarm-protocol"]),
     ("net", "tabswarm-net", &["tabswarm-protocol"]),
     (
         "wasm-client",
