@@ -196,7 +196,7 @@ impl KvCache {
     ///
     /// The context bounds the longest sequence without its padding. A sequence that runs past the
     /// context while a shorter one goes on computes meaningless logits there (its positions are
-    /// held at the last one); the caller drops them, as [`crate::generate`] does.
+    /// held at the last one); the caller drops them, as [`generate()`](crate::generate::generate) does.
     pub fn with_padding(positions: usize, pads: Vec<usize>) -> Self {
         Self { capacity: Some(positions), pads, ..Self::default() }
     }
