@@ -2,7 +2,7 @@
 //! exists (Vulkan lavapipe in CI; set `TABSWARM_SKIP_GPU=1` to skip on a machine without one).
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use pollster::block_on;
 
 use super::batch::{batch_loss, token_log_probs};
@@ -203,6 +203,13 @@ fn prompts_of_different_lengths_in_one_batch_continue_as_each_does_alone() {
     if outputs.len() == 2 {
         assert_eq!(outputs[0], outputs[1], "wgpu and the CPU agree");
     }
+    // A padded cache is for the batch it pads.
+    let (model, device) = &devices[0];
+    let mut cache = KvCache::with_padding(10, vec![0, 2, 1]);
+    let tokens = Tensor::<2, Int>::from_ints(TensorData::new(vec![BOS as i64; 8], [4, 2]), device);
+    let err = model.forward_cached(tokens, &mut cache).expect_err("4 sequences for a cache padding 3");
+    assert!(err.to_string().contains("the KV cache pads 3 sequences, but 4 were given"), "{err}");
+    assert!(cache.is_empty(), "nothing was stored");
     // Without the KV cache only prompts of one length are batched.
     let uncached = SamplingConfig { use_kv_cache: false, ..greedy };
     let err = block_on(generate(&devices[0].0, &prompts, &uncached, &cpu())).expect_err("mixed lengths, no cache");
