@@ -50,28 +50,27 @@ pub fn choose(probe: &[(usize, Duration)], group: usize) -> RoundSize {
         };
     };
     let fits = |t: Duration| t.as_secs_f64() <= SLACK * base.as_secs_f64();
-    let best =
-        probe.iter().take_while(|(_, t)| fits(*t)).map(|&(rows, _)| rows).max().unwrap_or(first_rows).max(base_rows);
-    let questions = (best / group.max(1)).clamp(BASE_QUESTIONS, MAX_QUESTIONS);
+    // The largest pass within the slack, before the first that was not (the probe ascends).
+    let (rows, t) = probe.iter().take_while(|(_, t)| fits(*t)).last().copied().unwrap_or((first_rows, base));
+    let questions = (rows.max(base_rows) / group.max(1)).clamp(BASE_QUESTIONS, MAX_QUESTIONS);
     let ms = |t: Duration| t.as_secs_f64() * 1e3;
-    let reason = match probe.iter().find(|(_, t)| !fits(*t)) {
-        _ if questions > BASE_QUESTIONS => {
-            let (rows, t) = probe.iter().rev().find(|(_, t)| fits(*t)).copied().unwrap_or((first_rows, base));
-            format!(
-                "{questions} questions a round: this device ran {rows} rows in {:.1} ms against {:.1} ms for \
-                 {first_rows}, so it had room for {}× the swarm's round at little extra time.",
-                ms(t),
-                ms(base),
-                questions / BASE_QUESTIONS
-            )
-        }
-        Some(&(rows, t)) => format!(
+    let reason = if questions > BASE_QUESTIONS {
+        format!(
+            "{questions} questions a round: this device ran {rows} rows in {:.1} ms against {:.1} ms for \
+             {first_rows}, so it had room for {}× the swarm's round at little extra time.",
+            ms(t),
+            ms(base),
+            questions / BASE_QUESTIONS
+        )
+    } else if let Some(&(rows, t)) = probe.iter().find(|(_, t)| !fits(*t)) {
+        format!(
             "{questions} questions a round (the swarm's default): this device took {:.1} ms for {rows} rows \
              against {:.1} ms for {first_rows}, so a bigger round would only take longer.",
             ms(t),
             ms(base)
-        ),
-        None => format!("{questions} questions a round (the swarm's default)."),
+        )
+    } else {
+        format!("{questions} questions a round (the swarm's default).")
     };
     RoundSize { questions, probe: probe.to_vec(), reason }
 }
@@ -142,6 +141,10 @@ mod tests {
         // Room for 256 rows but not 512: 32 questions.
         let mid = choose(&[(64, ms(10)), (128, ms(11)), (256, ms(15)), (512, ms(30))], 8);
         assert_eq!(mid.questions, 32);
+        // A pass past the slack ends the search: a faster one after it does not count.
+        let stopped = choose(&[(64, ms(10)), (128, ms(11)), (256, ms(20)), (512, ms(12))], 8);
+        assert_eq!(stopped.questions, 16);
+        assert!(stopped.reason.contains("ran 128 rows in 11.0 ms"), "{}", stopped.reason);
         // Exactly at the slack is within it; just past it is not.
         assert_eq!(choose(&[(64, ms(100)), (128, ms(150))], 8).questions, 16);
         assert_eq!(choose(&[(64, ms(100)), (128, ms(151))], 8).questions, 8);
