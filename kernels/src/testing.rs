@@ -1,4 +1,5 @@
-//! Seeded random inputs for tests and benchmarks (identical natively and in wasm).
+//! Seeded random inputs for tests and benchmarks (identical natively and in wasm), and the devices
+//! a benchmark runs on.
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -6,6 +7,20 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 pub fn random_values(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The devices a benchmark runs on, each with the name its tables print: `TABSWARM_BENCH_BACKENDS`
+/// (comma-separated `flex`, `wgpu`; both by default). Other names are skipped.
+pub fn bench_devices() -> Vec<(&'static str, burn::tensor::Device)> {
+    let wanted = std::env::var("TABSWARM_BENCH_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
+    wanted
+        .split(',')
+        .filter_map(|name| match name.trim() {
+            "flex" => Some(("flex (CPU)", burn::tensor::Device::flex())),
+            "wgpu" => Some(("wgpu", burn::tensor::Device::wgpu(Default::default()))),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The largest absolute difference between two equally long slices (`f32::INFINITY` if they differ

@@ -17,27 +17,16 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use pollster::block_on;
+use tabswarm_kernels::testing::bench_devices;
 use tabswarm_kernels::work::{DeviceWork, WorkMeter};
-use tabswarm_learn::complete;
 use tabswarm_learn::sizing::measure;
+use tabswarm_learn::{RlConfig, complete};
 use tabswarm_model::tokenizer::EOS;
-use tabswarm_model::{GrpoBatch, GrpoConfig, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer};
+use tabswarm_model::{GrpoBatch, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer};
 use tabswarm_protocol::rollout::{RolloutGroup, score_group};
 use tabswarm_protocol::tasks::{Family, MID_DIFFICULTY, generate};
 
 const COMPLETIONS: usize = 8;
-
-fn devices() -> Vec<(&'static str, Device)> {
-    let wanted = std::env::var("TABSWARM_BENCH_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
-    wanted
-        .split(',')
-        .filter_map(|name| match name.trim() {
-            "flex" => Some(("flex (CPU)", Device::flex())),
-            "wgpu" => Some(("wgpu", Device::wgpu(Default::default()))),
-            _ => None,
-        })
-        .collect()
-}
 
 fn cell(w: DeviceWork) -> String {
     format!("{} · {} · {}", w.dispatches, w.readbacks, w.uploads)
@@ -87,8 +76,7 @@ fn round(trainer: &mut Trainer, device: &Device, round: u64) -> (f64, DeviceWork
 
     let meter = WorkMeter::start();
     let start = Instant::now();
-    let config = GrpoConfig { clip_low: 0.2, clip_high: 0.28, kl_coef: 0.0 };
-    block_on(trainer.grpo_step(&batch, None, &config)).expect("GRPO step");
+    block_on(trainer.grpo_step(&batch, None, &RlConfig::default().grpo())).expect("GRPO step");
     (generate_ms, generate_work, score_ms, start.elapsed().as_secs_f64() * 1e3, meter.read(), drawn)
 }
 
@@ -104,7 +92,7 @@ fn main() {
         "| device | round | generate ms | generate work | score ms | GRPO step ms | step work | round ms | new tokens | tokens/s |"
     );
     println!("|---|---:|---:|---|---:|---:|---|---:|---:|---:|");
-    for (name, device) in devices() {
+    for (name, device) in bench_devices() {
         device.seed(1);
         let model = config.init(&device).expect("config");
         // What the run would choose here (`tabswarm_learn::sizing`: measured on any device here,

@@ -131,7 +131,8 @@ impl RlConfig {
         Ok(())
     }
 
-    fn grpo(&self) -> GrpoConfig {
+    /// The GRPO step's settings these numbers give (the clipping range; no KL term).
+    pub fn grpo(&self) -> GrpoConfig {
         GrpoConfig { clip_low: self.clip_low, clip_high: self.clip_high, kl_coef: 0.0 }
     }
 }
@@ -436,37 +437,24 @@ pub async fn complete_prompts(
     if let Some(p) = prompts.iter().find(|p| p.len() >= model.max_seq_len()) {
         return Err(ModelError::TooLong { len: p.len() + 1, max: model.max_seq_len() });
     }
-    if tabswarm_kernels::fused::runs_fused(device) && !prompts.is_empty() {
-        // On a GPU a launch costs more than the arithmetic: every prompt of the round in one
-        // left-padded batch (one launch per layer and token for the whole round). The CPU keeps one
-        // batch per prompt length, where padding would only add arithmetic (and the learning runs
-        // in docs/learning.md stay reproducible).
-        let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_question)).collect();
-        let drawn = sample(model, &rows, sampling, device).await?;
-        return drawn
-            .chunks(per_question.max(1))
-            .map(|group| group.iter().map(|tokens| tokenizer.decode(tokens)).collect())
-            .collect::<Result<Vec<Vec<String>>, _>>()
-            .map_err(Into::into);
-    }
-    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, p) in prompts.iter().enumerate() {
-        by_len.entry(p.len()).or_default().push(i);
-    }
+    // On a GPU a launch costs more than the arithmetic: every prompt of the round in one
+    // left-padded batch (one launch per layer and token for the whole round). The CPU keeps one
+    // batch per prompt length, where padding would only add arithmetic (and the learning runs in
+    // docs/learning.md stay reproducible). `generate` bounds each row by its own room.
+    let batches: Vec<(u64, Vec<usize>)> = if tabswarm_kernels::fused::runs_fused(device) {
+        vec![(sampling.seed, (0..prompts.len()).collect())]
+    } else {
+        let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, p) in prompts.iter().enumerate() {
+            by_len.entry(p.len()).or_default().push(i);
+        }
+        by_len.into_iter().map(|(len, members)| (sampling.seed ^ len as u64, members)).collect()
+    };
     let mut out = vec![Vec::new(); texts.len()];
-    for (len, members) in by_len {
+    for (seed, members) in batches.into_iter().filter(|(_, members)| !members.is_empty()) {
         let rows: Vec<Vec<u32>> =
             members.iter().flat_map(|&i| std::iter::repeat_n(prompts[i].clone(), per_question)).collect();
-        let room = model.max_seq_len().saturating_sub(len);
-        if room == 0 {
-            return Err(ModelError::TooLong { len: len + 1, max: model.max_seq_len() });
-        }
-        let config = SamplingConfig {
-            max_new_tokens: sampling.max_new_tokens.min(room),
-            seed: sampling.seed ^ len as u64,
-            ..sampling.clone()
-        };
-        let drawn = sample(model, &rows, &config, device).await?;
+        let drawn = sample(model, &rows, &SamplingConfig { seed, ..sampling.clone() }, device).await?;
         for (k, &i) in members.iter().enumerate() {
             for tokens in &drawn[k * per_question..(k + 1) * per_question] {
                 out[i].push(tokenizer.decode(tokens)?);

@@ -17,6 +17,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use pollster::block_on;
+use tabswarm_kernels::testing::bench_devices;
 use tabswarm_kernels::work::{DeviceWork, WorkMeter};
 use tabswarm_model::tokenizer::BOS;
 use tabswarm_model::{ModelConfig, ModelSize, SamplingConfig, Tokenizer, TrainConfig, Trainer, generate};
@@ -41,18 +42,6 @@ fn addition_batch(seed: u64) -> Result<tabswarm_model::TokenBatch, tabswarm_mode
     tabswarm_model::TokenBatch::supervised(sequences, &prompt_lens)
 }
 
-fn devices() -> Vec<(&'static str, Device)> {
-    let wanted = std::env::var("TABSWARM_BENCH_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
-    wanted
-        .split(',')
-        .filter_map(|name| match name.trim() {
-            "flex" => Some(("flex (CPU)", Device::flex())),
-            "wgpu" => Some(("wgpu", Device::wgpu(Default::default()))),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Greedy generation of `max_new_tokens`, the reads chosen for the device.
 fn greedy(max_new_tokens: usize, use_kv_cache: bool) -> SamplingConfig {
     SamplingConfig { temperature: 0.0, top_k: 0, max_new_tokens, use_kv_cache, ..SamplingConfig::default() }
@@ -72,7 +61,7 @@ fn main() {
         "Model: default config ({} layers, d_model {}), context {}; batch {BATCH}, {NEW_TOKENS} new tokens, greedy",
         config.n_layers, config.d_model, config.max_seq_len
     );
-    for (name, device) in devices() {
+    for (name, device) in bench_devices() {
         device.seed(1);
         let model = config.init(&device).expect("config");
         count_work(name, &model, &device);

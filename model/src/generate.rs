@@ -99,14 +99,9 @@ pub async fn generate(
             "prompts of different lengths ({shortest} to {prompt_len} tokens) are generated with the KV cache only"
         )));
     }
-    let mut input = if padded {
-        // Padding is never attended to: any id does; EOS is in every vocabulary.
-        let rows: Vec<Vec<u32>> =
-            prompts.iter().zip(&pads).map(|(p, &pad)| [vec![EOS; pad], p.clone()].concat()).collect();
-        token_tensor(&rows, device)?
-    } else {
-        token_tensor(prompts, device)?
-    };
+    // Padding is never attended to: any id does; EOS is in every vocabulary.
+    let rows: Vec<Vec<u32>> = prompts.iter().zip(&pads).map(|(p, &pad)| [vec![EOS; pad], p.clone()].concat()).collect();
+    let mut input = token_tensor(&rows, device)?;
     let read_every = match config.read_every {
         0 if tabswarm_kernels::fused::runs_fused(device) => GPU_TOKENS_PER_READBACK,
         0 => 1,
@@ -120,12 +115,9 @@ pub async fn generate(
     let limits: Vec<usize> =
         prompts.iter().map(|p| config.max_new_tokens.min((model.max_seq_len() - p.len()).max(1))).collect();
     let steps = limits.iter().copied().max().unwrap_or(0);
-    // Room for the prompt and every new token (the last drawn is never fed back).
-    let mut cache = if padded {
-        KvCache::with_padding(prompt_len + steps, pads)
-    } else {
-        KvCache::with_capacity(prompt_len + config.max_new_tokens)
-    };
+    // Room for the prompt and every new token (the last drawn is never fed back); without
+    // padding (every pad 0) this is a plain cache.
+    let mut cache = KvCache::with_padding(prompt_len + steps, pads);
     let vocab = model.vocab_size();
     // Drawn on the device and not read yet: one `[batch]` tensor per step.
     let mut unread: Vec<Tensor<1, Int>> = Vec::with_capacity(read_every);
