@@ -10,7 +10,9 @@ pub fn random_values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The devices a benchmark runs on, each with the name its tables print: `TABSWARM_BENCH_BACKENDS`
-/// (comma-separated `flex`, `wgpu`; both by default). Other names are skipped.
+/// (comma-separated `flex`, `wgpu`; both by default). Other names are skipped. Only with the
+/// `fused` feature, which brings burn (the crate's wasm-bindgen tests build without it).
+#[cfg(feature = "fused")]
 pub fn bench_devices() -> Vec<(&'static str, burn::tensor::Device)> {
     let wanted = std::env::var("TABSWARM_BENCH_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
     wanted

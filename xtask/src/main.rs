@@ -456,6 +456,21 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
         ]),
     )
     .run()?;
+    // The kernels' wasm-bindgen tests build without `fused` (so without burn): a feature set no other
+    // step compiles. Built here, minutes in, so a break shows before the hour of native tests.
+    Step::new(
+        "build wasm tests (kernels without `fused`)",
+        cargo(root).args([
+            "test",
+            "-p",
+            "tabswarm-kernels",
+            "--no-default-features",
+            "--target",
+            WASM_TARGET,
+            "--no-run",
+        ]),
+    )
+    .run()?;
     check_rustdoc(root)?;
     Step::new("native tests", cargo(root).args(["test", "--workspace"])).run()?;
     // Every fuzz target briefly, from its seeds (`cargo xtask fuzz` runs them for longer); installs
