@@ -53,7 +53,10 @@ impl<'a> Step<'a> {
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
         println!("\n==> {}: {}", self.name, shown.join(" "));
+        let started = std::time::Instant::now();
         let status = self.command.status().map_err(|error| XtaskError::Spawn { program: shown[0].clone(), error })?;
+        // The time of every step, so a CI log shows where its hour went.
+        println!("<== {}: {} after {:.0} s", self.name, status, started.elapsed().as_secs_f64());
         if status.success() {
             Ok(())
         } else {
