@@ -184,11 +184,11 @@ enum Command {
         /// How the swarm model aggregates updates.
         #[arg(long, value_enum, default_value = "clipped-mean")]
         rule: RuleArg,
-        /// Outer learning rate (DiLoCo: 0.7).
-        #[arg(long, default_value_t = 0.7)]
+        /// Outer learning rate (the relay's default; DiLoCo uses 0.7).
+        #[arg(long, default_value_t = OuterConfig::default().outer_lr)]
         outer_lr: f32,
-        /// Outer Nesterov momentum (DiLoCo: 0.9).
-        #[arg(long, default_value_t = 0.9)]
+        /// Outer Nesterov momentum (the relay's default; DiLoCo uses 0.9).
+        #[arg(long, default_value_t = OuterConfig::default().momentum)]
         momentum: f32,
         /// Evaluate the held-out set every this many rounds.
         #[arg(long, default_value_t = 10)]

@@ -110,16 +110,17 @@ struct Cli {
     /// Swarm model: how updates are aggregated.
     #[arg(long, env = "TABSWARM_AGGREGATION", value_enum, default_value = "clipped-mean")]
     aggregation: Aggregation,
-    /// Swarm model: outer learning rate (DiLoCo's 0.7).
-    #[arg(long, env = "TABSWARM_OUTER_LR", default_value_t = 0.7)]
+    /// Swarm model: outer learning rate (DiLoCo uses 0.7; 0.35 with momentum 0.5 held up better
+    /// here, docs/learning.md).
+    #[arg(long, env = "TABSWARM_OUTER_LR", default_value_t = OuterConfig::default().outer_lr)]
     outer_lr: f32,
     /// Swarm model: mirror this relay's swarm model instead of running one (its URL): /api/model
     /// and versions are read from it and updates posted here are passed on to it, so peers of
     /// both relays feed one lineage.
     #[arg(long, env = "TABSWARM_MODEL_FROM", value_name = "URL")]
     model_from: Option<String>,
-    /// Swarm model: outer Nesterov momentum (DiLoCo's 0.9).
-    #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = 0.9)]
+    /// Swarm model: outer Nesterov momentum (DiLoCo uses 0.9).
+    #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = OuterConfig::default().momentum)]
     outer_momentum: f32,
     /// Limits: `POST /api/bindings` per client IP per minute (0: no limit). Over it a client gets
     /// 429 with Retry-After. Loopback clients are never limited.
