@@ -204,6 +204,47 @@ pub struct ArmResult {
     /// The peer that joined for a while ([`Arm::join`]).
     #[serde(default)]
     pub join: Option<JoinResult>,
+    /// How every update agreed with the others and with the swarm's momentum, sync by sync: what a
+    /// screen on agreement could tell apart (the attacker's rows are marked).
+    #[serde(default)]
+    pub agreement: Vec<UpdateAgreement>,
+}
+
+/// One update at one sync, as the relay would receive it (after the 8-bit round trip).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateAgreement {
+    /// The round after which it was sent.
+    pub round: u64,
+    pub peer: usize,
+    /// Sent by the [`Arm::attack`]er (peer 0).
+    pub attacker: bool,
+    /// Cosine with the coordinate-wise median of the sync's updates (the relay's `opposes_swarm`
+    /// screen compares with it).
+    pub with_median: f32,
+    /// Cosine with the direction the outer optimiser moves the swarm model (−velocity, before
+    /// this sync's step); `None` at the first sync, before any step.
+    pub with_momentum: Option<f32>,
+}
+
+/// The [`UpdateAgreement`]s of one sync's updates (`(peer, attacker, values)`).
+pub(crate) fn agreement_of(round: u64, updates: &[(usize, bool, Vec<f32>)], velocity: &[f32]) -> Vec<UpdateAgreement> {
+    if updates.is_empty() {
+        return Vec::new();
+    }
+    let views: Vec<&[f32]> = updates.iter().map(|(_, _, u)| u.as_slice()).collect();
+    let median = tabswarm_aggregate::aggregate(&views, tabswarm_aggregate::Rule::Median);
+    let heading: Vec<f32> = velocity.iter().map(|v| -v).collect();
+    let moved = heading.iter().any(|v| *v != 0.0);
+    updates
+        .iter()
+        .map(|(peer, attacker, u)| UpdateAgreement {
+            round,
+            peer: *peer,
+            attacker: *attacker,
+            with_median: tabswarm_aggregate::cosine(u, &median),
+            with_momentum: moved.then(|| tabswarm_aggregate::cosine(u, &heading)),
+        })
+        .collect()
 }
 
 /// Runs one configuration from `base` to the end; `progress` sees (round, mean reward) each round.
@@ -231,7 +272,7 @@ pub async fn run_arm(
     let mut compressors = vec![Compressor::default(); arm.peers];
     let mut attack_rng = ChaCha8Rng::seed_from_u64(arm.seed ^ 0xa77ac);
     let mut update_bytes = None;
-    let mut versions = Vec::new();
+    let (mut versions, mut agreement) = (Vec::new(), Vec::new());
     let (mut bytes_sent, mut heldout, mut heldout_final) = (0usize, Vec::new(), BTreeMap::new());
     let heldout_base = match &arm.heldout {
         Some((set, _)) => Some(mean_accuracy(&heldout_accuracy(base, &arm.rl.families, set, device).await?)),
@@ -288,6 +329,7 @@ pub async fn run_arm(
         {
             let start = model.params().to_vec();
             let hash = model.lineage().hash.clone();
+            let mut received = Vec::with_capacity(peers.len());
             for (i, peer) in peers.iter().enumerate() {
                 let mut delta = params::flatten(&peer.model()).await?;
                 delta.iter_mut().zip(&start).for_each(|(d, s)| *d -= s);
@@ -301,8 +343,10 @@ pub async fn run_arm(
                 let len = update.encoded_len();
                 update_bytes = Some((len, start.len() * 4));
                 bytes_sent += len;
+                received.push((i, i == 0 && arm.attack.is_some(), update.decompress()));
                 let _ = model.submit(&update, true);
             }
+            agreement.extend(agreement_of(round + 1, &received, model.velocity()));
             if let Some(peer) = &joiner {
                 let mut delta = params::flatten(&peer.model()).await?;
                 delta.iter_mut().zip(&start).for_each(|(d, s)| *d -= s);
@@ -395,5 +439,6 @@ pub async fn run_arm(
         refused: swarm.map(|m| m.refused().clone()).unwrap_or_default(),
         final_levels,
         join: join_result,
+        agreement,
     })
 }

@@ -8,7 +8,7 @@ use tabswarm_protocol::tasks::{Family, QuestionId, SUITE_VERSION, generate};
 
 use tabswarm_aggregate::OuterConfig;
 
-use super::experiment::{Arm, Attack, MemoryBus, SwarmSync, run_arm};
+use super::experiment::{Arm, Attack, MemoryBus, SwarmSync, agreement_of, run_arm};
 use super::*;
 
 fn scored(seed: u64, completions: &[&str]) -> ScoredGroup {
@@ -319,7 +319,39 @@ fn an_attacker_among_eight_is_refused_at_every_sync() {
         }
         let (a, c) = (attacked.heldout.last().expect("ok").1, clean.heldout.last().expect("ok").1);
         assert!((a - c).abs() <= 0.1, "{attack:?}: held-out {a} against {c} without the attacker");
+        // Every update of both syncs is on record, the attacker's marked; the momentum is known
+        // from the second sync on.
+        let rows = &attacked.agreement;
+        assert_eq!(rows.len(), 16, "{rows:?}");
+        assert_eq!(rows.iter().filter(|r| r.attacker).map(|r| (r.round, r.peer)).collect::<Vec<_>>(), [(2, 0), (4, 0)]);
+        assert!(rows.iter().all(|r| r.with_momentum.is_some() == (r.round == 4)), "{rows:?}");
+        if attack == Attack::SignFlip {
+            // What the relay refused it for: it points against the median update.
+            assert!(rows.iter().filter(|r| r.attacker).all(|r| r.with_median < 0.0), "{rows:?}");
+        }
     }
+}
+
+/// The agreement record against hand-computed cosines: the median of (1,1,0), (1,0,1), (−1,−1,0)
+/// is (1,0,0); the swarm heads along −velocity = (0,1,0); no heading before the first step.
+#[test]
+fn agreement_is_the_cosine_with_the_median_update_and_with_the_heading() {
+    let updates =
+        vec![(0, true, vec![-1.0, -1.0, 0.0]), (1, false, vec![1.0, 1.0, 0.0]), (2, false, vec![1.0, 0.0, 1.0])];
+    let rows = agreement_of(10, &updates, &[0.0, -1.0, 0.0]);
+    let half = std::f32::consts::FRAC_1_SQRT_2;
+    let got: Vec<(usize, bool, f32, f32)> =
+        rows.iter().map(|r| (r.peer, r.attacker, r.with_median, r.with_momentum.expect("a heading"))).collect();
+    for ((peer, attacker, median, heading), want) in
+        got.iter().zip([(0, true, -half, -half), (1, false, half, half), (2, false, half, 0.0)])
+    {
+        assert_eq!((*peer, *attacker), (want.0, want.1));
+        assert!((median - want.2).abs() < 1e-6 && (heading - want.3).abs() < 1e-6, "{got:?}");
+    }
+    assert!(rows.iter().all(|r| r.round == 10));
+    let first = agreement_of(10, &updates, &[0.0; 3]);
+    assert!(first.iter().all(|r| r.with_momentum.is_none()), "{first:?}");
+    assert!(agreement_of(10, &[], &[0.0; 3]).is_empty());
 }
 
 /// "Join for an hour": a peer joins the running swarm at round 2 from the swarm model's version
