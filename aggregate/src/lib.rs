@@ -4,7 +4,7 @@
 //! from, 8-bit compressed with error feedback by a [`Compressor`]). A [`SwarmModel`] checks each
 //! update as it arrives ([`SwarmModel::submit`]: version, shape, values, binding, one per peer),
 //! and on [`SwarmModel::step`] refuses the outliers of the batch (a norm far above the others', a
-//! direction against theirs), aggregates the rest with a robust [`Rule`], and takes the outer step
+//! direction against theirs or against the way the swarm has been moving), aggregates the rest with a robust [`Rule`], and takes the outer step
 //! — Nesterov momentum on the outer gradient `−aggregate`, as in DiLoCo — to publish the next
 //! version, named by the SHA-256 of its parameters, with its [`Lineage`].
 //!
@@ -51,6 +51,13 @@ pub struct OuterConfig {
     /// An update whose cosine with the coordinate-wise median of the step's updates is below this
     /// is refused (with at least 3 updates): it pulls against the swarm.
     pub min_agreement: f32,
+    /// An update whose cosine with the swarm's heading — the direction the outer optimiser has been
+    /// moving the model, −velocity — is below this is refused, once the swarm has moved (any
+    /// number of updates). It tells a sign-flipped update apart where the median cannot: the
+    /// median of a step's updates contains each of them, so every update, a flipped one too,
+    /// leans towards it (`docs/learning.md`, "Telling a sign flip apart"). `-1` turns it off.
+    #[serde(default)]
+    pub min_heading: f32,
     /// Updates from peers not bound to a wallet are refused unless this is set.
     pub accept_unbound: bool,
     /// Recent versions remembered (an update for one of them is "too old", any other "unknown").
@@ -66,6 +73,7 @@ impl Default for OuterConfig {
             nesterov: true,
             outlier_ratio: 10.0,
             min_agreement: 0.0,
+            min_heading: 0.0,
             accept_unbound: false,
             keep_versions: 8,
         }
@@ -91,11 +99,13 @@ pub enum Refusal {
     NormOutlier { norm: f32, median: f32, ratio: f32 },
     #[error("update points against the swarm (cosine {cosine:.3} with the median update)")]
     Opposes { cosine: f32 },
+    #[error("update points against the swarm's heading (cosine {cosine:.3} with its momentum)")]
+    AgainstHeading { cosine: f32 },
 }
 
 /// Every name [`Refusal::kind`] can give: the update's own ([`UPDATE_ERROR_KINDS`]) and then the
 /// swarm model's.
-pub const REFUSAL_KINDS: [&str; 12] = [
+pub const REFUSAL_KINDS: [&str; 13] = [
     UPDATE_ERROR_KINDS[0],
     UPDATE_ERROR_KINDS[1],
     UPDATE_ERROR_KINDS[2],
@@ -108,6 +118,7 @@ pub const REFUSAL_KINDS: [&str; 12] = [
     "duplicate",
     "norm_outlier",
     "opposes_swarm",
+    "against_heading",
 ];
 
 impl Refusal {
@@ -122,6 +133,7 @@ impl Refusal {
             Refusal::Duplicate { .. } => "duplicate",
             Refusal::NormOutlier { .. } => "norm_outlier",
             Refusal::Opposes { .. } => "opposes_swarm",
+            Refusal::AgainstHeading { .. } => "against_heading",
         }
     }
 }
@@ -257,7 +269,7 @@ impl SwarmModel {
     /// Aggregates the pending updates into the next version (see the crate doc).
     pub fn step(&mut self) -> StepOutcome {
         let pending = std::mem::take(&mut self.pending);
-        let (accepted, refused) = screen(pending, &self.config);
+        let (accepted, refused) = screen(pending, &self.velocity, &self.config);
         for (_, refusal) in &refused {
             self.count(refusal);
         }
@@ -292,9 +304,15 @@ impl SwarmModel {
 type Updates = Vec<(String, Vec<f32>)>;
 
 /// Splits a step's updates (sorted by sender) into those that go in and those refused as outliers.
-/// Both screens compare an update with the others that carry anything (an all-zero update, from a
-/// peer whose groups had no signal, is honest and passes), and need at least 3 of those.
-fn screen(pending: BTreeMap<String, Vec<f32>>, config: &OuterConfig) -> (Updates, Vec<(String, Refusal)>) {
+/// The norm and median screens compare an update with the others that carry anything (an all-zero
+/// update, from a peer whose groups had no signal, is honest and passes), and need at least 3 of
+/// those; the heading screen compares it with `velocity`, once that is not zero, and refuses only a
+/// minority of them.
+fn screen(
+    pending: BTreeMap<String, Vec<f32>>,
+    velocity: &[f32],
+    config: &OuterConfig,
+) -> (Updates, Vec<(String, Refusal)>) {
     let mut refused = Vec::new();
     let (mut kept, zero): (Updates, Updates) = pending.into_iter().partition(|(_, u)| u.iter().any(|x| *x != 0.0));
     if kept.len() >= 3 {
@@ -306,6 +324,24 @@ fn screen(pending: BTreeMap<String, Vec<f32>>, config: &OuterConfig) -> (Updates
         refused
             .extend(outliers.into_iter().map(|((peer, _), norm)| (peer, Refusal::NormOutlier { norm, median, ratio })));
         kept = inliers.into_iter().map(|(u, _)| u).collect();
+    }
+    if config.min_heading > -1.0 && velocity.iter().any(|v| *v != 0.0) {
+        let heading: Vec<f32> = velocity.iter().map(|v| -v).collect();
+        let (along, against): (Vec<_>, Vec<_>) = kept
+            .into_iter()
+            .map(|u| {
+                let c = cosine(&u.1, &heading);
+                (u, c)
+            })
+            .partition(|(_, c)| *c >= config.min_heading || c.is_nan());
+        // Only a minority is refused: when most updates turn against the heading, the heading is
+        // what is wrong (a step that should be undone), and refusing them would stall the swarm.
+        if 2 * against.len() < along.len() + against.len() {
+            refused.extend(against.into_iter().map(|((peer, _), cosine)| (peer, Refusal::AgainstHeading { cosine })));
+            kept = along.into_iter().map(|(u, _)| u).collect();
+        } else {
+            kept = along.into_iter().chain(against).map(|(u, _)| u).collect();
+        }
     }
     if kept.len() >= 3 {
         let views: Vec<&[f32]> = kept.iter().map(|(_, u)| u.as_slice()).collect();

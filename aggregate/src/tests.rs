@@ -285,9 +285,84 @@ fn every_refusal_kind_is_listed_once() {
         Refusal::Duplicate { peer: s() },
         Refusal::NormOutlier { norm: 1.0, median: 0.1, ratio: 10.0 },
         Refusal::Opposes { cosine: -0.5 },
+        Refusal::AgainstHeading { cosine: -0.5 },
     ];
     let given: std::collections::BTreeSet<&str> = refusals.iter().map(Refusal::kind).collect();
     let listed: std::collections::BTreeSet<&str> = REFUSAL_KINDS.into_iter().collect();
     assert_eq!(listed.len(), REFUSAL_KINDS.len(), "a name is listed twice");
     assert_eq!(given, listed);
+}
+
+/// Four updates of six parameters that agree with each other (each has cosine ≥ 0.1 with their
+/// median), in hundredths; found by a search for the case below.
+const FOUR: [[f32; 6]; 4] = [
+    [-2.0, 2.0, 0.0, -2.0, -3.0, -2.0],
+    [0.0, 1.0, 2.0, 0.0, 1.0, -3.0],
+    [-3.0, 3.0, 0.0, 2.0, 2.0, 1.0],
+    [0.0, 1.0, 1.0, 3.0, -1.0, 0.0],
+];
+
+fn four(sign: f32) -> Vec<Vec<f32>> {
+    FOUR.iter().map(|u| u.iter().map(|x| sign * 0.01 * x).collect()).collect()
+}
+
+/// A model that has taken one step on [`FOUR`]: its heading is their mean.
+fn moved_by_four(min_heading: f32) -> SwarmModel {
+    let mut model = SwarmModel::new(vec![0.0; 6], OuterConfig { min_heading, ..OuterConfig::default() });
+    let hash = model.lineage().hash.clone();
+    for (k, u) in four(1.0).iter().enumerate() {
+        model.submit(&update(&hash, &format!("p{k}"), u), true).expect("ok");
+    }
+    let first = model.step();
+    assert!(first.refused.is_empty() && first.version.is_some(), "{first:?}");
+    model
+}
+
+/// A sign flip the median screen misses: the median of a step's updates contains the flipped one,
+/// which drags it along (here its cosine with the median is +0.54), while the swarm's heading,
+/// made by earlier steps, points away from it (−0.56; the honest three: +0.55 to +0.66). With the
+/// heading screen off, the flip goes in; with it (the default), it is refused as `against_heading`,
+/// and nothing honest is.
+#[test]
+fn a_sign_flip_the_median_misses_is_refused_against_the_heading() {
+    for (min_heading, refused_kind) in [(-1.0f32, None), (OuterConfig::default().min_heading, Some("against_heading"))]
+    {
+        let mut model = moved_by_four(min_heading);
+        let hash = model.lineage().hash.clone();
+        let updates = four(1.0);
+        for (k, u) in updates.iter().enumerate().skip(1) {
+            model.submit(&update(&hash, &format!("p{k}"), u), true).expect("ok");
+        }
+        let flipped: Vec<f32> = updates[0].iter().map(|x| -x).collect();
+        model.submit(&update(&hash, "p0", &flipped), true).expect("ok");
+        let outcome = model.step();
+        let refused: Vec<(&str, &str)> = outcome.refused.iter().map(|(p, r)| (p.as_str(), r.kind())).collect();
+        match refused_kind {
+            None => {
+                assert!(refused.is_empty(), "the median screen misses it: {refused:?}");
+                assert_eq!(outcome.accepted.len(), 4);
+            }
+            Some(kind) => {
+                assert_eq!(refused, [("p0", kind)]);
+                assert_eq!(model.refused().get(kind), Some(&1));
+                let Refusal::AgainstHeading { cosine } = outcome.refused[0].1 else { panic!("{:?}", outcome.refused) };
+                assert!((cosine + 0.556).abs() < 0.01, "{cosine}");
+                assert_eq!(outcome.accepted, ["p1", "p2", "p3"]);
+            }
+        }
+    }
+}
+
+/// When most updates turn against the heading (the last step should be undone), none is refused
+/// for it: the swarm follows them instead of stalling.
+#[test]
+fn the_heading_screen_never_refuses_a_majority() {
+    let mut model = moved_by_four(OuterConfig::default().min_heading);
+    let hash = model.lineage().hash.clone();
+    for (k, u) in four(-1.0).iter().enumerate() {
+        model.submit(&update(&hash, &format!("p{k}"), u), true).expect("ok");
+    }
+    let outcome = model.step();
+    assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
+    assert_eq!(outcome.accepted.len(), 4);
 }

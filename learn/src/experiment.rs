@@ -220,10 +220,19 @@ pub struct UpdateAgreement {
     pub attacker: bool,
     /// Cosine with the coordinate-wise median of the sync's updates (the relay's `opposes_swarm`
     /// screen compares with it).
-    pub with_median: f32,
+    pub with_median: Option<f32>,
+    /// Cosine with the coordinate-wise median of the *other* updates of the sync (the median
+    /// above contains the update itself, which pulls it towards every update, a flipped one too).
+    #[serde(default)]
+    pub with_others_median: Option<f32>,
     /// Cosine with the direction the outer optimiser moves the swarm model (−velocity, before
     /// this sync's step); `None` at the first sync, before any step.
     pub with_momentum: Option<f32>,
+}
+
+/// A cosine, `None` where it is undefined (a zero vector: NaN would not survive JSON).
+fn defined(cosine: f32) -> Option<f32> {
+    cosine.is_finite().then_some(cosine)
 }
 
 /// The [`UpdateAgreement`]s of one sync's updates (`(peer, attacker, values)`).
@@ -237,12 +246,19 @@ pub(crate) fn agreement_of(round: u64, updates: &[(usize, bool, Vec<f32>)], velo
     let moved = heading.iter().any(|v| *v != 0.0);
     updates
         .iter()
-        .map(|(peer, attacker, u)| UpdateAgreement {
+        .enumerate()
+        .map(|(i, (peer, attacker, u))| UpdateAgreement {
             round,
             peer: *peer,
             attacker: *attacker,
-            with_median: tabswarm_aggregate::cosine(u, &median),
-            with_momentum: moved.then(|| tabswarm_aggregate::cosine(u, &heading)),
+            with_median: defined(tabswarm_aggregate::cosine(u, &median)),
+            with_others_median: {
+                let others: Vec<&[f32]> = views.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, v)| *v).collect();
+                let others_median = (!others.is_empty())
+                    .then(|| tabswarm_aggregate::aggregate(&others, tabswarm_aggregate::Rule::Median));
+                others_median.and_then(|m| defined(tabswarm_aggregate::cosine(u, &m)))
+            },
+            with_momentum: moved.then(|| tabswarm_aggregate::cosine(u, &heading)).and_then(defined),
         })
         .collect()
 }

@@ -327,7 +327,7 @@ fn an_attacker_among_eight_is_refused_at_every_sync() {
         assert!(rows.iter().all(|r| r.with_momentum.is_some() == (r.round == 4)), "{rows:?}");
         if attack == Attack::SignFlip {
             // What the relay refused it for: it points against the median update.
-            assert!(rows.iter().filter(|r| r.attacker).all(|r| r.with_median < 0.0), "{rows:?}");
+            assert!(rows.iter().filter(|r| r.attacker).all(|r| r.with_median.is_some_and(|c| c < 0.0)), "{rows:?}");
         }
     }
 }
@@ -340,8 +340,10 @@ fn agreement_is_the_cosine_with_the_median_update_and_with_the_heading() {
         vec![(0, true, vec![-1.0, -1.0, 0.0]), (1, false, vec![1.0, 1.0, 0.0]), (2, false, vec![1.0, 0.0, 1.0])];
     let rows = agreement_of(10, &updates, &[0.0, -1.0, 0.0]);
     let half = std::f32::consts::FRAC_1_SQRT_2;
-    let got: Vec<(usize, bool, f32, f32)> =
-        rows.iter().map(|r| (r.peer, r.attacker, r.with_median, r.with_momentum.expect("a heading"))).collect();
+    let got: Vec<(usize, bool, f32, f32)> = rows
+        .iter()
+        .map(|r| (r.peer, r.attacker, r.with_median.expect("defined"), r.with_momentum.expect("a heading")))
+        .collect();
     for ((peer, attacker, median, heading), want) in
         got.iter().zip([(0, true, -half, -half), (1, false, half, half), (2, false, half, 0.0)])
     {
@@ -349,6 +351,10 @@ fn agreement_is_the_cosine_with_the_median_update_and_with_the_heading() {
         assert!((median - want.2).abs() < 1e-6 && (heading - want.3).abs() < 1e-6, "{got:?}");
     }
     assert!(rows.iter().all(|r| r.round == 10));
+    // Against the others' median alone, the flip's own pull is gone: the median of (1,1,0) and
+    // (1,0,1) is their mean (1, ½, ½), and (−1,−1,0) has cosine −1.5 / (√2 · √1.5) with it.
+    let others = rows[0].with_others_median.expect("defined");
+    assert!((others + 1.5 / (2.0f32.sqrt() * 1.5f32.sqrt())).abs() < 1e-6, "{others}");
     let first = agreement_of(10, &updates, &[0.0; 3]);
     assert!(first.iter().all(|r| r.with_momentum.is_none()), "{first:?}");
     assert!(agreement_of(10, &[], &[0.0; 3]).is_empty());

@@ -190,6 +190,10 @@ enum Command {
         /// Outer Nesterov momentum (the relay's default; DiLoCo uses 0.9).
         #[arg(long, default_value_t = OuterConfig::default().momentum)]
         momentum: f32,
+        /// Refuse a minority of updates whose cosine with the swarm's heading (−velocity) is below
+        /// this (the relay's default; `--min-heading=-1` turns the screen off, as before 2026-12-07).
+        #[arg(long, default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true)]
+        min_heading: f32,
         /// Evaluate the held-out set every this many rounds.
         #[arg(long, default_value_t = 10)]
         eval_every: u64,
@@ -412,6 +416,7 @@ fn run(cli: Cli) -> Result<(), String> {
             rule,
             outer_lr,
             momentum,
+            min_heading,
             eval_every,
             heldout_levels,
             heldout_per_level,
@@ -457,7 +462,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 if sync_every == 0 || eval_every == 0 {
                     return Err("--sync-every and --eval-every must be at least 1".into());
                 }
-                let outer = OuterConfig { rule: rule.rule(), outer_lr, momentum, ..OuterConfig::default() };
+                if !(-1.0..=1.0).contains(&min_heading) {
+                    return Err(format!("--min-heading is a cosine, from -1 (off) to 1; got {min_heading}"));
+                }
+                let outer =
+                    OuterConfig { rule: rule.rule(), outer_lr, momentum, min_heading, ..OuterConfig::default() };
                 let heldout = HeldOut { levels: heldout_levels, per_level: heldout_per_level };
                 let mut arms = Vec::new();
                 for &seed in &seeds {

@@ -52,4 +52,22 @@ fn bad_arguments_are_refused_with_the_reason() {
         stderr.trim_end(),
         "tabswarm-peer: --relay not an address or a url: expected a relay URL (http://host:port) or a multiaddr ending in /p2p/<peer id>"
     );
+
+    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../checkpoints/base-small-seed1.tswm");
+    let out = peer(&[
+        "experiment",
+        "--base",
+        base,
+        "--configs",
+        "meta",
+        "--min-heading",
+        "1.5",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "tabswarm-peer: --min-heading is a cosine, from -1 (off) to 1; got 1.5"
+    );
 }

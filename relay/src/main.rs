@@ -122,6 +122,10 @@ struct Cli {
     /// Swarm model: outer Nesterov momentum (DiLoCo uses 0.9).
     #[arg(long, env = "TABSWARM_OUTER_MOMENTUM", default_value_t = OuterConfig::default().momentum)]
     outer_momentum: f32,
+    /// Swarm model: refuse an update (of a minority) whose cosine with the swarm's heading — the
+    /// way the outer steps have been moving the model — is below this; -1 turns the screen off.
+    #[arg(long, env = "TABSWARM_MIN_HEADING", default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true, value_parser = cosine)]
+    min_heading: f32,
     /// Limits: `POST /api/bindings` per client IP per minute (0: no limit). Over it a client gets
     /// 429 with Retry-After. Loopback clients are never limited.
     #[arg(long, env = "TABSWARM_BINDINGS_PER_MINUTE", default_value_t = DEFAULT_LIMITS.bindings_per_minute)]
@@ -203,6 +207,15 @@ enum RelayCommand {
 }
 
 /// The hex private key in `--chain-key-file`.
+/// A cosine given on the command line: a number from -1 to 1.
+fn cosine(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(c) if (-1.0..=1.0).contains(&c) => Ok(c),
+        Ok(c) => Err(format!("a cosine is from -1 (off) to 1, not {c}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
 fn read_chain_key(path: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read the chain key file {}: {e}", path.display()))
 }
@@ -301,6 +314,7 @@ async fn main() -> ExitCode {
                 rule: cli.aggregation.rule(),
                 outer_lr: cli.outer_lr,
                 momentum: cli.outer_momentum,
+                min_heading: cli.min_heading,
                 ..OuterConfig::default()
             },
             ..ModelSettings::default()
@@ -372,6 +386,26 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: server failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, OuterConfig};
+
+    #[test]
+    fn the_heading_screen_is_on_by_default_and_a_bad_cosine_is_refused_by_name() {
+        let cli = Cli::try_parse_from(["tabswarm-relay"]).expect("defaults");
+        assert_eq!(cli.min_heading, OuterConfig::default().min_heading);
+        assert_eq!((cli.outer_lr, cli.outer_momentum), (0.35, 0.5));
+        let off = Cli::try_parse_from(["tabswarm-relay", "--min-heading", "-1"]).expect("off");
+        assert_eq!(off.min_heading, -1.0);
+        for bad in ["2", "-1.5", "north"] {
+            let err = Cli::try_parse_from(["tabswarm-relay", "--min-heading", bad]).expect_err(bad).to_string();
+            assert!(err.contains("--min-heading") && (err.contains("cosine") || err.contains("number")), "{err}");
         }
     }
 }

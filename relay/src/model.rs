@@ -485,6 +485,7 @@ fn strikes_for(refusal: &Refusal) -> bool {
             | Refusal::WrongShape { .. }
             | Refusal::NormOutlier { .. }
             | Refusal::Opposes { .. }
+            | Refusal::AgainstHeading { .. }
             | Refusal::UnknownVersion { .. }
     )
 }
