@@ -4,8 +4,8 @@
 //! from, 8-bit compressed with error feedback by a [`Compressor`]). A [`SwarmModel`] checks each
 //! update as it arrives ([`SwarmModel::submit`]: version, shape, values, binding, one per peer),
 //! and on [`SwarmModel::step`] refuses the outliers of the batch (a norm far above the others', a
-//! direction against theirs or against the way the swarm has been moving), aggregates the rest with a robust [`Rule`], and takes the outer step
-//! — Nesterov momentum on the outer gradient `−aggregate`, as in DiLoCo — to publish the next
+//! direction against theirs or against the way the swarm has been moving), aggregates the rest
+//! with a robust [`Rule`], and takes the outer step — Nesterov momentum on the outer gradient `−aggregate`, as in DiLoCo — to publish the next
 //! version, named by the SHA-256 of its parameters, with its [`Lineage`].
 //!
 //! Everything here is a pure function of the updates received, in the order of the peers' names,
@@ -269,7 +269,7 @@ impl SwarmModel {
     /// Aggregates the pending updates into the next version (see the crate doc).
     pub fn step(&mut self) -> StepOutcome {
         let pending = std::mem::take(&mut self.pending);
-        let (accepted, refused) = screen(pending, &self.velocity, &self.config);
+        let (accepted, refused) = screen(pending, heading(&self.velocity).as_deref(), &self.config);
         for (_, refusal) in &refused {
             self.count(refusal);
         }
@@ -302,15 +302,17 @@ impl SwarmModel {
 }
 
 type Updates = Vec<(String, Vec<f32>)>;
+/// Updates with their cosine against a reference.
+type Scored = Vec<((String, Vec<f32>), f32)>;
 
 /// Splits a step's updates (sorted by sender) into those that go in and those refused as outliers.
 /// The norm and median screens compare an update with the others that carry anything (an all-zero
 /// update, from a peer whose groups had no signal, is honest and passes), and need at least 3 of
-/// those; the heading screen compares it with `velocity`, once that is not zero, and refuses only a
-/// minority of them.
+/// those; the heading screen compares it with the swarm's [`heading`], once it has one, and refuses
+/// only a minority of them.
 fn screen(
     pending: BTreeMap<String, Vec<f32>>,
-    velocity: &[f32],
+    heading: Option<&[f32]>,
     config: &OuterConfig,
 ) -> (Updates, Vec<(String, Refusal)>) {
     let mut refused = Vec::new();
@@ -325,40 +327,45 @@ fn screen(
             .extend(outliers.into_iter().map(|((peer, _), norm)| (peer, Refusal::NormOutlier { norm, median, ratio })));
         kept = inliers.into_iter().map(|(u, _)| u).collect();
     }
-    if config.min_heading > -1.0 && velocity.iter().any(|v| *v != 0.0) {
-        let heading: Vec<f32> = velocity.iter().map(|v| -v).collect();
-        let (along, against): (Vec<_>, Vec<_>) = kept
-            .into_iter()
-            .map(|u| {
-                let c = cosine(&u.1, &heading);
-                (u, c)
-            })
-            .partition(|(_, c)| *c >= config.min_heading || c.is_nan());
+    if let Some(heading) = heading.filter(|_| config.min_heading > -1.0) {
+        let (along, against) = split_by_cosine(kept, heading, config.min_heading);
         // Only a minority is refused: when most updates turn against the heading, the heading is
         // what is wrong (a step that should be undone), and refusing them would stall the swarm.
         if 2 * against.len() < along.len() + against.len() {
             refused.extend(against.into_iter().map(|((peer, _), cosine)| (peer, Refusal::AgainstHeading { cosine })));
-            kept = along.into_iter().map(|(u, _)| u).collect();
+            kept = along;
         } else {
-            kept = along.into_iter().chain(against).map(|(u, _)| u).collect();
+            kept = along.into_iter().chain(against.into_iter().map(|(u, _)| u)).collect();
         }
     }
     if kept.len() >= 3 {
         let views: Vec<&[f32]> = kept.iter().map(|(_, u)| u.as_slice()).collect();
         let reference = aggregate(&views, Rule::Median);
-        let (agree, oppose): (Vec<_>, Vec<_>) = kept
-            .into_iter()
-            .map(|u| {
-                let c = cosine(&u.1, &reference);
-                (u, c)
-            })
-            .partition(|(_, c)| *c >= config.min_agreement || c.is_nan());
+        let (agree, oppose) = split_by_cosine(kept, &reference, config.min_agreement);
         refused.extend(oppose.into_iter().map(|((peer, _), cosine)| (peer, Refusal::Opposes { cosine })));
-        kept = agree.into_iter().map(|(u, _)| u).collect();
+        kept = agree;
     }
     kept.extend(zero);
     kept.sort_by(|a, b| a.0.cmp(&b.0));
     (kept, refused)
+}
+
+/// Splits updates into those whose cosine with `reference` is at least `min` (or undefined: a zero
+/// reference says nothing against them) and the others, with their cosines.
+fn split_by_cosine(updates: Updates, reference: &[f32], min: f32) -> (Updates, Scored) {
+    let mut below = Vec::new();
+    let mut kept = Vec::with_capacity(updates.len());
+    for update in updates {
+        let c = cosine(&update.1, reference);
+        if c >= min || c.is_nan() { kept.push(update) } else { below.push((update, c)) }
+    }
+    (kept, below)
+}
+
+/// The direction the outer steps have been moving the model — −velocity — or `None` before any
+/// step has moved it.
+pub fn heading(velocity: &[f32]) -> Option<Vec<f32>> {
+    velocity.iter().any(|v| *v != 0.0).then(|| velocity.iter().map(|v| -v).collect())
 }
 
 /// The aggregate of `updates` (all the same length, at least one) by `rule`.

@@ -242,8 +242,7 @@ pub(crate) fn agreement_of(round: u64, updates: &[(usize, bool, Vec<f32>)], velo
     }
     let views: Vec<&[f32]> = updates.iter().map(|(_, _, u)| u.as_slice()).collect();
     let median = tabswarm_aggregate::aggregate(&views, tabswarm_aggregate::Rule::Median);
-    let heading: Vec<f32> = velocity.iter().map(|v| -v).collect();
-    let moved = heading.iter().any(|v| *v != 0.0);
+    let heading = tabswarm_aggregate::heading(velocity);
     updates
         .iter()
         .enumerate()
@@ -258,7 +257,7 @@ pub(crate) fn agreement_of(round: u64, updates: &[(usize, bool, Vec<f32>)], velo
                     .then(|| tabswarm_aggregate::aggregate(&others, tabswarm_aggregate::Rule::Median));
                 others_median.and_then(|m| defined(tabswarm_aggregate::cosine(u, &m)))
             },
-            with_momentum: moved.then(|| tabswarm_aggregate::cosine(u, &heading)).and_then(defined),
+            with_momentum: heading.as_ref().and_then(|h| defined(tabswarm_aggregate::cosine(u, h))),
         })
         .collect()
 }

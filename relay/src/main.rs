@@ -206,7 +206,6 @@ enum RelayCommand {
     },
 }
 
-/// The hex private key in `--chain-key-file`.
 /// A cosine given on the command line: a number from -1 to 1.
 fn cosine(text: &str) -> Result<f32, String> {
     match text.parse::<f32>() {
@@ -216,6 +215,7 @@ fn cosine(text: &str) -> Result<f32, String> {
     }
 }
 
+/// The hex private key in `--chain-key-file`.
 fn read_chain_key(path: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read the chain key file {}: {e}", path.display()))
 }

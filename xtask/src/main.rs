@@ -487,21 +487,17 @@ fn test(root: &Path, no_browser: bool) -> Result<(), XtaskError> {
     let webdriver_json = browser.write_webdriver_json(root)?;
     let isolation = tools::Isolation::detect();
 
-    // Compile outside the namespace (it may need the registry); run inside it (loopback only).
-    let runner_var = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER";
-    let wasm_tests = |extra: &[&str]| {
-        let mut cmd = cargo(root);
-        // Without `fused`: its burn kernels are checked in Chromium by the page (end-to-end tests).
-        cmd.args(["test", "-p", "tabswarm-kernels", "--no-default-features", "--target", WASM_TARGET])
-            .args(extra)
-            .env(runner_var, &runner)
-            .env("CHROMEDRIVER", &browser.chromedriver)
-            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
-        cmd
-    };
-    Step::new("build wasm tests", &mut wasm_tests(&["--no-run"])).run()?;
-    Step::new("wasm tests in headless Chromium (WebGPU)", &mut isolation.wrap(wasm_tests(&["--offline"]))).run()?;
+    // Compiled outside the namespace (it may need the registry) by the step after clippy; run
+    // inside it (loopback only).
+    let mut wasm_tests = cargo(root);
+    // Without `fused`: its burn kernels are checked in Chromium by the page (end-to-end tests).
+    wasm_tests
+        .args(["test", "-p", "tabswarm-kernels", "--no-default-features", "--target", WASM_TARGET, "--offline"])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
+        .env("CHROMEDRIVER", &browser.chromedriver)
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
+    Step::new("wasm tests in headless Chromium (WebGPU)", &mut isolation.wrap(wasm_tests)).run()?;
 
     // The browser tests are the workspace's `#[ignore]`d ones (tests/tests/page.rs). They run from the
     // test binaries "native tests" already built: `cargo test -p tabswarm-e2e` would resolve other
