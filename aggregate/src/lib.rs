@@ -362,6 +362,16 @@ fn split_by_cosine(updates: Updates, reference: &[f32], min: f32) -> (Updates, S
     (kept, below)
 }
 
+/// A cosine threshold given on a command line (`--min-heading`): a number from
+/// −1 (off) to 1, or an error that says which. Shared by the relay's and the peer's flags.
+pub fn parse_cosine(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(c) if (-1.0..=1.0).contains(&c) => Ok(c),
+        Ok(c) => Err(format!("a cosine is from -1 (off) to 1, not {c}")),
+        Err(e) => Err(format!("not a number ({e}); a cosine is from -1 (off) to 1")),
+    }
+}
+
 /// The direction the outer steps have been moving the model — −velocity — or `None` before any
 /// step has moved it.
 pub fn heading(velocity: &[f32]) -> Option<Vec<f32>> {

@@ -366,3 +366,15 @@ fn the_heading_screen_never_refuses_a_majority() {
     assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
     assert_eq!(outcome.accepted.len(), 4);
 }
+
+#[test]
+fn a_cosine_flag_takes_minus_one_to_one_and_names_what_else_it_got() {
+    assert_eq!(crate::parse_cosine("-1"), Ok(-1.0));
+    assert_eq!(crate::parse_cosine(" 0.25 "), Ok(0.25));
+    assert_eq!(crate::parse_cosine("1"), Ok(1.0));
+    assert_eq!(crate::parse_cosine("1.5"), Err("a cosine is from -1 (off) to 1, not 1.5".into()));
+    assert_eq!(crate::parse_cosine("-2"), Err("a cosine is from -1 (off) to 1, not -2".into()));
+    let err = crate::parse_cosine("north").expect_err("not a number");
+    assert!(err.starts_with("not a number (") && err.ends_with("a cosine is from -1 (off) to 1"), "{err}");
+    assert!(crate::parse_cosine("NaN").is_err(), "NaN is no cosine");
+}

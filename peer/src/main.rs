@@ -192,7 +192,7 @@ enum Command {
         momentum: f32,
         /// Refuse a minority of updates whose cosine with the swarm's heading (−velocity) is below
         /// this (the relay's default; `--min-heading=-1` turns the screen off, as before 2026-12-07).
-        #[arg(long, default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true, value_parser = tabswarm_aggregate::parse_cosine)]
         min_heading: f32,
         /// Evaluate the held-out set every this many rounds.
         #[arg(long, default_value_t = 10)]
@@ -461,9 +461,6 @@ fn run(cli: Cli) -> Result<(), String> {
                 let attack = attack.as_deref().map(parse_attack).transpose()?;
                 if sync_every == 0 || eval_every == 0 {
                     return Err("--sync-every and --eval-every must be at least 1".into());
-                }
-                if !(-1.0..=1.0).contains(&min_heading) {
-                    return Err(format!("--min-heading is a cosine, from -1 (off) to 1; got {min_heading}"));
                 }
                 let outer =
                     OuterConfig { rule: rule.rule(), outer_lr, momentum, min_heading, ..OuterConfig::default() };

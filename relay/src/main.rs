@@ -124,7 +124,7 @@ struct Cli {
     outer_momentum: f32,
     /// Swarm model: refuse an update (of a minority) whose cosine with the swarm's heading — the
     /// way the outer steps have been moving the model — is below this; -1 turns the screen off.
-    #[arg(long, env = "TABSWARM_MIN_HEADING", default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true, value_parser = cosine)]
+    #[arg(long, env = "TABSWARM_MIN_HEADING", default_value_t = OuterConfig::default().min_heading, allow_negative_numbers = true, value_parser = tabswarm_aggregate::parse_cosine)]
     min_heading: f32,
     /// Limits: `POST /api/bindings` per client IP per minute (0: no limit). Over it a client gets
     /// 429 with Retry-After. Loopback clients are never limited.
@@ -204,15 +204,6 @@ enum RelayCommand {
         #[arg(long, env = "TABSWARM_SWARM_ID", default_value = tabswarm_relay::swarm::DEFAULT_SWARM_ID)]
         swarm_id: String,
     },
-}
-
-/// A cosine given on the command line: a number from -1 to 1.
-fn cosine(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(c) if (-1.0..=1.0).contains(&c) => Ok(c),
-        Ok(c) => Err(format!("a cosine is from -1 (off) to 1, not {c}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
 }
 
 /// The hex private key in `--chain-key-file`.
