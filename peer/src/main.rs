@@ -220,12 +220,15 @@ enum Command {
         #[arg(long, value_name = "K")]
         families_per_peer: Option<usize>,
     },
-    /// Rewrite the table and plot of an earlier `experiment` from its JSON.
+    /// Rewrite the table and plot of earlier `experiment`s from their JSON; several runs (one seed
+    /// each, say) are summarised together.
     Report {
-        /// The `.json` an experiment wrote.
-        #[arg(long)]
-        results: PathBuf,
-        /// Output prefix: writes <out>.md and <out>.svg.
+        /// The `.json` of a `--splits` experiment, or the `-runs.json` of a `--configs` one; repeat
+        /// the flag to merge runs.
+        #[arg(long, required = true)]
+        results: Vec<PathBuf>,
+        /// Output prefix: writes <out>.md and <out>.svg, and for `--configs` runs also <out>.json
+        /// (the summary) and <out>-runs.json (every run given).
         #[arg(long)]
         out: PathBuf,
     },
@@ -321,20 +324,61 @@ fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Pat
     Ok(table)
 }
 
+/// Writes what a `--configs` experiment reports: `<out>-runs.json` (every run), `<out>.json` (the
+/// summary in the shape, with the join run's result), `<out>.md` and `<out>.svg`; returns
+/// the table.
+fn write_configs(results: Vec<ArmResult>, families: &[Family], out: &std::path::Path) -> Result<String, String> {
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let runs = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    write(out.with_file_name(format!("{}-runs.json", stem(out))), runs)?;
+    let (solo_join, results): (Vec<ArmResult>, Vec<ArmResult>) = results.into_iter().partition(|r| r.name == JOIN_SOLO);
+    let summaries = summary::configs(&results);
+    let joined = summary::join(&results, &solo_join);
+    let json = serde_json::json!({ "configs": summaries, "join": joined });
+    write(out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
+    let mut table = summary::swarm_markdown(&summaries, families);
+    if let Some(j) = &joined {
+        table.push_str(&format!(
+            "\njoin for the last {} rounds: held-out {:.1}% (from the swarm, {} versions fed) against {:.1}% alone from the base\n",
+            j.rounds,
+            j.joined_accuracy * 100.0,
+            j.versions_fed.len(),
+            j.solo_accuracy * 100.0
+        ));
+    }
+    write(out.with_extension("md"), table.clone())?;
+    write(out.with_extension("svg"), summary::heldout_svg(&results))?;
+    Ok(table)
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run { relays, base, rounds, backend, families, seed, wallet_key, out } => {
             swarm_peer(SwarmRun { relays, base, rounds, backend, families, seed, wallet_key, out })
         }
         Command::Download { relay, out } => download(&relay, &out),
-        Command::Report { results: path, out } => {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let results: Vec<ArmResult> = serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not the JSON of an experiment: {e}", path.display()))?;
+        Command::Report { results: paths, out } => {
+            let mut results = Vec::new();
+            for path in &paths {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let runs: Vec<ArmResult> = serde_json::from_str(&text).map_err(|e| {
+                    format!(
+                        "{} is not the runs of an experiment (its .json, or -runs.json for --configs): {e}",
+                        path.display()
+                    )
+                })?;
+                results.extend(runs);
+            }
             let mut families: Vec<Family> = results.iter().flat_map(|r| r.final_accuracy.keys().copied()).collect();
             families.sort();
             families.dedup();
-            println!("{}", write_report(&results, &families, &out)?);
+            if results.iter().any(|r| !r.heldout.is_empty()) {
+                println!("{}", write_configs(results, &families, &out)?);
+            } else {
+                println!("{}", write_report(&results, &families, &out)?);
+            }
             Ok(())
         }
         Command::Pretrain {
@@ -508,30 +552,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     }
                 }
                 let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
-                let write = |path: PathBuf, text: String| {
-                    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-                };
-                let runs = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-                write(out.with_file_name(format!("{}-runs.json", stem(&out))), runs)?;
-                let (solo_join, results): (Vec<ArmResult>, Vec<ArmResult>) =
-                    results.into_iter().partition(|r| r.name == JOIN_SOLO);
-                let summaries = summary::configs(&results);
-                let joined = summary::join(&results, &solo_join);
-                let json = serde_json::json!({ "configs": summaries, "join": joined });
-                write(out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
-                let mut table = summary::swarm_markdown(&summaries, &families);
-                if let Some(j) = &joined {
-                    table.push_str(&format!(
-                        "\njoin for the last {} rounds: held-out {:.1}% (from the swarm, {} versions fed) against {:.1}% alone from the base\n",
-                        j.rounds,
-                        j.joined_accuracy * 100.0,
-                        j.versions_fed.len(),
-                        j.solo_accuracy * 100.0
-                    ));
-                }
-                write(out.with_extension("md"), table.clone())?;
-                write(out.with_extension("svg"), summary::heldout_svg(&results))?;
-                println!("{table}");
+                println!("{}", write_configs(results, &families, &out)?);
                 return Ok(());
             }
             let mut arms = Vec::new();

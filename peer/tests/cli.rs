@@ -72,3 +72,75 @@ fn bad_arguments_are_refused_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// Experiments run one seed at a time (to spread them over machines or hours) are summarised
+/// together by `report`: every run goes into one `-runs.json`, the summary counts the seeds, and
+/// a file that is not an experiment's is refused by name.
+#[test]
+fn report_merges_runs_of_separate_seeds_into_one_summary() {
+    let dir = std::env::temp_dir().join(format!("tabswarm-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../checkpoints/base-small-seed1.tswm");
+    for seed in ["1", "2"] {
+        let out = dir.join(format!("seed{seed}"));
+        let run = peer(&[
+            "experiment",
+            "--base",
+            base,
+            "--configs",
+            "solo",
+            "--peers",
+            "2",
+            "--rounds",
+            "1",
+            "--seeds",
+            seed,
+            "--families",
+            "compare",
+            "--heldout-levels",
+            "1",
+            "--heldout-per-level",
+            "2",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+    let merged = dir.join("merged");
+    let report = peer(&[
+        "report",
+        "--results",
+        dir.join("seed1-runs.json").to_str().expect("utf-8"),
+        "--results",
+        dir.join("seed2-runs.json").to_str().expect("utf-8"),
+        "--out",
+        merged.to_str().expect("utf-8"),
+    ]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect(name)).expect(name)
+    };
+    let runs = read("merged-runs.json");
+    let seeds: Vec<u64> = runs.as_array().expect("a list").iter().map(|r| r["seed"].as_u64().expect("seed")).collect();
+    assert_eq!(seeds, [1, 2]);
+    let summary = read("merged.json");
+    let solo = &summary["configs"][0];
+    assert_eq!((solo["name"].as_str(), solo["seeds"].as_u64()), (Some("solo"), Some(2)), "{summary}");
+    let finals: Vec<f64> =
+        runs.as_array().expect("a list").iter().map(|r| r["heldout"][0][1].as_f64().expect("held-out")).collect();
+    let mean = finals.iter().sum::<f64>() / 2.0;
+    assert!((solo["final_accuracy"].as_f64().expect("accuracy") - mean).abs() < 1e-6, "{summary} {finals:?}");
+    assert!(dir.join("merged.md").exists() && dir.join("merged.svg").exists());
+
+    let not_runs = peer(&[
+        "report",
+        "--results",
+        dir.join("merged.json").to_str().expect("utf-8"),
+        "--out",
+        merged.to_str().expect("utf-8"),
+    ]);
+    assert!(!not_runs.status.success());
+    let stderr = String::from_utf8_lossy(&not_runs.stderr);
+    assert!(stderr.contains("merged.json is not the runs of an experiment"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
