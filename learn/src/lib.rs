@@ -62,6 +62,12 @@ pub struct RlConfig {
     /// uniformly from `MIN_DIFFICULTY..=max_difficulty`.
     #[serde(default)]
     pub curriculum: Option<Curriculum>,
+    /// Weight of partial credit ([`tabswarm_protocol::tasks::partial_credit`]: the share of the
+    /// answer's characters right) added to each completion's reward when this peer computes its
+    /// advantages; 0 (the default) trains on the verified reward alone. The reward shared and
+    /// credited is never changed.
+    #[serde(default)]
+    pub partial_credit: f32,
 }
 
 /// A curriculum: each family's level moves so that the peer's success rate on it stays in a band
@@ -99,6 +105,7 @@ impl Default for RlConfig {
             clip_low: 0.2,
             clip_high: 0.28,
             curriculum: None,
+            partial_credit: 0.0,
         }
     }
 }
@@ -120,6 +127,9 @@ impl RlConfig {
             ));
         }
         generate(self.families[0], self.max_difficulty, 0).map_err(|e| ModelError::InvalidBatch(e.to_string()))?;
+        if !(0.0..=1.0).contains(&self.partial_credit) {
+            return bad(format!("a partial-credit weight is from 0 (off) to 1, not {}", self.partial_credit));
+        }
         if let Some(c) = &self.curriculum
             && !(0.0 <= c.low && c.low < c.high && c.high <= 1.0 && c.window > 0)
         {
@@ -313,6 +323,19 @@ impl Peer {
         Ok(groups)
     }
 
+    /// The rewards this peer trains `group` on: the verified ones, plus partial credit at the
+    /// configured weight.
+    pub fn training_rewards(&self, group: &ScoredGroup) -> Vec<f32> {
+        let weight = self.config.partial_credit;
+        let mut rewards = group.rewards();
+        if weight > 0.0 {
+            for (reward, completion) in rewards.iter_mut().zip(&group.group.completions) {
+                *reward += weight * tabswarm_protocol::tasks::partial_credit(&group.question, completion);
+            }
+        }
+        rewards
+    }
+
     /// Picks I own and J external groups (`received`: others' groups as the receiver's node
     /// verified and scored them; this peer's own, echoed back, are skipped) and trains on those
     /// with a reward spread: one GRPO step, or one per `groups_per_step` groups. Returns what the
@@ -330,7 +353,7 @@ impl Peer {
         let mut batches = vec![GrpoBatch { sequences: vec![], prompt_lens: vec![], advantages: vec![] }];
         let (mut trained_local, mut trained_external) = (0usize, 0usize);
         for (group, is_local) in local.iter().map(|g| (g, true)).chain(external.iter().map(|g| (g, false))) {
-            let Some(advantages) = group_advantages(&group.rewards()) else { continue };
+            let Some(advantages) = group_advantages(&self.training_rewards(group)) else { continue };
             let Ok(rows) = self.sequences(group) else {
                 self.untrainable += 1;
                 continue;

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tabswarm_model::ModelSize;
 use tabswarm_protocol::rollout::{DropCounts, DropReason, RolloutGroup, ScoredGroup, score_group};
-use tabswarm_protocol::tasks::{Family, QuestionId, SUITE_VERSION, generate};
+use tabswarm_protocol::tasks::{FORMAT_REWARD, Family, QuestionId, SUITE_VERSION, generate};
 
 use tabswarm_aggregate::OuterConfig;
 
@@ -120,6 +120,8 @@ fn bad_rl_settings_are_refused() {
         (RlConfig { group_size: 1, ..tiny_rl(2, 2) }, "group size 1 is outside 2..=32"),
         (RlConfig { local: 3, ..tiny_rl(2, 2) }, "3 local groups cannot come from 2 questions"),
         (RlConfig { max_difficulty: 0, ..tiny_rl(2, 2) }, "difficulty 0 is outside 1..=5"),
+        (RlConfig { partial_credit: 1.5, ..tiny_rl(2, 2) }, "partial-credit weight is from 0 (off) to 1, not 1.5"),
+        (RlConfig { partial_credit: f32::NAN, ..tiny_rl(2, 2) }, "partial-credit weight is from 0 (off) to 1, not NaN"),
     ] {
         let err = Peer::new("p", model.clone(), config, &device, 1).expect_err("refused");
         assert!(err.to_string().contains(message), "{err}");
@@ -478,4 +480,41 @@ fn a_round_is_sampled_in_one_batch_on_the_gpu_with_the_cpu_s_completions() {
     let work = meter.read();
     assert_eq!(together, on_cpu, "the GPU's one batch gives the CPU's completions");
     assert_eq!(work.readbacks, 1, "one generation for {} prompt lengths: {work:?}", lengths.len());
+}
+
+/// Partial credit reaches the advantages only: a group of wrong sums, one closer than the other,
+/// carries no signal on the verified reward and some with the weight set; the verified rewards,
+/// which are what is shared and credited, are the same either way.
+#[test]
+fn partial_credit_shapes_the_training_reward_and_nothing_else() {
+    let device = Device::flex();
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    let id = QuestionId::new(Family::Add, 1, 7);
+    let answer = generate(Family::Add, 1, 7).expect("q").answer;
+    // Wrong by the leading digit (all but one character right), and wrong in every position.
+    let close = format!("9{answer}");
+    let far: String = answer.chars().map(|c| if c == '1' { '2' } else { '1' }).collect();
+    let group = score_group(RolloutGroup {
+        question: id,
+        peer: "p".into(),
+        policy_version: 0,
+        completions: vec![close.clone(), far.clone()],
+        rewards: Vec::new(),
+    })
+    .expect("valid group");
+    assert_eq!(group.rewards(), vec![FORMAT_REWARD, FORMAT_REWARD]);
+    assert!(!group.has_signal());
+
+    let plain = Peer::new("p", model.clone(), tiny_rl(2, 0), &device, 1).expect("peer");
+    assert_eq!(plain.training_rewards(&group), group.rewards());
+    assert_eq!(tabswarm_model::group_advantages(&plain.training_rewards(&group)), None);
+
+    let shaped = Peer::new("p", model, RlConfig { partial_credit: 0.5, ..tiny_rl(2, 0) }, &device, 1).expect("peer");
+    let n = answer.len() as f32;
+    let expected = [FORMAT_REWARD + 0.5 * n / (n + 1.0), FORMAT_REWARD];
+    let got = shaped.training_rewards(&group);
+    assert!((got[0] - expected[0]).abs() < 1e-6 && got[1] == expected[1], "{got:?} against {expected:?}");
+    let advantages = tabswarm_model::group_advantages(&got).expect("signal now");
+    assert!(advantages[0] > 0.0 && advantages[1] < 0.0, "{advantages:?}");
+    assert_eq!(group.rewards(), vec![FORMAT_REWARD, FORMAT_REWARD], "the verified rewards are untouched");
 }

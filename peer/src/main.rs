@@ -156,6 +156,10 @@ enum Command {
         group_size: usize,
         #[arg(long, default_value_t = 3e-4)]
         learning_rate: f64,
+        /// Weight of partial credit (the share of an answer's characters right, units aligned)
+        /// added to each completion's reward for training only; 0 trains on the verified reward.
+        #[arg(long, default_value_t = 0.0)]
+        partial_credit: f32,
         /// How the I and J groups are picked.
         #[arg(long, value_enum, default_value = "prefer-signal")]
         selection: SelectionArg,
@@ -449,6 +453,7 @@ fn run(cli: Cli) -> Result<(), String> {
             max_difficulty,
             group_size,
             learning_rate,
+            partial_credit,
             selection,
             groups_per_step,
             threads,
@@ -485,6 +490,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 local,
                 external,
                 learning_rate,
+                partial_credit,
                 selection,
                 groups_per_step,
                 curriculum: curriculum.then(Curriculum::default),

@@ -249,6 +249,23 @@ pub fn verify(question: &Question, answer: &str) -> Score {
     score(question.id.family, &question.answer, answer)
 }
 
+/// How much of `question`'s answer `answer` gets right, from 0 to 1: the characters that match
+/// the expected answer position by position, aligned at the right (units digit with units digit,
+/// lowest bit with lowest bit), over the longer of the two lengths; 0 for an answer that is not
+/// well formed, 1 exactly when [`verify`] calls it correct. Not part of the reward the swarm
+/// credits and re-verifies: a learner may add it to its own training reward as a denser signal on
+/// the arithmetic families, where a group of wrong answers otherwise scores all zeros
+/// (`RlConfig::partial_credit` in `tabswarm-learn`; `docs/learning.md`).
+pub fn partial_credit(question: &Question, answer: &str) -> f32 {
+    let expected = question.answer.as_bytes();
+    if answer.len() > MAX_ANSWER_BYTES || !answer.is_ascii() || !question.id.family.well_formed(answer) {
+        return 0.0;
+    }
+    let given = answer.as_bytes();
+    let matched = expected.iter().rev().zip(given.iter().rev()).filter(|(a, b)| a == b).count();
+    matched as f32 / expected.len().max(given.len()).max(1) as f32
+}
+
 /// `answer` scored against the `expected` answer of a `family` question.
 fn score(family: Family, expected: &str, answer: &str) -> Score {
     if answer.len() > MAX_ANSWER_BYTES || !answer.is_ascii() {

@@ -229,3 +229,32 @@ fn text_that_is_no_question_of_the_suite_is_refused_with_what_would_be() {
     }
     assert!(refused("3-5").to_string().contains("a ≥ b"));
 }
+
+#[test]
+fn partial_credit_counts_the_characters_right_from_the_units_up() {
+    let with = |family: Family, answer: &str| {
+        let mut question = q(family, 1, 0);
+        question.answer = answer.into();
+        question
+    };
+    let sum = with(Family::Add, "1234");
+    assert_eq!(partial_credit(&sum, "1234"), 1.0);
+    assert_eq!(partial_credit(&sum, "1334"), 0.75, "three of four digits");
+    assert_eq!(partial_credit(&sum, "234"), 0.75, "the units aligned, a digit missing");
+    assert_eq!(partial_credit(&sum, "91234"), 0.8, "an extra digit counts against it");
+    assert_eq!(partial_credit(&sum, "4321"), 0.0);
+    assert_eq!(partial_credit(&sum, "12a4"), 0.0, "not well formed");
+    assert_eq!(partial_credit(&sum, ""), 0.0);
+    assert_eq!(partial_credit(&sum, &"1".repeat(MAX_ANSWER_BYTES + 1)), 0.0);
+    assert_eq!(partial_credit(&with(Family::ToBinary, "1010"), "0010"), 0.75);
+    assert_eq!(partial_credit(&with(Family::Compare, "<"), ">"), 0.0);
+    // Exactly 1 where the verifier says correct, below it everywhere else.
+    for family in Family::ALL {
+        for seed in 0..20 {
+            let question = q(family, 3, seed);
+            assert_eq!(partial_credit(&question, &question.answer), 1.0, "{family} {seed}");
+            let wrong = format!("{}0", question.answer);
+            assert_eq!(verify(&question, &wrong).correct, partial_credit(&question, &wrong) == 1.0, "{family} {wrong}");
+        }
+    }
+}
