@@ -5,8 +5,9 @@
 //! update as it arrives ([`SwarmModel::submit`]: version, shape, values, binding, one per peer),
 //! and on [`SwarmModel::step`] refuses the outliers of the batch (a norm far above the others', a
 //! direction against theirs or against the way the swarm has been moving), aggregates the rest
-//! with a robust [`Rule`], and takes the outer step — Nesterov momentum on the outer gradient `−aggregate`, as in DiLoCo — to publish the next
-//! version, named by the SHA-256 of its parameters, with its [`Lineage`].
+//! with a robust [`Rule`], and takes the outer step — Nesterov momentum on the outer gradient
+//! `−aggregate`, as in DiLoCo — to publish the next version, named by the SHA-256 of its
+//! parameters, with its [`Lineage`].
 //!
 //! Everything here is a pure function of the updates received, in the order of the peers' names,
 //! so two relays that aggregate the same updates publish the same version. It works on flat `f32`

@@ -317,14 +317,15 @@ fn parse_split(split: &str) -> Result<(usize, usize), String> {
     Ok((parse(i)?, parse(j)?))
 }
 
+/// Writes `contents` to `path`, or says which file could not be written.
+fn write_file(path: &std::path::Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Path) -> Result<String, String> {
-    let write = |ext: &str, text: &str| {
-        let path = out.with_extension(ext);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
     let table = summary::markdown(results, families);
-    write("md", &table)?;
-    write("svg", &summary::svg(results))?;
+    write_file(&out.with_extension("md"), &table)?;
+    write_file(&out.with_extension("svg"), summary::svg(results))?;
     Ok(table)
 }
 
@@ -332,16 +333,13 @@ fn write_report(results: &[ArmResult], families: &[Family], out: &std::path::Pat
 /// summary in the shape, with the join run's result), `<out>.md` and `<out>.svg`; returns
 /// the table.
 fn write_configs(results: Vec<ArmResult>, families: &[Family], out: &std::path::Path) -> Result<String, String> {
-    let write = |path: PathBuf, text: String| {
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
     let runs = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-    write(out.with_file_name(format!("{}-runs.json", stem(out))), runs)?;
+    write_file(&out.with_file_name(format!("{}-runs.json", stem(out))), runs)?;
     let (solo_join, results): (Vec<ArmResult>, Vec<ArmResult>) = results.into_iter().partition(|r| r.name == JOIN_SOLO);
     let summaries = summary::configs(&results);
     let joined = summary::join(&results, &solo_join);
     let json = serde_json::json!({ "configs": summaries, "join": joined });
-    write(out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
+    write_file(&out.with_extension("json"), serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?)?;
     let mut table = summary::swarm_markdown(&summaries, families);
     if let Some(j) = &joined {
         table.push_str(&format!(
@@ -352,8 +350,8 @@ fn write_configs(results: Vec<ArmResult>, families: &[Family], out: &std::path::
             j.solo_accuracy * 100.0
         ));
     }
-    write(out.with_extension("md"), table.clone())?;
-    write(out.with_extension("svg"), summary::heldout_svg(&results))?;
+    write_file(&out.with_extension("md"), &table)?;
+    write_file(&out.with_extension("svg"), summary::heldout_svg(&results))?;
     Ok(table)
 }
 
@@ -429,7 +427,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }))
                 .map_err(|e| e.to_string())?;
             let bytes = checkpoint::save(&model, &model_config, report.steps).map_err(|e| e.to_string())?;
-            std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            write_file(&out, &bytes)?;
             let (header, _) = checkpoint::read_header(&bytes).map_err(|e| e.to_string())?;
             if !report.reached_target {
                 eprintln!("note: stopped at --max-steps {max_steps} below the target of {:.0}%", target * 100.0);
@@ -579,8 +577,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let results = run_parallel(&bytes, arms, threads.max(1), backend)?;
             let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-            let path = out.with_extension("json");
-            std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_file(&out.with_extension("json"), json)?;
             println!("{}", write_report(&results, &families, &out)?);
             Ok(())
         }
@@ -653,7 +650,7 @@ fn download(relay: &str, out: &std::path::Path) -> Result<(), String> {
     if hash != info.hash {
         return Err(format!("the relay's checkpoint for version {} holds parameters hashing to {hash}", info.hash));
     }
-    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    write_file(out, &bytes)?;
     println!(
         "wrote swarm model version {} ({}) to {} ({} bytes); held-out accuracy {}",
         info.number,
@@ -938,7 +935,7 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     }
     if let Some(path) = &args.out {
         let bytes = pollster::block_on(run.checkpoint()).map_err(|e| e.to_string())?;
-        std::fs::write(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_file(path, &bytes)?;
         println!("wrote my model to {} ({} bytes)", path.display(), bytes.len());
     }
     match &sync {

@@ -257,11 +257,10 @@ pub fn verify(question: &Question, answer: &str) -> Score {
 /// the arithmetic families, where a group of wrong answers otherwise scores all zeros
 /// (`RlConfig::partial_credit` in `tabswarm-learn`; `docs/learning.md`).
 pub fn partial_credit(question: &Question, answer: &str) -> f32 {
-    let expected = question.answer.as_bytes();
-    if answer.len() > MAX_ANSWER_BYTES || !answer.is_ascii() || !question.id.family.well_formed(answer) {
+    if !verify(question, answer).well_formed {
         return 0.0;
     }
-    let given = answer.as_bytes();
+    let (expected, given) = (question.answer.as_bytes(), answer.as_bytes());
     let matched = expected.iter().rev().zip(given.iter().rev()).filter(|(a, b)| a == b).count();
     matched as f32 / expected.len().max(given.len()).max(1) as f32
 }
