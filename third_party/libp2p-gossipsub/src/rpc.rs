@@ -42,10 +42,13 @@ pub(crate) struct Sender {
     /// allocates all its slots up front, for every connected peer.
     non_priority_cap: usize,
     len: Arc<AtomicUsize>,
-    pub(crate) priority_sender: async_channel::Sender<RpcOut>,
-    pub(crate) non_priority_sender: async_channel::Sender<RpcOut>,
-    priority_receiver: async_channel::Receiver<RpcOut>,
-    non_priority_receiver: async_channel::Receiver<RpcOut>,
+    // Tabswarm patch: the queues carry boxed messages. An unbounded async-channel keeps a block
+    // of 31 slots allocated once it has been used, and a slot held an `RpcOut` (~240 bytes):
+    // ~7 KB per queue, two queues per connected peer, held while the queues sit empty.
+    pub(crate) priority_sender: async_channel::Sender<Box<RpcOut>>,
+    pub(crate) non_priority_sender: async_channel::Sender<Box<RpcOut>>,
+    priority_receiver: async_channel::Receiver<Box<RpcOut>>,
+    non_priority_receiver: async_channel::Receiver<Box<RpcOut>>,
 }
 
 impl Sender {
@@ -102,7 +105,7 @@ impl Sender {
                 &self.non_priority_sender
             }
         };
-        sender.try_send(rpc).map_err(|err| err.into_inner())
+        sender.try_send(Box::new(rpc)).map_err(|err| *err.into_inner())
     }
 
     /// Returns the current size of the priority queue.
@@ -124,9 +127,9 @@ pub struct Receiver {
     /// The maximum length of the priority queue.
     pub(crate) priority_queue_len: Arc<AtomicUsize>,
     /// The priority queue receiver.
-    pub(crate) priority: Pin<Box<Peekable<async_channel::Receiver<RpcOut>>>>,
+    pub(crate) priority: Pin<Box<Peekable<async_channel::Receiver<Box<RpcOut>>>>>,
     /// The non priority queue receiver.
-    pub(crate) non_priority: Pin<Box<Peekable<async_channel::Receiver<RpcOut>>>>,
+    pub(crate) non_priority: Pin<Box<Peekable<async_channel::Receiver<Box<RpcOut>>>>>,
 }
 
 impl Receiver {
@@ -134,7 +137,7 @@ impl Receiver {
     // Returns `None` if there aren't any more messages on the stream or none is stale.
     pub(crate) fn poll_stale(&mut self, cx: &mut Context<'_>) -> Poll<Option<RpcOut>> {
         // Peek priority queue.
-        let priority = match self.priority.as_mut().poll_peek_mut(cx) {
+        let priority = match self.priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
             Poll::Ready(Some(RpcOut::Publish {
                 message: _,
                 ref mut timeout,
@@ -143,14 +146,14 @@ impl Receiver {
                     // Return the message.
                     let dropped = futures::ready!(self.priority.poll_next_unpin(cx))
                         .expect("There should be a message");
-                    return Poll::Ready(Some(dropped));
+                    return Poll::Ready(Some(*dropped));
                 }
                 Poll::Ready(None)
             }
-            poll => poll,
+            poll => poll.map(|p| p.map(|_| ())),
         };
 
-        let non_priority = match self.non_priority.as_mut().poll_peek_mut(cx) {
+        let non_priority = match self.non_priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
             Poll::Ready(Some(RpcOut::Forward {
                 message: _,
                 ref mut timeout,
@@ -159,11 +162,11 @@ impl Receiver {
                     // Return the message.
                     let dropped = futures::ready!(self.non_priority.poll_next_unpin(cx))
                         .expect("There should be a message");
-                    return Poll::Ready(Some(dropped));
+                    return Poll::Ready(Some(*dropped));
                 }
                 Poll::Ready(None)
             }
-            poll => poll,
+            poll => poll.map(|p| p.map(|_| ())),
         };
 
         match (priority, non_priority) {
@@ -193,12 +196,12 @@ impl Stream for Receiver {
     ) -> std::task::Poll<Option<Self::Item>> {
         // The priority queue is first polled.
         if let Poll::Ready(rpc) = Pin::new(&mut self.priority).poll_next(cx) {
-            if let Some(RpcOut::Publish { .. }) = rpc {
+            if let Some(RpcOut::Publish { .. }) = rpc.as_deref() {
                 self.priority_queue_len.fetch_sub(1, Ordering::Relaxed);
             }
-            return Poll::Ready(rpc);
+            return Poll::Ready(rpc.map(|b| *b));
         }
         // Then we poll the non priority.
-        Pin::new(&mut self.non_priority).poll_next(cx)
+        Pin::new(&mut self.non_priority).poll_next(cx).map(|rpc| rpc.map(|b| *b))
     }
 }
