@@ -81,11 +81,23 @@ pub struct Curriculum {
     pub high: f32,
     /// Own completions of a family judged before its level may move again.
     pub window: u32,
+    /// A family is *mastered* when its last window at `max_difficulty` was above `high`: its
+    /// groups are then mostly all right and teach GRPO nothing. It is asked on one of every
+    /// `revisit` of its turns (so forgetting it is still seen), the others going to the next
+    /// family not mastered. 1 asks every family on every turn.
+    #[serde(default = "Curriculum::every_turn")]
+    pub revisit: u32,
+}
+
+impl Curriculum {
+    fn every_turn() -> u32 {
+        1
+    }
 }
 
 impl Default for Curriculum {
     fn default() -> Self {
-        Self { low: 0.2, high: 0.8, window: 32 }
+        Self { low: 0.2, high: 0.8, window: 32, revisit: 1 }
     }
 }
 
@@ -137,6 +149,11 @@ impl RlConfig {
                 "a curriculum band must have 0 <= low < high <= 1 and a window of at least one completion; got {}..{} over {}",
                 c.low, c.high, c.window
             ));
+        }
+        if let Some(c) = &self.curriculum
+            && c.revisit == 0
+        {
+            return bad("a mastered family is asked on one of every `revisit` turns: revisit must be at least 1".into());
         }
         Ok(())
     }
@@ -192,6 +209,9 @@ pub struct Peer {
     /// With a curriculum: each family's level, and (correct, judged) since it last moved.
     levels: BTreeMap<Family, u8>,
     judged: BTreeMap<Family, (u32, u32)>,
+    /// With a curriculum: the mastered families (see [`Curriculum::revisit`]), each with the turns
+    /// it has had since it was mastered.
+    mastered: BTreeMap<Family, u32>,
 }
 
 impl Peer {
@@ -211,6 +231,7 @@ impl Peer {
             untrainable: 0,
             levels: BTreeMap::new(),
             judged: BTreeMap::new(),
+            mastered: BTreeMap::new(),
         })
     }
 
@@ -236,13 +257,46 @@ impl Peer {
             }
             let rate = judged.0 as f32 / judged.1 as f32;
             let level = self.levels.entry(family).or_insert(MIN_DIFFICULTY);
+            let at_top = *level == self.config.max_difficulty;
             if rate > c.high && *level < self.config.max_difficulty {
                 *level += 1;
             } else if rate < c.low && *level > MIN_DIFFICULTY {
                 *level -= 1;
             }
             *judged = (0, 0);
+            if at_top && rate > c.high {
+                self.mastered.entry(family).or_insert(0);
+            } else {
+                self.mastered.remove(&family);
+            }
         }
+    }
+
+    /// The level `family` is asked at, with a curriculum (`None`: levels are drawn at random).
+    pub fn curriculum_level(&self, family: Family) -> Option<u8> {
+        self.config.curriculum.map(|_| self.level(family))
+    }
+
+    /// Whether `family` is mastered (see [`Curriculum::revisit`]).
+    pub fn is_mastered(&self, family: Family) -> bool {
+        self.mastered.contains_key(&family)
+    }
+
+    /// The family asked in question slot `slot` of all the run's slots: the families in turn, a
+    /// mastered one's turn (but one in `revisit`) passed to the next family not mastered.
+    fn family_for(&mut self, slot: usize) -> Family {
+        let families = &self.config.families;
+        let family = families[slot % families.len()];
+        let revisit = self.config.curriculum.map_or(1, |c| c.revisit);
+        let Some(turns) = self.mastered.get_mut(&family) else { return family };
+        *turns += 1;
+        if (*turns - 1) % revisit == 0 {
+            return family;
+        }
+        (1..families.len())
+            .map(|step| families[(slot + step) % families.len()])
+            .find(|f| !self.mastered.contains_key(f))
+            .unwrap_or(family)
     }
 
     /// The policy as it is now.
@@ -290,8 +344,7 @@ impl Peer {
     pub async fn generate_round(&mut self) -> Result<Vec<ScoredGroup>, ModelError> {
         let questions: Vec<Question> = (0..self.config.questions_per_round)
             .map(|i| {
-                let family = self.config.families
-                    [(self.round as usize * self.config.questions_per_round + i) % self.config.families.len()];
+                let family = self.family_for(self.round as usize * self.config.questions_per_round + i);
                 let difficulty = match self.config.curriculum {
                     Some(_) => self.level(family),
                     None => self.rng.random_range(MIN_DIFFICULTY..=self.config.max_difficulty),

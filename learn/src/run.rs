@@ -17,10 +17,10 @@ use tabswarm_model::checkpoint;
 use tabswarm_model::generate::SamplingConfig;
 use tabswarm_model::{Model, ModelConfig, ModelError, ModelSize};
 use tabswarm_protocol::rollout::{RolloutGroup, ScoredGroup};
-use tabswarm_protocol::tasks::{Family, Posed};
+use tabswarm_protocol::tasks::{Family, MAX_DIFFICULTY, Posed};
 
 use crate::sizing::RoundSize;
-use crate::{Peer, RlConfig, RoundStats};
+use crate::{Curriculum, Peer, RlConfig, RoundStats};
 
 /// Rounds the per-family accuracy is averaged over.
 pub const ACCURACY_WINDOW: usize = 10;
@@ -60,12 +60,35 @@ pub struct FamilyAccuracy {
     pub correct: u32,
     /// …out of this many sampled.
     pub asked: u32,
+    /// The level it is asked at now, with a curriculum (`None`: levels are drawn at random).
+    #[serde(default)]
+    pub level: Option<u8>,
+    /// Mastered at the top level, so asked only now and then ([`crate::Curriculum::revisit`]).
+    #[serde(default)]
+    pub mastered: bool,
 }
 
 impl FamilyAccuracy {
     pub fn fraction(&self) -> f32 {
         if self.asked == 0 { 0.0 } else { self.correct as f32 / self.asked as f32 }
     }
+
+    /// Its level as the page and the native peer show it: `3`, `5 (mastered)`, or `-` when
+    /// levels are drawn at random.
+    pub fn level_label(&self) -> String {
+        match (self.level, self.mastered) {
+            (Some(level), true) => format!("{level} (mastered)"),
+            (Some(level), false) => level.to_string(),
+            (None, _) => "-".into(),
+        }
+    }
+}
+
+/// Each family's level, `add 1, compare 5 (mastered), …`; `None` without a curriculum.
+pub fn describe_levels(accuracy: &[FamilyAccuracy]) -> Option<String> {
+    let each: Vec<String> =
+        accuracy.iter().filter(|a| a.level.is_some()).map(|a| format!("{} {}", a.family, a.level_label())).collect();
+    (!each.is_empty()).then(|| each.join(", "))
 }
 
 /// Progress of a run, after every round.
@@ -96,14 +119,28 @@ pub struct RunProgress {
     pub done: bool,
 }
 
-/// How a tab learns on its own: every family, eight questions a round, all its own.
+/// How a tab learns on its own: every family, eight questions a round, all its own, each family
+/// at the level the curriculum keeps it at ([`peer_curriculum`]).
 pub fn tab_rl_config() -> RlConfig {
-    RlConfig { local: 8, external: 0, ..RlConfig::default() }
+    RlConfig { local: 8, external: 0, ..swarm_rl_config() }
 }
 
 /// How a tab learns in the swarm: the same rounds, half its own groups and half others'.
 pub fn swarm_rl_config() -> RlConfig {
-    RlConfig { local: 4, external: 4, ..RlConfig::default() }
+    RlConfig {
+        local: 4,
+        external: 4,
+        max_difficulty: MAX_DIFFICULTY,
+        curriculum: Some(peer_curriculum()),
+        ..RlConfig::default()
+    }
+}
+
+/// The curriculum every tab and native peer runs: each family's level kept where 20–80 % of its
+/// completions are right, from level 1 up to the suite's top level, and a family mastered at the
+/// top asked on one turn in four (docs/learning.md, "Where the question budget goes").
+pub fn peer_curriculum() -> Curriculum {
+    Curriculum { revisit: 4, ..Curriculum::default() }
 }
 
 /// How long a run lasts, its seed, and under which peer id it shares (none: on its own).
@@ -299,7 +336,13 @@ impl TrainingRun {
             first_reward,
             accuracy: tally
                 .into_iter()
-                .map(|(family, (correct, asked))| FamilyAccuracy { family, correct, asked })
+                .map(|(family, (correct, asked))| FamilyAccuracy {
+                    family,
+                    correct,
+                    asked,
+                    level: self.peer.curriculum_level(family),
+                    mastered: self.peer.is_mastered(family),
+                })
                 .collect(),
             loss: self.recent.back().and_then(|r| r.loss),
             policy_version: self.peer.policy_version(),

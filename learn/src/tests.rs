@@ -209,7 +209,7 @@ fn the_curriculum_moves_a_familys_level_with_its_success_rate() {
     let device = Device::flex();
     device.seed(7);
     let model = ModelSize::Tiny.config().init(&device).expect("model");
-    let curriculum = Curriculum { low: 0.2, high: 0.8, window: 4 };
+    let curriculum = Curriculum { low: 0.2, high: 0.8, window: 4, revisit: 1 };
     let config =
         RlConfig { families: vec![Family::Compare], max_difficulty: 3, curriculum: Some(curriculum), ..tiny_rl(1, 0) };
     let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
@@ -244,10 +244,75 @@ fn the_curriculum_moves_a_familys_level_with_its_success_rate() {
     // The next round asks at that level, and the level is in every question id.
     let asked = block_on(peer.generate_round()).expect("round");
     assert!(asked.iter().all(|g| g.question.id.difficulty == 2), "{:?}", asked[0].question.id);
-    let bad = RlConfig { curriculum: Some(Curriculum { low: 0.9, high: 0.1, window: 4 }), ..tiny_rl(1, 0) };
+    let bad = RlConfig { curriculum: Some(Curriculum { low: 0.9, high: 0.1, window: 4, revisit: 1 }), ..tiny_rl(1, 0) };
     let model = ModelSize::Tiny.config().init(&device).expect("model");
     let err = Peer::new("p", model, bad, &device, 1).expect_err("refused");
     assert!(err.to_string().contains("curriculum band"), "{err}");
+}
+
+#[test]
+fn a_mastered_family_is_asked_one_turn_in_revisit_and_its_other_turns_go_to_the_rest() {
+    let device = Device::flex();
+    device.seed(7);
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    // Three families in turn, one question a round, levels 1..=2; a window of 4 completions.
+    let families = vec![Family::Compare, Family::Add, Family::Reverse];
+    let curriculum = Curriculum { low: 0.2, high: 0.8, window: 4, revisit: 3 };
+    let config = RlConfig {
+        families: families.clone(),
+        max_difficulty: 2,
+        questions_per_round: 1,
+        curriculum: Some(curriculum),
+        ..tiny_rl(1, 0)
+    };
+    let mut peer = Peer::new("me", model, config, &device, 4).expect("peer");
+    // A group of four of `family` at its level, `right` of them correct.
+    let own = |peer: &Peer, family, seed, right: usize| {
+        let q = generate(family, peer.level(family), seed).expect("q");
+        let completions = (0..4).map(|i| if i < right { q.answer.clone() } else { "?".into() }).collect();
+        receive(vec![RolloutGroup {
+            question: q.id,
+            peer: "me".into(),
+            policy_version: 0,
+            completions,
+            rewards: vec![],
+        }])
+        .0
+    };
+    // The family a round asks (the round then ends without training).
+    let asked = |peer: &mut Peer| {
+        let groups = block_on(peer.generate_round()).expect("round");
+        block_on(peer.train_round(&[], vec![])).expect("round");
+        assert_eq!(groups.len(), 1);
+        groups[0].question.id.family
+    };
+    // compare all right at level 1 moves it to the top (2); all right there masters it; all right
+    // below the top never does.
+    block_on(peer.train_round(&own(&peer, Family::Compare, 1, 4), vec![])).expect("round");
+    assert_eq!((peer.level(Family::Compare), peer.is_mastered(Family::Compare)), (2, false));
+    block_on(peer.train_round(&own(&peer, Family::Compare, 2, 4), vec![])).expect("round");
+    assert_eq!((peer.level(Family::Compare), peer.is_mastered(Family::Compare)), (2, true));
+    assert_eq!(peer.curriculum_level(Family::Compare), Some(2));
+    // Rounds so far: 2, so the turns run add, reverse, compare, add, …; compare's turns go compare
+    // (one in three), add, add, compare (…), i.e. its skipped turns go to the next family, add.
+    let seen: Vec<Family> = (0..9).map(|_| asked(&mut peer)).collect();
+    use Family::{Add, Compare, Reverse};
+    assert_eq!(seen, [Reverse, Compare, Add, Reverse, Add, Add, Reverse, Add, Add]);
+    // Below the band at the top it is no longer mastered and is asked on every turn again.
+    block_on(peer.train_round(&own(&peer, Family::Compare, 3, 0), vec![])).expect("round");
+    assert!(!peer.is_mastered(Family::Compare));
+    assert_eq!(peer.level(Family::Compare), 1);
+    // 12 rounds now: the turns are compare, add, reverse.
+    let seen: Vec<Family> = (0..3).map(|_| asked(&mut peer)).collect();
+    assert_eq!(seen, [Compare, Add, Reverse]);
+    // Without a curriculum there is no level to report; revisit 0 is refused with the reason.
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    let plain = Peer::new("p", model, tiny_rl(1, 0), &device, 1).expect("peer");
+    assert_eq!(plain.curriculum_level(Family::Compare), None);
+    let bad = RlConfig { curriculum: Some(Curriculum { revisit: 0, ..Curriculum::default() }), ..tiny_rl(1, 0) };
+    let model = ModelSize::Tiny.config().init(&device).expect("model");
+    let err = Peer::new("p", model, bad, &device, 1).expect_err("refused");
+    assert!(err.to_string().contains("revisit must be at least 1"), "{err}");
 }
 
 fn swarm_arm(peers: usize, rounds: u64, every: u64, attack: Option<Attack>) -> Arm {

@@ -210,6 +210,15 @@ enum Command {
         /// Adapt each family's level to keep the success rate in 20–80 % (up to --max-difficulty).
         #[arg(long)]
         curriculum: bool,
+        /// With --curriculum: a family mastered at --max-difficulty is asked on one of every N of
+        /// its turns, the others going to families not mastered (1: every turn).
+        #[arg(long, value_name = "N", default_value_t = 1, requires = "curriculum",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        revisit_mastered: u32,
+        /// With --curriculum: below this success rate a family's level goes down one (the band's
+        /// top stays 0.8).
+        #[arg(long, value_name = "RATE", default_value_t = Curriculum::default().low, requires = "curriculum")]
+        curriculum_low: f32,
         /// Make peer 0 attack the swarm model: scale:<k>, sign-flip or random.
         #[arg(long)]
         attack: Option<String>,
@@ -468,6 +477,8 @@ fn run(cli: Cli) -> Result<(), String> {
             heldout_levels,
             heldout_per_level,
             curriculum,
+            revisit_mastered,
+            curriculum_low,
             attack,
             join,
             families_per_peer,
@@ -491,7 +502,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 partial_credit,
                 selection,
                 groups_per_step,
-                curriculum: curriculum.then(Curriculum::default),
+                curriculum: curriculum.then_some(Curriculum {
+                    low: curriculum_low,
+                    revisit: revisit_mastered,
+                    ..Curriculum::default()
+                }),
                 ..RlConfig::default()
             };
             if let Some(k) = families_per_peer {
@@ -874,6 +889,8 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
     let now = move || started.elapsed().as_secs_f64() * 1e3;
     let size = pollster::block_on(run.size_rounds(&now)).map_err(|e| format!("sizing the rounds failed: {e}"))?;
     eprintln!("{}", size.reason);
+    // Each family's curriculum level, printed when one moves.
+    let mut levels: Option<String> = None;
     while !run.is_done() && !stop.load(Ordering::SeqCst) {
         let received = inbox.lock().map(|mut q| q.take()).unwrap_or_default();
         let round = pollster::block_on(run.step(&now, received)).map_err(|e| e.to_string())?;
@@ -888,6 +905,13 @@ fn swarm_peer(args: SwarmRun) -> Result<(), String> {
             "round {:>5}  reward {:.3}  trained on {} of {} groups from others  |  {net}",
             p.round, p.reward, p.external_trained, p.received
         );
+        let now_levels = tabswarm_learn::run::describe_levels(&p.accuracy);
+        if now_levels != levels {
+            if let Some(now) = &now_levels {
+                println!("levels: {now}");
+            }
+            levels = now_levels;
+        }
         if let (Some(state), Some(url)) = (sync.as_mut(), &model_relay) {
             if feeds && state.round_done() {
                 let update = pollster::block_on(state.update(&run, &peer_id)).map_err(|e| e.to_string())?;

@@ -29,6 +29,8 @@ fn run_trains_on_the_backend_it_is_given() {
     let (stdout, stderr) = one_round_on("cpu");
     assert!(stderr.contains("training on CPU\n"), "{stderr}");
     assert!(stdout.contains("round     1"), "{stdout}");
+    // The curriculum's level for the one family asked, printed once it is known.
+    assert!(stdout.contains("levels: compare 1\n"), "{stdout}");
 
     if std::env::var_os("TABSWARM_SKIP_GPU").is_some() {
         eprintln!("TABSWARM_SKIP_GPU is set: skipping the GPU run");
@@ -69,6 +71,24 @@ fn bad_arguments_are_refused_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("'1.5' for '--min-heading") && stderr.contains("a cosine is from -1 (off) to 1, not 1.5"),
+        "{stderr}"
+    );
+
+    // Mastered families are a curriculum's notion, and are asked on one turn in N >= 1.
+    let experiment = |extra: &[&str]| {
+        let mut args = vec!["experiment", "--base", base, "--configs", "solo", "--out", "/nonexistent/never-written"];
+        args.extend_from_slice(extra);
+        let out = peer(&args);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = experiment(&["--revisit-mastered", "4"]);
+    assert!(stderr.contains("--revisit-mastered <N>") && stderr.contains("--curriculum"), "{stderr}");
+    let stderr = experiment(&["--curriculum", "--revisit-mastered", "0"]);
+    assert!(stderr.contains("'0' for '--revisit-mastered <N>'") && stderr.contains("not in 1.."), "{stderr}");
+    let stderr = experiment(&["--curriculum", "--curriculum-low", "0.9"]);
+    assert!(
+        stderr.contains("a curriculum band must have 0 <= low < high <= 1") && stderr.contains("0.9..0.8"),
         "{stderr}"
     );
 }

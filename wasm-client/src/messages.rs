@@ -667,6 +667,8 @@ mod tests {
                 family: tabswarm_protocol::tasks::Family::Add,
                 correct: 3,
                 asked: 4,
+                level: Some(2),
+                mastered: false,
             }],
             loss: Some(0.1),
             policy_version: 2,
@@ -684,7 +686,8 @@ mod tests {
         assert!(progress_line(&shared).ends_with("1.80M parameters · trained on 5 of 12 groups from other peers"));
         assert_eq!(progress.accuracy[0].fraction(), 0.75);
         let json = serde_json::to_value(&progress.accuracy[0]).expect("json");
-        assert_eq!(json, serde_json::json!({"family": "add", "correct": 3, "asked": 4}));
+        assert_eq!(json, serde_json::json!({"family": "add", "correct": 3, "asked": 4, "level": 2, "mastered": false}));
+        assert_eq!(progress.accuracy[0].level_label(), "2");
     }
 
     #[test]

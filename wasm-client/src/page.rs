@@ -660,8 +660,8 @@ fn reward_line(rewards: &[f32]) -> String {
     format!("Reward by round (last {}, scale 0–{top}): {line} {last:.3}", recent.len())
 }
 
-/// The accuracy table: one row per family (correct / sampled, accuracy over the last few rounds),
-/// cloned from the page's `<template id="family-row">`.
+/// The accuracy table: one row per family (correct / sampled, accuracy over the last few rounds,
+/// the level the curriculum asks it at), cloned from the page's `<template id="family-row">`.
 fn show_families(page: &Page, accuracy: &[FamilyAccuracy]) {
     let Some(table) = page.dom.element(id::TRAIN_FAMILIES) else { return };
     let Ok(Some(body)) = table.query_selector("tbody") else { return };
@@ -676,6 +676,7 @@ fn show_families(page: &Page, accuracy: &[FamilyAccuracy]) {
             (".family", a.family.to_string()),
             (".tally", format!("{} / {}", a.correct, a.asked)),
             (".accuracy", format!("{:.0}%", a.fraction() * 100.0)),
+            (".level", a.level_label()),
         ] {
             if let Ok(Some(td)) = row.query_selector(cell) {
                 td.set_text_content(Some(&text));

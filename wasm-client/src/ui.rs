@@ -154,7 +154,7 @@ pub mod embed {
 
 /// Ids of the `<template>` elements in `web/index.html` the page clones and fills.
 pub mod template {
-    /// A row of the accuracy table: `<tr>` with cells `.family`, `.tally`, `.accuracy`.
+    /// A row of the accuracy table: `<tr>` with cells `.family`, `.tally`, `.accuracy`, `.level`.
     pub const FAMILY_ROW: &str = "family-row";
     /// A wallet's connect button: `<button>` with `img.icon` and `span.name`.
     pub const WALLET_BUTTON: &str = "wallet-button";
