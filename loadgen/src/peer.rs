@@ -21,7 +21,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, noise, ping, tcp, yamux};
 use serde::{Deserialize, Serialize};
 use tabswarm_protocol::gossip::{self, IDENTIFY_PROTOCOL};
-use tabswarm_protocol::rollout::RolloutGroup;
+use tabswarm_protocol::rollout::{MAX_COMPLETION_BYTES, MAX_GROUP_SIZE, RolloutGroup};
 use tabswarm_protocol::tasks::{Family, QuestionId};
 use tabswarm_protocol::wire::{self, Message};
 
@@ -158,6 +158,33 @@ pub fn rollout_message(peer: &str, seed: u64, completions: usize, sent_at_micros
     };
     // A group of this size is far below the wire's limit.
     wire::encode(&Message::Rollouts { groups: vec![group] }).unwrap_or_else(|e| panic!("load message: {e}"))
+}
+
+/// A rollout message of at least `min_bytes` encoded, made of several groups of the most
+/// completions a group may carry, each answer as long as an answer may be: the largest messages a
+/// tab can send, which take more than one WebRTC frame (16 KiB). Stamped like
+/// [`rollout_message`]; `None` if `min_bytes` is over what one message may carry
+/// ([`wire::MAX_MESSAGE_BYTES`]).
+pub fn large_rollout_message(peer: &str, seed: u64, min_bytes: usize, sent_at_micros: u64) -> Option<Vec<u8>> {
+    let group = |j: u64| RolloutGroup {
+        // Seeds apart from every other message's (message seeds are consecutive, far below 2^40).
+        question: QuestionId::new(Family::Add, 2, seed ^ (j << 40)),
+        peer: peer.to_owned(),
+        policy_version: sent_at_micros,
+        completions: (0..MAX_GROUP_SIZE)
+            .map(|i| format!("{:0>width$}", seed + i as u64, width = MAX_COMPLETION_BYTES))
+            .collect(),
+        rewards: Vec::new(),
+    };
+    let mut groups = Vec::new();
+    while groups.len() < wire::MAX_GROUPS_PER_MESSAGE {
+        groups.push(group(groups.len() as u64));
+        let data = wire::encode(&Message::Rollouts { groups: groups.clone() }).ok()?;
+        if data.len() >= min_bytes {
+            return Some(data);
+        }
+    }
+    None
 }
 
 /// The send time written into a rollout message by [`rollout_message`].
@@ -360,6 +387,18 @@ impl Fleet {
     /// carries seed `first_seed + i`. Returns how many could not be handed to their peer (its
     /// command queue full: the peer process itself is behind).
     pub async fn publish(&self, total: u64, rate: f64, first_seed: u64, completions: usize) -> u64 {
+        self.publish_with(total, rate, first_seed, |peer, seed, stamp| rollout_message(peer, seed, completions, stamp))
+            .await
+    }
+
+    /// [`Fleet::publish`] with messages made by `message(peer, seed, send time)`.
+    pub async fn publish_with(
+        &self,
+        total: u64,
+        rate: f64,
+        first_seed: u64,
+        message: impl Fn(&str, u64, u64) -> Vec<u8>,
+    ) -> u64 {
         if self.peers.is_empty() || total == 0 {
             return 0;
         }
@@ -368,7 +407,7 @@ impl Fleet {
         let mut dropped = 0;
         for i in 0..total {
             let peer = &self.peers[i as usize % self.peers.len()];
-            let data = rollout_message(&peer.id, first_seed + i, completions, now_micros());
+            let data = message(&peer.id, first_seed + i, now_micros());
             if peer.commands.clone().try_send(Command::Publish(data)).is_err() {
                 dropped += 1;
             }
@@ -414,6 +453,24 @@ mod tests {
         assert!(wire::decode(&data, &PeerId::random().to_string()).is_err());
         // Different seeds make different payloads (gossipsub ids are payload hashes).
         assert_ne!(rollout_message(&peer, 43, 8, 1), rollout_message(&peer, 42, 8, 1));
+    }
+
+    #[test]
+    fn a_large_load_message_passes_the_relays_checks_and_takes_more_than_one_webrtc_frame() {
+        let peer = PeerId::random().to_string();
+        let data = large_rollout_message(&peer, 42, 20_000, 7).expect("fits in a message");
+        assert!((20_000..=wire::MAX_MESSAGE_BYTES).contains(&data.len()), "{} bytes", data.len());
+        match wire::decode(&data, &peer).expect("valid") {
+            wire::Verified::Rollouts(groups) => {
+                assert!(groups.len() > 1, "{} groups", groups.len());
+                let questions: std::collections::HashSet<_> = groups.iter().map(|g| g.group.question).collect();
+                assert_eq!(questions.len(), groups.len(), "every group asks its own question");
+            }
+            other => panic!("not rollouts: {other:?}"),
+        }
+        assert_eq!(stamp_of(&data), Some(7));
+        assert_ne!(large_rollout_message(&peer, 43, 20_000, 7), Some(data));
+        assert_eq!(large_rollout_message(&peer, 42, wire::MAX_MESSAGE_BYTES + 1, 7), None);
     }
 
     #[test]

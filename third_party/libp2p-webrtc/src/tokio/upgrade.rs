@@ -176,6 +176,12 @@ fn setting_engine(
     // neither side ever resolves a `.local` candidate.
     se.set_ice_multicast_dns_mode(webrtc::ice::mdns::MulticastDnsMode::Disabled);
 
+    // tabswarm patch: libp2p's WebRTC carries data channels only. Without this, webrtc-rs set up
+    // an SRTP and an SRTCP session after every DTLS handshake and two tasks waiting for media,
+    // ~32 KB of a relay's memory per connected tab, none of it ever used (the setting is our
+    // patch of webrtc 0.12, third_party/webrtc).
+    se.set_data_channels_only(true);
+
     // Set the desired network type.
     //
     // NOTE: if not set, a [`webrtc_ice::agent::Agent`] might pick a wrong local candidate
