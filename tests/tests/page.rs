@@ -12,6 +12,7 @@ use fantoccini::{Client, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tabswarm_client::ui::{data, embed, id};
 use tabswarm_e2e::ENABLE_WEBGPU;
+use tabswarm_protocol::tasks::MAX_DIFFICULTY;
 
 #[path = "../browser.rs"]
 mod browser;
@@ -201,7 +202,8 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
             let family = row.attr(data::FAMILY).await.expect("attr").unwrap_or_default();
             let accuracy: f32 =
                 row.attr(data::ACCURACY).await.expect("attr").and_then(|a| a.parse().ok()).unwrap_or(-1.0);
-            families.push((family, accuracy));
+            let level = row.find(Locator::Css("td.level")).await.expect("level cell").text().await.expect("text");
+            families.push((family, accuracy, level));
         }
         // Saving reads the parameters back asynchronously: on WebGPU a blocking read would panic.
         let (link, href, bytes) = save_model_in_page(&client, Duration::from_secs(120)).await;
@@ -238,9 +240,15 @@ async fn the_tab_learns_from_the_verified_base_on_webgpu_and_on_the_cpu() {
         assert!(rewards.starts_with("Reward by round (last 3"), "{button}: {rewards}");
         // Every family of the suite, with an accuracy the verifier measured.
         assert_eq!(families.len(), 8, "{button}: {families:?}");
-        assert!(families.iter().all(|(_, a)| (0.0..=1.0).contains(a)), "{button}: {families:?}");
+        assert!(families.iter().all(|(_, a, _)| (0.0..=1.0).contains(a)), "{button}: {families:?}");
         // The pretrained base answers some questions right (the reverse family is learnt first).
-        assert!(families.iter().any(|(_, a)| *a > 0.0), "{button}: the base never answers right: {families:?}");
+        assert!(families.iter().any(|(_, a, _)| *a > 0.0), "{button}: the base never answers right: {families:?}");
+        // The tab runs the curriculum: every family shows the level it is asked at, 1-5 (none can
+        // be mastered in three rounds, and a curriculum starts every family at level 1).
+        assert!(
+            families.iter().all(|(_, _, level)| level.parse::<u8>().is_ok_and(|l| (1..=MAX_DIFFICULTY).contains(&l))),
+            "{button}: {families:?}"
+        );
     }
 }
 
