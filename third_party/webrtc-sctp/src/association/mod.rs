@@ -521,6 +521,9 @@ impl Association {
                 }
                 //log::debug!("[{}] sending {} bytes done", name, raw.len());
             }
+            // Tabswarm patch: the 16 KiB marshalling buffer is reused within a batch, not held
+            // while the loop waits for the next one (~15 KB for every idle connection).
+            drop(buffer);
 
             if !continue_loop {
                 break;
