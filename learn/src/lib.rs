@@ -142,18 +142,18 @@ impl RlConfig {
         if !(0.0..=1.0).contains(&self.partial_credit) {
             return bad(format!("a partial-credit weight is from 0 (off) to 1, not {}", self.partial_credit));
         }
-        if let Some(c) = &self.curriculum
-            && !(0.0 <= c.low && c.low < c.high && c.high <= 1.0 && c.window > 0)
-        {
-            return bad(format!(
-                "a curriculum band must have 0 <= low < high <= 1 and a window of at least one completion; got {}..{} over {}",
-                c.low, c.high, c.window
-            ));
-        }
-        if let Some(c) = &self.curriculum
-            && c.revisit == 0
-        {
-            return bad("a mastered family is asked on one of every `revisit` turns: revisit must be at least 1".into());
+        if let Some(c) = &self.curriculum {
+            if !(0.0 <= c.low && c.low < c.high && c.high <= 1.0 && c.window > 0) {
+                return bad(format!(
+                    "a curriculum band must have 0 <= low < high <= 1 and a window of at least one completion; got {}..{} over {}",
+                    c.low, c.high, c.window
+                ));
+            }
+            if c.revisit == 0 {
+                return bad(
+                    "a mastered family is asked on one of every `revisit` turns: revisit must be at least 1".into()
+                );
+            }
         }
         Ok(())
     }

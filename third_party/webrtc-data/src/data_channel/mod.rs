@@ -532,8 +532,8 @@ impl AsyncRead for PollDataChannel {
                 self.read_fut = ReadFut::Reading(Box::pin(async move {
                     let (data, _) = data_channel.read_data_channel_owned().await?;
                     if data.len() > cap {
-                        data_channel.close().await?;
-                        return Err(Error::Sctp(sctp::Error::ErrShortBuffer { size: cap }));
+                        let short = sctp::Error::ErrShortBuffer { size: cap };
+                        return Err(data_channel.read_failed(short).await);
                     }
                     Ok(data)
                 }));

@@ -180,24 +180,8 @@ impl Stream {
     /// Returns `Error::ErrShortBuffer` if `p` is too short.
     /// Returns `(0, PayloadProtocolIdentifier::Unknown)` if the reading half of this stream is shutdown or it (the stream) was reset.
     pub async fn read_sctp(&self, p: &mut [u8]) -> Result<(usize, PayloadProtocolIdentifier)> {
-        loop {
-            if self.read_shutdown.load(Ordering::SeqCst) {
-                return Ok((0, PayloadProtocolIdentifier::Unknown));
-            }
-
-            let result = {
-                let mut reassembly_queue = self.reassembly_queue.lock().await;
-                reassembly_queue.read(p)
-            };
-
-            match result {
-                Ok(_) | Err(Error::ErrShortBuffer { .. }) => return result,
-                Err(_) => {
-                    // wait for the next chunk to become available
-                    self.read_notifier.notified().await;
-                }
-            }
-        }
+        self.read_next((0, PayloadProtocolIdentifier::Unknown), |queue| queue.read(p))
+            .await
     }
 
     /// Waits for the next message and returns it in a buffer of exactly its size, with its
@@ -208,18 +192,34 @@ impl Stream {
     /// Returns an empty buffer and `PayloadProtocolIdentifier::Unknown` if the reading half of
     /// this stream is shutdown or it (the stream) was reset.
     pub async fn read_sctp_owned(&self) -> Result<(Vec<u8>, PayloadProtocolIdentifier)> {
+        self.read_next(
+            (Vec::new(), PayloadProtocolIdentifier::Unknown),
+            ReassemblyQueue::read_owned,
+        )
+        .await
+    }
+
+    /// Takes the next message off the reassembly queue with `read`, waiting for one to become
+    /// available; `closed` once the reading half is shut down. A short buffer is returned as the
+    /// error it is, not waited on. (Tabswarm patch: the loop `read_sctp` had, shared with
+    /// `read_sctp_owned`.)
+    async fn read_next<T>(
+        &self,
+        closed: T,
+        mut read: impl FnMut(&mut ReassemblyQueue) -> Result<T>,
+    ) -> Result<T> {
         loop {
             if self.read_shutdown.load(Ordering::SeqCst) {
-                return Ok((Vec::new(), PayloadProtocolIdentifier::Unknown));
+                return Ok(closed);
             }
 
             let result = {
                 let mut reassembly_queue = self.reassembly_queue.lock().await;
-                reassembly_queue.read_owned()
+                read(&mut reassembly_queue)
             };
 
             match result {
-                Ok(_) => return result,
+                Ok(_) | Err(Error::ErrShortBuffer { .. }) => return result,
                 Err(_) => {
                     // wait for the next chunk to become available
                     self.read_notifier.notified().await;
