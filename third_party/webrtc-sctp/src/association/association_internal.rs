@@ -2282,6 +2282,13 @@ impl AckTimerObserver for AssociationInternal {
         );
         self.stats.inc_ack_timeouts();
         self.ack_state = AckState::Immediate;
+        // Tabswarm patch: the timer has fired, so it no longer runs. Without this `start` kept
+        // refusing (it checks that no timer is running), so after the first delayed SACK a lone
+        // DATA chunk was never acknowledged: the sender waited out its retransmission timeout
+        // (1-3 s, doubling), resent, and collapsed its congestion window (third_party/README.md).
+        if let Some(ack_timer) = &mut self.ack_timer {
+            ack_timer.stop();
+        }
         self.awake_write_loop();
     }
 }
