@@ -89,6 +89,21 @@ impl DataChannel {
             .await
             .ok_or(Error::ErrStreamClosed)?;
 
+        Self::accept_stream(stream, config, existing_channels).await
+    }
+
+    /// Accepts a data channel on `stream`, a stream the remote opened: one of
+    /// `existing_channels` if it has the stream's identifier, or else the channel the remote
+    /// requests in band. (Tabswarm patch: the second half of [`DataChannel::accept`], for a
+    /// caller that takes the stream itself.)
+    pub async fn accept_stream<T>(
+        stream: Arc<Stream>,
+        config: Config,
+        existing_channels: &[T],
+    ) -> Result<Self>
+    where
+        T: Borrow<Self>,
+    {
         for channel in existing_channels.iter().map(|ch| ch.borrow()) {
             if channel.stream_identifier() == stream.stream_identifier() {
                 let ch = channel.to_owned();

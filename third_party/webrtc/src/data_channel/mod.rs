@@ -19,6 +19,7 @@ use data_channel_message::*;
 use data_channel_parameters::*;
 use data_channel_state::RTCDataChannelState;
 use portable_atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize};
+use sctp::chunk::chunk_payload_data::PayloadProtocolIdentifier;
 use sctp::stream::OnBufferedAmountLowFn;
 use tokio::sync::{Mutex, Notify};
 use util::sync::Mutex as SyncMutex;
@@ -134,46 +135,7 @@ impl RTCDataChannel {
                 }
             }
 
-            let channel_type;
-            let reliability_parameter;
-
-            match (self.max_retransmits, self.max_packet_lifetime) {
-                (None, None) => {
-                    reliability_parameter = 0u32;
-                    if self.ordered {
-                        channel_type = ChannelType::Reliable;
-                    } else {
-                        channel_type = ChannelType::ReliableUnordered;
-                    }
-                }
-
-                (Some(max_retransmits), _) => {
-                    reliability_parameter = max_retransmits as u32;
-                    if self.ordered {
-                        channel_type = ChannelType::PartialReliableRexmit;
-                    } else {
-                        channel_type = ChannelType::PartialReliableRexmitUnordered;
-                    }
-                }
-
-                (None, Some(max_packet_lifetime)) => {
-                    reliability_parameter = max_packet_lifetime as u32;
-                    if self.ordered {
-                        channel_type = ChannelType::PartialReliableTimed;
-                    } else {
-                        channel_type = ChannelType::PartialReliableTimedUnordered;
-                    }
-                }
-            }
-
-            let cfg = data::data_channel::Config {
-                channel_type,
-                priority: data::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
-                reliability_parameter,
-                label: self.label.clone(),
-                protocol: self.protocol.clone(),
-                negotiated: self.negotiated,
-            };
+            let cfg = self.data_channel_config();
 
             if !self.negotiated {
                 self.id.store(
@@ -186,25 +148,100 @@ impl RTCDataChannel {
                 );
             }
 
-            let dc = data::data_channel::DataChannel::dial(&association, self.id(), cfg).await?;
-
-            // buffered_amount_low_threshold and on_buffered_amount_low might be set earlier
-            dc.set_buffered_amount_low_threshold(
-                self.buffered_amount_low_threshold.load(Ordering::SeqCst),
-            );
+            let dc = match data::data_channel::DataChannel::dial(&association, self.id(), cfg).await
             {
-                let mut on_buffered_amount_low = self.on_buffered_amount_low.lock().await;
-                if let Some(f) = on_buffered_amount_low.take() {
-                    dc.on_buffered_amount_low(f);
+                Ok(dc) => dc,
+                // Tabswarm patch: the remote wrote on this negotiated channel's stream before it
+                // was opened here, so the association made the stream as an incoming one; the
+                // transport's accept loop hands it to this channel (`adopt_stream`).
+                Err(data::Error::Sctp(sctp::Error::ErrStreamAlreadyExist)) if self.negotiated => {
+                    return Ok(())
                 }
-            }
-
-            self.handle_open(Arc::new(dc)).await;
+                Err(err) => return Err(err.into()),
+            };
+            self.opened(dc).await;
 
             Ok(())
         } else {
             Err(Error::ErrSCTPNotEstablished)
         }
+    }
+
+    /// Opens this negotiated channel on `stream`, which the remote opened by writing to it before
+    /// this side did (Tabswarm patch; see `third_party/README.md`). Without it such a channel
+    /// never opened here: opening the stream failed as already existing, and the transport's
+    /// accept loop took the remote's first message for an in-band channel request.
+    pub(crate) async fn adopt_stream(&self, stream: Arc<sctp::stream::Stream>) -> Result<()> {
+        stream.set_default_payload_type(PayloadProtocolIdentifier::Binary);
+        let dc =
+            data::data_channel::DataChannel::client(stream, self.data_channel_config()).await?;
+        self.opened(dc).await;
+        Ok(())
+    }
+
+    /// Whether this is a negotiated channel with stream `id` that has not been opened yet.
+    pub(crate) async fn awaits_negotiated_stream(&self, id: u16) -> bool {
+        self.negotiated && self.id() == id && self.data_channel.lock().await.is_none()
+    }
+
+    /// The data channel's parameters as webrtc-data takes them.
+    fn data_channel_config(&self) -> data::data_channel::Config {
+        let channel_type;
+        let reliability_parameter;
+
+        match (self.max_retransmits, self.max_packet_lifetime) {
+            (None, None) => {
+                reliability_parameter = 0u32;
+                if self.ordered {
+                    channel_type = ChannelType::Reliable;
+                } else {
+                    channel_type = ChannelType::ReliableUnordered;
+                }
+            }
+
+            (Some(max_retransmits), _) => {
+                reliability_parameter = max_retransmits as u32;
+                if self.ordered {
+                    channel_type = ChannelType::PartialReliableRexmit;
+                } else {
+                    channel_type = ChannelType::PartialReliableRexmitUnordered;
+                }
+            }
+
+            (None, Some(max_packet_lifetime)) => {
+                reliability_parameter = max_packet_lifetime as u32;
+                if self.ordered {
+                    channel_type = ChannelType::PartialReliableTimed;
+                } else {
+                    channel_type = ChannelType::PartialReliableTimedUnordered;
+                }
+            }
+        }
+
+        data::data_channel::Config {
+            channel_type,
+            priority: data::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
+            reliability_parameter,
+            label: self.label.clone(),
+            protocol: self.protocol.clone(),
+            negotiated: self.negotiated,
+        }
+    }
+
+    /// `dc` is open: settings made before it was are applied to it, and the channel is opened.
+    async fn opened(&self, dc: data::data_channel::DataChannel) {
+        // buffered_amount_low_threshold and on_buffered_amount_low might be set earlier
+        dc.set_buffered_amount_low_threshold(
+            self.buffered_amount_low_threshold.load(Ordering::SeqCst),
+        );
+        {
+            let mut on_buffered_amount_low = self.on_buffered_amount_low.lock().await;
+            if let Some(f) = on_buffered_amount_low.take() {
+                dc.on_buffered_amount_low(f);
+            }
+        }
+
+        self.handle_open(Arc::new(dc)).await;
     }
 
     /// transport returns the SCTPTransport instance the DataChannel is sending over.

@@ -221,26 +221,46 @@ impl RTCSctpTransport {
         drop(dcs);
 
         loop {
-            let dc = tokio::select! {
+            // Tabswarm patch: the stream is taken here rather than inside `DataChannel::accept`,
+            // so that a stream the remote opened for a negotiated channel this side has not
+            // opened yet goes to that channel instead of being read as an in-band request (see
+            // `RTCDataChannel::adopt_stream`). A stream that is neither no longer ends the loop.
+            let stream = tokio::select! {
                 _ = param.notify_rx.notified() => break,
-                result = DataChannel::accept(
-                    &param.sctp_association,
+                stream = param.sctp_association.accept_stream() => match stream {
+                    Some(stream) => stream,
+                    None => {
+                        let err = data::Error::ErrStreamClosed;
+                        log::error!("Failed to accept data channel: {}", err);
+                        if let Some(handler) = &*param.on_error_handler.load() {
+                            let mut f = handler.lock().await;
+                            f(err.into()).await;
+                        }
+                        break;
+                    }
+                },
+            };
+            let id = stream.stream_identifier();
+            if let Some(waiting) = Self::negotiated_channel_awaiting(&param.data_channels, id).await
+            {
+                if let Err(err) = waiting.adopt_stream(stream).await {
+                    log::warn!("Failed to open negotiated data channel {id}: {err}");
+                }
+                continue;
+            }
+            let result = tokio::select! {
+                _ = param.notify_rx.notified() => break,
+                result = DataChannel::accept_stream(
+                    stream,
                     data::data_channel::Config::default(),
                     &existing_data_channels,
-                ) => {
-                    match result {
-                        Ok(dc) => dc,
-                        Err(err) => {
-                            if data::Error::ErrStreamClosed == err {
-                                log::error!("Failed to accept data channel: {}", err);
-                                if let Some(handler) = &*param.on_error_handler.load() {
-                                    let mut f = handler.lock().await;
-                                    f(err.into()).await;
-                                }
-                            }
-                            break;
-                        }
-                    }
+                ) => result,
+            };
+            let dc = match result {
+                Ok(dc) => dc,
+                Err(err) => {
+                    log::warn!("Failed to accept data channel {id}: {err}");
+                    continue;
                 }
             };
 
@@ -309,6 +329,21 @@ impl RTCSctpTransport {
                 param.data_channels_opened.fetch_add(1, Ordering::SeqCst);
             }
         }
+    }
+
+    /// The negotiated channel with stream `id` that has not been opened yet, if there is one
+    /// (Tabswarm patch).
+    async fn negotiated_channel_awaiting(
+        data_channels: &Mutex<Vec<Arc<RTCDataChannel>>>,
+        id: u16,
+    ) -> Option<Arc<RTCDataChannel>> {
+        let data_channels = data_channels.lock().await.clone();
+        for dc in data_channels {
+            if dc.awaits_negotiated_stream(id).await {
+                return Some(dc);
+            }
+        }
+        None
     }
 
     /// on_error sets an event handler which is invoked when
