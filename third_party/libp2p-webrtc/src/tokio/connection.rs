@@ -71,16 +71,33 @@ pub struct Connection {
 impl Unpin for Connection {}
 
 impl Connection {
-    /// Creates a new connection.
-    pub(crate) async fn new(rtc_conn: RTCPeerConnection) -> Self {
+    /// Starts taking the data channels the remote opens on `rtc_conn`, to be handed to the
+    /// [`Connection`] made with them.
+    ///
+    /// Tabswarm patch: call this before the Noise handshake. The listener finishes its side of
+    /// the handshake first and opens its streams (identify, gossipsub) at once; a channel that
+    /// arrived before the dialer had registered this handler was opened by webrtc-rs with
+    /// nobody told, and the listener's protocol negotiation on it timed out after 10 s.
+    pub(crate) async fn incoming_data_channels(
+        rtc_conn: &RTCPeerConnection,
+    ) -> mpsc::Receiver<Arc<DetachedDataChannel>> {
         let (data_channel_tx, data_channel_rx) = mpsc::channel(MAX_DATA_CHANNELS_IN_FLIGHT);
 
         Connection::register_incoming_data_channels_handler(
-            &rtc_conn,
+            rtc_conn,
             Arc::new(FutMutex::new(data_channel_tx)),
         )
         .await;
 
+        data_channel_rx
+    }
+
+    /// Creates a new connection, with the remote's data channels taken by
+    /// [`Connection::incoming_data_channels`].
+    pub(crate) fn new(
+        rtc_conn: RTCPeerConnection,
+        data_channel_rx: mpsc::Receiver<Arc<DetachedDataChannel>>,
+    ) -> Self {
         Self {
             peer_conn: Arc::new(FutMutex::new(rtc_conn)),
             incoming_data_channels_rx: data_channel_rx,

@@ -64,6 +64,8 @@ pub(crate) async fn outbound(
     tracing::debug!(?answer, "calculated SDP answer for outbound connection");
     peer_connection.set_remote_description(answer).await?; // This will start the gathering of ICE candidates.
 
+    // Tabswarm patch: before the handshake, so that no channel the listener opens is missed.
+    let incoming = Connection::incoming_data_channels(&peer_connection).await;
     let data_channel = create_substream_for_noise_handshake(&peer_connection).await?;
     let peer_id = noise::outbound(
         id_keys,
@@ -73,7 +75,7 @@ pub(crate) async fn outbound(
     )
     .await?;
 
-    Ok((peer_id, Connection::new(peer_connection).await))
+    Ok((peer_id, Connection::new(peer_connection, incoming)))
 }
 
 /// Creates a new inbound WebRTC connection.
@@ -97,6 +99,8 @@ pub(crate) async fn inbound(
     tracing::debug!(?answer, "created SDP answer for inbound connection");
     peer_connection.set_local_description(answer).await?; // This will start the gathering of ICE candidates.
 
+    // Tabswarm patch: before the handshake, so that no channel the dialer opens is missed.
+    let incoming = Connection::incoming_data_channels(&peer_connection).await;
     let data_channel = create_substream_for_noise_handshake(&peer_connection).await?;
     let client_fingerprint = get_remote_fingerprint(&peer_connection).await;
     let peer_id = noise::inbound(
@@ -107,7 +111,7 @@ pub(crate) async fn inbound(
     )
     .await?;
 
-    Ok((peer_id, Connection::new(peer_connection).await))
+    Ok((peer_id, Connection::new(peer_connection, incoming)))
 }
 
 async fn new_outbound_connection(
