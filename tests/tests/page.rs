@@ -302,6 +302,7 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
     // Loopback WebRTC in headless Chromium needs loopback candidates allowed and not hidden behind mDNS.
     let (_driver, client) =
         start_browser(&["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]).await;
+    let opened = Instant::now();
     open_page(&client, &format!("{}/?n=64&rounds=60", relay.url)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -313,6 +314,13 @@ async fn a_tab_and_a_native_peer_exchange_rollouts_through_the_relay() {
         assert!(Instant::now() < deadline, "the tab never joined the swarm: {state}: {text}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // "connected" is the relay's subscription heard over the relay's own gossip stream. Before the
+    // libp2p-webrtc-websys patch (third_party/README.md) the relay opened that stream before the
+    // tab listened for new channels, on every connection, and its negotiation waited out libp2p's
+    // 10 s timeout: a tab joined 10 s after it could have. Page load, wasm start and the dial take
+    // about 3 s here (13 s with the stall); 11 s leaves room for a slow machine, not for the stall.
+    let joined_after = opened.elapsed();
+    assert!(joined_after < Duration::from_secs(11), "the tab joined the swarm {joined_after:?} after the page opened");
     let tab_id = attr_of(&client, id::NET, data::PEER_ID).await;
     assert!(attr_of(&client, id::NET, data::RELAY).await.contains("/webrtc-direct/"));
     // No wallet in this browser: the page says so, and what contributing anonymously forgoes.
