@@ -213,5 +213,17 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
     // The two healthy peers each got the other's messages: every one of them.
     let got = deliveries(&fleet, since, total).await;
     assert_eq!(got.count(), total, "a slow peer held the others back");
+    // What still waits for the stalled peer once publishing has stopped is dropped when it has
+    // waited longer than gossipsub lets a forward wait (1 s), and counted as a timeout: the
+    // relay's queue for that peer does not hold messages it will never send.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats: SwarmStats = handle.stats().await.expect("relay running");
+        if stats.undelivered["timeout"] > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing waiting for the stalled peer timed out: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(stalled);
 }

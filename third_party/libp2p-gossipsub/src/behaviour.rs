@@ -773,7 +773,7 @@ where
                 *peer_id,
                 RpcOut::Publish {
                     message: raw_message.clone(),
-                    timeout: Delay::new(self.config.publish_queue_duration()),
+                    timeout: Instant::now() + self.config.publish_queue_duration(),
                 },
             ) {
                 publish_failed = false
@@ -1366,7 +1366,7 @@ where
                         *peer_id,
                         RpcOut::Forward {
                             message: msg,
-                            timeout: Delay::new(self.config.forward_queue_duration()),
+                            timeout: Instant::now() + self.config.forward_queue_duration(),
                         },
                     );
                 }
@@ -2767,6 +2767,8 @@ where
         }
 
         // forward the message to peers
+        // Tabswarm patch: one deadline for every copy of this forward (see `RpcOut`).
+        let timeout = Instant::now() + self.config.forward_queue_duration();
         for peer_id in recipient_peers.iter() {
             if let Some(peer) = self.connected_peers.get_mut(peer_id) {
                 if peer.dont_send.contains_key(msg_id) {
@@ -2780,7 +2782,7 @@ where
                     *peer_id,
                     RpcOut::Forward {
                         message: message.clone(),
-                        timeout: Delay::new(self.config.forward_queue_duration()),
+                        timeout,
                     },
                 );
             }

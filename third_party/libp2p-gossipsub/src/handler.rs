@@ -21,10 +21,12 @@
 use std::{
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use asynchronous_codec::Framed;
 use futures::{future::Either, prelude::*, StreamExt};
+use futures_timer::Delay;
 use libp2p_core::upgrade::DeniedUpgrade;
 use libp2p_swarm::{
     handler::{
@@ -123,7 +125,16 @@ pub struct EnabledHandler {
     /// Keeps track of whether this connection is for a peer in the mesh. This is used to make
     /// decisions about the keep alive state for this connection.
     in_mesh: bool,
+
+    /// Tabswarm patch: brings the handler back while messages wait, to drop the stale ones
+    /// (see `RpcOut`'s deadlines); `stale_check_armed` while it is set to fire.
+    stale_check: Delay,
+    stale_check_armed: bool,
 }
+
+/// How often a connection with messages waiting checks them against their deadlines: a stale
+/// message is dropped at most this late.
+const STALE_CHECK: Duration = Duration::from_millis(250);
 
 pub enum DisabledHandler {
     /// If the peer doesn't support the gossipsub protocol we do not immediately disconnect.
@@ -174,6 +185,8 @@ impl Handler {
             peer_kind: None,
             peer_kind_sent: false,
             last_io_activity: Instant::now(),
+            stale_check: Delay::new(STALE_CHECK),
+            stale_check_armed: false,
             in_mesh: false,
         })
     }
@@ -252,17 +265,17 @@ impl EnabledHandler {
             {
                 // outbound idle state
                 Some(OutboundSubstreamState::WaitingOutput(substream)) => {
-                    if let Poll::Ready(Some(mut message)) = self.send_queue.poll_next_unpin(cx) {
+                    if let Poll::Ready(Some(message)) = self.send_queue.poll_next_unpin(cx) {
                         match message {
                             RpcOut::Publish {
                                 message: _,
-                                ref mut timeout,
+                                timeout,
                             }
                             | RpcOut::Forward {
                                 message: _,
-                                ref mut timeout,
+                                timeout,
                             } => {
-                                if Pin::new(timeout).poll(cx).is_ready() {
+                                if timeout <= Instant::now() {
                                     // Inform the behaviour and end the poll.
                                     self.outbound_substream =
                                         Some(OutboundSubstreamState::WaitingOutput(substream));
@@ -408,10 +421,24 @@ impl EnabledHandler {
         }
 
         // Drop the next message in queue if it's stale.
-        if let Poll::Ready(Some(rpc)) = self.send_queue.poll_stale(cx) {
+        if let Poll::Ready(Some(rpc)) = self.send_queue.poll_stale(cx, Instant::now()) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
                 HandlerEvent::MessageDropped(rpc),
             ));
+        }
+
+        // Tabswarm patch: while messages wait, one timer per connection brings the handler back
+        // every `STALE_CHECK` to drop those past their deadline (a message's own `Delay` did
+        // before, at two timer-thread wake-ups per message). Armed at most once a period.
+        if self.stale_check_armed || !self.send_queue.poll_is_empty(cx) {
+            if !self.stale_check_armed {
+                self.stale_check.reset(STALE_CHECK);
+                self.stale_check_armed = true;
+            }
+            if Pin::new(&mut self.stale_check).poll(cx).is_ready() {
+                self.stale_check_armed = false;
+                cx.waker().wake_by_ref();
+            }
         }
 
         Poll::Pending

@@ -19,7 +19,6 @@
 // DEALINGS IN THE SOFTWARE.
 
 use std::{
-    future::Future,
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -29,6 +28,7 @@ use std::{
 };
 
 use futures::{stream::Peekable, Stream, StreamExt};
+use web_time::Instant;
 
 use crate::types::RpcOut;
 
@@ -135,14 +135,16 @@ pub struct Receiver {
 impl Receiver {
     // Peek the next message in the queues and return it if its timeout has elapsed.
     // Returns `None` if there aren't any more messages on the stream or none is stale.
-    pub(crate) fn poll_stale(&mut self, cx: &mut Context<'_>) -> Poll<Option<RpcOut>> {
+    // Tabswarm patch: timeouts are deadlines, checked against `now`; nothing here wakes the
+    // task when one passes (the handler's `stale_check` timer does).
+    pub(crate) fn poll_stale(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<Option<RpcOut>> {
         // Peek priority queue.
         let priority = match self.priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
             Poll::Ready(Some(RpcOut::Publish {
                 message: _,
-                ref mut timeout,
+                timeout,
             })) => {
-                if Pin::new(timeout).poll(cx).is_ready() {
+                if *timeout <= now {
                     // Return the message.
                     let dropped = futures::ready!(self.priority.poll_next_unpin(cx))
                         .expect("There should be a message");
@@ -156,9 +158,9 @@ impl Receiver {
         let non_priority = match self.non_priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
             Poll::Ready(Some(RpcOut::Forward {
                 message: _,
-                ref mut timeout,
+                timeout,
             })) => {
-                if Pin::new(timeout).poll(cx).is_ready() {
+                if *timeout <= now {
                     // Return the message.
                     let dropped = futures::ready!(self.non_priority.poll_next_unpin(cx))
                         .expect("There should be a message");
