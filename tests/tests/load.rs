@@ -47,6 +47,24 @@ async fn deliveries(fleet: &Fleet, since: u64, expected: u64) -> Histogram {
     got
 }
 
+/// The relay's stats as soon as `ok` holds for them; fails with `what` after `within`.
+async fn stats_once(
+    handle: &SwarmHandle,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&SwarmStats) -> bool,
+) -> SwarmStats {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let stats: SwarmStats = handle.stats().await.expect("relay running");
+        if ok(&stats) {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `n` load peers over `transport` publish `total` messages made by `message(peer, seed, send
 /// time)`; every other peer must receive each.
 async fn every_message_reaches_every_other_load_peer(
@@ -197,17 +215,9 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
     // second, enough for a debug build on two busy cores (at 3,000 a second a starved moment in
     // the full test run once dropped 238 messages for a healthy peer).
     assert_eq!(fleet.publish(total, 1_000.0, 9 << 32, 32).await, 0);
-    let stats = async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let stats: SwarmStats = handle.stats().await.expect("relay running");
-            if stats.rollouts_total == total && stats.undelivered["queue_full"] > 0 {
-                return stats;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no queue_full counted: {stats:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let stats = stats_once(&handle, Duration::from_secs(30), "no queue_full counted", |stats| {
+        stats.rollouts_total == total && stats.undelivered["queue_full"] > 0
+    })
     .await;
     assert!(stats.undelivered["queue_full"] + stats.undelivered["timeout"] <= total, "{stats:?}");
     // The two healthy peers each got the other's messages: every one of them.
@@ -216,14 +226,9 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
     // What still waits for the stalled peer once publishing has stopped is dropped when it has
     // waited longer than gossipsub lets a forward wait (1 s), and counted as a timeout: the
     // relay's queue for that peer does not hold messages it will never send.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats: SwarmStats = handle.stats().await.expect("relay running");
-        if stats.undelivered["timeout"] > 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "nothing waiting for the stalled peer timed out: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stats_once(&handle, Duration::from_secs(10), "nothing waiting for the stalled peer timed out", |stats| {
+        stats.undelivered["timeout"] > 0
+    })
+    .await;
     drop(stalled);
 }

@@ -754,6 +754,8 @@ where
 
         // Send to peers we know are subscribed to the topic.
         let mut publish_failed = true;
+        // Tabswarm patch: one deadline for every copy of this message (see `RpcOut`).
+        let timeout = Instant::now() + self.config.publish_queue_duration();
         for peer_id in recipient_peers.iter() {
             tracing::trace!(peer=%peer_id, "Sending message to peer");
             // If enabled, Send first an IDONTWANT so that if we are slower than forwarders
@@ -773,7 +775,7 @@ where
                 *peer_id,
                 RpcOut::Publish {
                     message: raw_message.clone(),
-                    timeout: Instant::now() + self.config.publish_queue_duration(),
+                    timeout,
                 },
             ) {
                 publish_failed = false

@@ -127,9 +127,8 @@ pub struct EnabledHandler {
     in_mesh: bool,
 
     /// Tabswarm patch: brings the handler back while messages wait, to drop the stale ones
-    /// (see `RpcOut`'s deadlines); `stale_check_armed` while it is set to fire.
-    stale_check: Delay,
-    stale_check_armed: bool,
+    /// (see `RpcOut`'s deadlines); set while it is due to fire.
+    stale_check: Option<Delay>,
 }
 
 /// How often a connection with messages waiting checks them against their deadlines: a stale
@@ -185,8 +184,7 @@ impl Handler {
             peer_kind: None,
             peer_kind_sent: false,
             last_io_activity: Instant::now(),
-            stale_check: Delay::new(STALE_CHECK),
-            stale_check_armed: false,
+            stale_check: None,
             in_mesh: false,
         })
     }
@@ -430,13 +428,12 @@ impl EnabledHandler {
         // Tabswarm patch: while messages wait, one timer per connection brings the handler back
         // every `STALE_CHECK` to drop those past their deadline (a message's own `Delay` did
         // before, at two timer-thread wake-ups per message). Armed at most once a period.
-        if self.stale_check_armed || !self.send_queue.poll_is_empty(cx) {
-            if !self.stale_check_armed {
-                self.stale_check.reset(STALE_CHECK);
-                self.stale_check_armed = true;
-            }
-            if Pin::new(&mut self.stale_check).poll(cx).is_ready() {
-                self.stale_check_armed = false;
+        if self.stale_check.is_none() && !self.send_queue.poll_is_empty(cx) {
+            self.stale_check = Some(Delay::new(STALE_CHECK));
+        }
+        if let Some(timer) = self.stale_check.as_mut() {
+            if Pin::new(timer).poll(cx).is_ready() {
+                self.stale_check = None;
                 cx.waker().wake_by_ref();
             }
         }

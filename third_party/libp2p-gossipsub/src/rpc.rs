@@ -139,7 +139,7 @@ impl Receiver {
     // task when one passes (the handler's `stale_check` timer does).
     pub(crate) fn poll_stale(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<Option<RpcOut>> {
         // Peek priority queue.
-        let priority = match self.priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
+        let priority = match self.priority.as_mut().poll_peek(cx).map(|p| p.map(|b| &**b)) {
             Poll::Ready(Some(RpcOut::Publish {
                 message: _,
                 timeout,
@@ -155,7 +155,7 @@ impl Receiver {
             poll => poll.map(|p| p.map(|_| ())),
         };
 
-        let non_priority = match self.non_priority.as_mut().poll_peek_mut(cx).map(|p| p.map(|b| &mut **b)) {
+        let non_priority = match self.non_priority.as_mut().poll_peek(cx).map(|p| p.map(|b| &**b)) {
             Poll::Ready(Some(RpcOut::Forward {
                 message: _,
                 timeout,

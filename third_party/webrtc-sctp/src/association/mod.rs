@@ -462,10 +462,10 @@ impl Association {
         mut awake_write_loop_ch: mpsc::Receiver<()>,
     ) {
         log::debug!("[{}] write_loop entered", name);
-        let done = Arc::new(AtomicBool::new(false));
-        let name = Arc::new(name);
+        // Tabswarm patch: plain locals; they were shared with the `spawn_blocking` tasks below.
+        let mut done = false;
 
-        while !done.load(Ordering::Relaxed) {
+        while !done {
             //log::debug!("[{}] gather_outbound begin", name);
             let (packets, continue_loop) = {
                 let mut ai = association_internal.lock().await;
@@ -481,31 +481,32 @@ impl Association {
             // relay's profile at 100 peers x 100 msg/s put ~14 % of its CPU in
             // `spawn_blocking` alone and ~20 % in the kernel's task switches behind it.
             // Marshalling one packet is a copy and a CRC32c.
-            let mut buffer = None;
-            for raw in packets {
-                let mut buf = buffer
-                    .take()
-                    .unwrap_or_else(|| BytesMut::with_capacity(16 * 1024));
-                match raw.marshal_to(&mut buf) {
-                    Ok(_) => {
-                        if let Err(err) = net_conn.send(buf.as_ref()).await {
-                            log::warn!("[{}] failed to write packets on net_conn: {}", name, err);
-                            done.store(true, Ordering::Relaxed)
-                        } else {
-                            bytes_sent.fetch_add(buf.len(), Ordering::SeqCst);
+            // Tabswarm patch: the 16 KiB marshalling buffer is reused within a batch and dropped
+            // at the end of it, not held while the loop waits for the next one (~15 KB for every
+            // idle connection).
+            if !packets.is_empty() {
+                let mut buf = BytesMut::with_capacity(16 * 1024);
+                for raw in packets {
+                    buf.clear();
+                    match raw.marshal_to(&mut buf) {
+                        Ok(_) => {
+                            if let Err(err) = net_conn.send(buf.as_ref()).await {
+                                log::warn!(
+                                    "[{}] failed to write packets on net_conn: {}",
+                                    name,
+                                    err
+                                );
+                                done = true;
+                            } else {
+                                bytes_sent.fetch_add(buf.len(), Ordering::SeqCst);
+                            }
+                        }
+                        Err(err) => {
+                            log::warn!("[{}] failed to serialize a packet: {:?}", name, err);
                         }
                     }
-                    Err(err) => {
-                        log::warn!("[{}] failed to serialize a packet: {:?}", name, err);
-                    }
                 }
-                // Reuse the allocation within this batch.
-                buf.clear();
-                buffer = Some(buf);
             }
-            // Tabswarm patch: the 16 KiB marshalling buffer is reused within a batch, not held
-            // while the loop waits for the next one (~15 KB for every idle connection).
-            drop(buffer);
 
             if !continue_loop {
                 break;
@@ -515,7 +516,7 @@ impl Association {
             tokio::select! {
                 _ = awake_write_loop_ch.recv() =>{}
                 _ = close_loop_ch.recv() => {
-                    done.store(true, Ordering::Relaxed);
+                    done = true;
                 }
             };
             //log::debug!("[{}] wait awake_write_loop_ch done", name);
