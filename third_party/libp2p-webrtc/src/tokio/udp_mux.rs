@@ -29,7 +29,6 @@ use std::{
 
 use async_trait::async_trait;
 use futures::{
-    channel::oneshot,
     future::{BoxFuture, FutureExt, OptionFuture},
     stream::FuturesUnordered,
     StreamExt,
@@ -70,7 +69,8 @@ pub(crate) enum UDPMuxEvent {
 /// - It has been rewritten to work without locks and channels instead.
 /// - It reports previously unseen addresses instead of ignoring them.
 pub(crate) struct UDPMuxNewAddr {
-    udp_sock: UdpSocket,
+    /// Shared with [`UdpMuxWriterHandle`], which sends on it directly (Tabswarm patch).
+    udp_sock: Arc<UdpSocket>,
 
     listen_addr: SocketAddr,
 
@@ -86,8 +86,6 @@ pub(crate) struct UDPMuxNewAddr {
     /// `true` when UDP mux is closed.
     is_closed: bool,
 
-    send_buffer: Option<(Vec<u8>, SocketAddr, oneshot::Sender<Result<usize, Error>>)>,
-
     close_futures: FuturesUnordered<BoxFuture<'static, ()>>,
     write_future: OptionFuture<BoxFuture<'static, ()>>,
 
@@ -95,7 +93,6 @@ pub(crate) struct UDPMuxNewAddr {
     get_conn_command: req_res_chan::Receiver<String, Result<Arc<dyn Conn + Send + Sync>, Error>>,
     remove_conn_command: req_res_chan::Receiver<String, ()>,
     registration_command: req_res_chan::Receiver<(UDPMuxConn, SocketAddr), ()>,
-    send_command: req_res_chan::Receiver<(Vec<u8>, SocketAddr), Result<usize, Error>>,
 
     udp_mux_handle: Arc<UdpMuxHandle>,
     udp_mux_writer_handle: Arc<UdpMuxWriterHandle>,
@@ -106,12 +103,13 @@ impl UDPMuxNewAddr {
         let std_sock = std::net::UdpSocket::bind(addr)?;
         std_sock.set_nonblocking(true)?;
 
-        let tokio_socket = UdpSocket::from_std(std_sock)?;
+        let tokio_socket = Arc::new(UdpSocket::from_std(std_sock)?);
         let listen_addr = tokio_socket.local_addr()?;
 
         let (udp_mux_handle, close_command, get_conn_command, remove_conn_command) =
             UdpMuxHandle::new();
-        let (udp_mux_writer_handle, registration_command, send_command) = UdpMuxWriterHandle::new();
+        let (udp_mux_writer_handle, registration_command) =
+            UdpMuxWriterHandle::new(Arc::clone(&tokio_socket));
 
         Ok(Self {
             udp_sock: tokio_socket,
@@ -120,14 +118,12 @@ impl UDPMuxNewAddr {
             address_map: HashMap::default(),
             new_addrs: HashSet::default(),
             is_closed: false,
-            send_buffer: None,
             close_futures: FuturesUnordered::default(),
             write_future: OptionFuture::default(),
             close_command,
             get_conn_command,
             remove_conn_command,
             registration_command,
-            send_command,
             udp_mux_handle: Arc::new(udp_mux_handle),
             udp_mux_writer_handle: Arc::new(udp_mux_writer_handle),
         })
@@ -186,32 +182,12 @@ impl UDPMuxNewAddr {
     /// Reads from the underlying UDP socket and either reports a new address or proxies data to the
     /// muxed connection.
     pub(crate) fn poll(&mut self, cx: &mut Context) -> Poll<UDPMuxEvent> {
-        let mut recv_buf = [0u8; RECEIVE_MTU];
+        // Tabswarm patch: not zeroed. This runs on every wake-up of the task that polls the
+        // listener (the swarm's), and upstream zeroed all 8 KiB each time.
+        let mut recv_buf = [std::mem::MaybeUninit::<u8>::uninit(); RECEIVE_MTU];
 
+        // (Tabswarm patch: sending moved out of this loop, see `UdpMuxWriterHandle::send_to`.)
         loop {
-            // => Send data to target
-            match self.send_buffer.take() {
-                None => {
-                    if let Poll::Ready(Some(((buf, target), response))) =
-                        self.send_command.poll_next_unpin(cx)
-                    {
-                        self.send_buffer = Some((buf, target, response));
-                        continue;
-                    }
-                }
-                Some((buf, target, response)) => {
-                    match self.udp_sock.poll_send_to(cx, &buf, target) {
-                        Poll::Ready(result) => {
-                            let _ = response.send(result.map_err(|e| Error::Io(e.into())));
-                            continue;
-                        }
-                        Poll::Pending => {
-                            self.send_buffer = Some((buf, target, response));
-                        }
-                    }
-                }
-            }
-
             // => Register a new connection
             if let Poll::Ready(Some(((conn, addr), response))) =
                 self.registration_command.poll_next_unpin(cx)
@@ -330,7 +306,7 @@ impl UDPMuxNewAddr {
                 }
                 Poll::Ready(None) => {
                     // => Read from the socket
-                    let mut read = ReadBuf::new(&mut recv_buf);
+                    let mut read = ReadBuf::uninit(&mut recv_buf);
 
                     match self.udp_sock.poll_recv_from(cx, &mut read) {
                         Poll::Ready(Ok(addr)) => {
@@ -482,25 +458,20 @@ impl UDPMux for UdpMuxHandle {
 /// [`UDPMuxNewAddr::poll`].
 pub(crate) struct UdpMuxWriterHandle {
     registration_channel: req_res_chan::Sender<(UDPMuxConn, SocketAddr), ()>,
-    send_channel: req_res_chan::Sender<(Vec<u8>, SocketAddr), Result<usize, Error>>,
+    socket: Arc<UdpSocket>,
 }
 
 impl UdpMuxWriterHandle {
-    /// Returns a new `UdpMuxWriterHandle` and `registration`, `send` receivers.
-    fn new() -> (
-        Self,
-        req_res_chan::Receiver<(UDPMuxConn, SocketAddr), ()>,
-        req_res_chan::Receiver<(Vec<u8>, SocketAddr), Result<usize, Error>>,
-    ) {
+    /// Returns a new `UdpMuxWriterHandle` sending on `socket`, and the `registration` receiver.
+    fn new(socket: Arc<UdpSocket>) -> (Self, req_res_chan::Receiver<(UDPMuxConn, SocketAddr), ()>) {
         let (sender1, receiver1) = req_res_chan::new(1);
-        let (sender2, receiver2) = req_res_chan::new(1);
 
         let this = Self {
             registration_channel: sender1,
-            send_channel: sender2,
+            socket,
         };
 
-        (this, receiver1, receiver2)
+        (this, receiver1)
     }
 }
 
@@ -522,14 +493,16 @@ impl UDPMuxWriter for UdpMuxWriterHandle {
         tracing::debug!(address=%addr, connection=%conn.key(), "Registered address for connection");
     }
 
+    /// Tabswarm patch: sends on the shared socket from the caller's task. Upstream copied each
+    /// datagram into a request to the task that polls [`UDPMuxNewAddr`] (the swarm's, for a
+    /// listener), which sent it and answered on a oneshot channel: an allocation and two
+    /// cross-task wake-ups per packet, and every connection's sends queued behind that one task.
+    /// A tokio `UdpSocket` takes sends from any number of tasks.
     async fn send_to(&self, buf: &[u8], target: &SocketAddr) -> Result<usize, Error> {
-        let bytes_written = self
-            .send_channel
-            .send((buf.to_owned(), target.to_owned()))
+        self.socket
+            .send_to(buf, *target)
             .await
-            .map_err(|e| Error::Io(e.into()))??;
-
-        Ok(bytes_written)
+            .map_err(|e| Error::Io(e.into()))
     }
 }
 

@@ -16,7 +16,6 @@ use util::replay_detector::*;
 use util::Conn;
 
 use crate::alert::*;
-use crate::application_data::*;
 use crate::cipher_suite::*;
 use crate::config::*;
 use crate::content::*;
@@ -464,31 +463,71 @@ impl DTLSConn {
             return Err(Error::ErrHandshakeInProgress);
         }
 
-        let pkts = vec![Packet {
-            record: RecordLayer::new(
-                PROTOCOL_VERSION1_2,
-                self.get_local_epoch(),
-                Content::ApplicationData(ApplicationData { data: p.to_vec() }),
-            ),
-            should_encrypt: true,
-            reset_local_sequence_number: false,
-        }];
-
+        // Tabswarm patch: application data is sealed and sent by the caller's task. Upstream
+        // handed each record to the connection's writer task through a channel made per call
+        // and waited for that task's reply on it: two cross-task wake-ups and an allocation per
+        // SCTP packet. After the handshake the writer task only sends alerts and retransmitted
+        // handshake flights, and records may reach the wire in any order (each carries its own
+        // sequence number; the receiver's replay window accepts reordering), so nothing needs
+        // the hand-off. Same record bytes as before.
         if let Some(d) = duration {
             let timer = tokio::time::sleep(d);
             tokio::pin!(timer);
 
             tokio::select! {
-                result = self.write_packets(pkts) => {
+                result = self.write_application_data(p) => {
                     result?;
                 }
                 _ = timer.as_mut() => return Err(Error::ErrDeadlineExceeded),
             }
         } else {
-            self.write_packets(pkts).await?;
+            self.write_application_data(p).await?;
         }
 
         Ok(p.len())
+    }
+
+    /// One application-data record holding `p`: numbered, sealed with the current epoch's cipher
+    /// suite and sent on the underlying connection, as `handle_outgoing_packets` did for it.
+    async fn write_application_data(&self, p: &[u8]) -> Result<()> {
+        let content_len = u16::try_from(p.len()).map_err(|_| {
+            Error::Other(format!(
+                "{} bytes of application data do not fit one DTLS record",
+                p.len()
+            ))
+        })?;
+        let epoch = self.get_local_epoch();
+        let sequence_number = {
+            let mut lsn = self.state.local_sequence_number.lock().await;
+            while lsn.len() <= epoch as usize {
+                lsn.push(0);
+            }
+            lsn[epoch as usize] += 1;
+            lsn[epoch as usize] - 1
+        };
+        if sequence_number > MAX_SEQUENCE_NUMBER {
+            // RFC 6347 Section 4.1.0, as in process_packet.
+            return Err(Error::ErrSequenceNumberOverflow);
+        }
+        let header = RecordLayerHeader {
+            content_type: ContentType::ApplicationData,
+            protocol_version: PROTOCOL_VERSION1_2,
+            epoch,
+            sequence_number,
+            content_len,
+        };
+        let mut raw = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + p.len());
+        header.marshal(&mut raw)?;
+        raw.extend_from_slice(p);
+        let raw = {
+            let cipher_suite = self.state.cipher_suite.lock().await;
+            match &*cipher_suite {
+                Some(cipher_suite) => cipher_suite.encrypt(&header, &raw)?,
+                None => raw,
+            }
+        };
+        self.conn.send(&raw).await?;
+        Ok(())
     }
 
     // Close closes the connection.

@@ -55,24 +55,27 @@ impl CryptoGcm {
         let payload = &raw[RECORD_LAYER_HEADER_SIZE..];
         let raw = &raw[..RECORD_LAYER_HEADER_SIZE];
 
-        let mut nonce = vec![0u8; CRYPTO_GCM_NONCE_LENGTH];
+        let mut nonce = [0u8; CRYPTO_GCM_NONCE_LENGTH];
         nonce[..4].copy_from_slice(&self.local_write_iv[..4]);
         rand::thread_rng().fill(&mut nonce[4..]);
         let nonce = GenericArray::from_slice(&nonce);
 
         let additional_data = generate_aead_additional_data(pkt_rlh, payload.len());
 
-        let mut buffer: Vec<u8> = Vec::new();
-        buffer.extend_from_slice(payload);
-
-        self.local_gcm
-            .encrypt_in_place(nonce, &additional_data, &mut buffer)
-            .map_err(|e| Error::Other(e.to_string()))?;
-
-        let mut r = Vec::with_capacity(raw.len() + nonce.len() + buffer.len());
+        // Tabswarm patch: the record is assembled once and sealed in place (upstream copied the
+        // payload into a scratch buffer, sealed that, then copied it again into the record).
+        // Same bytes.
+        let explicit_nonce = &nonce[4..];
+        let start = RECORD_LAYER_HEADER_SIZE + explicit_nonce.len();
+        let mut r = Vec::with_capacity(start + payload.len() + CRYPTO_GCM_TAG_LENGTH);
         r.extend_from_slice(raw);
-        r.extend_from_slice(&nonce[4..]);
-        r.extend_from_slice(&buffer);
+        r.extend_from_slice(explicit_nonce);
+        r.extend_from_slice(payload);
+        let tag = self
+            .local_gcm
+            .encrypt_in_place_detached(nonce, &additional_data, &mut r[start..])
+            .map_err(|e| Error::Other(e.to_string()))?;
+        r.extend_from_slice(&tag);
 
         // Update recordLayer size to include explicit nonce
         let r_len = (r.len() - RECORD_LAYER_HEADER_SIZE) as u16;
