@@ -242,6 +242,28 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Builds the node from its persisted identity, starts both listeners and waits until they are
 /// up (so a port conflict is a start error, and the bootstrap list is complete from the first
 /// request).
+/// `net.core.rmem_max` (Linux; `None` elsewhere or when it cannot be read): the largest UDP
+/// receive buffer the kernel grants an unprivileged socket.
+fn linux_rmem_max() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok()?.trim().parse().ok()
+}
+
+/// What to tell the operator when the kernel caps the WebRTC listener's receive buffer (which it
+/// asks to be [`libp2p_webrtc::tokio::RECV_BUFFER_BYTES`]) at `rmem_max`: every tab's datagrams
+/// arrive on that one socket, and a full buffer drops them before they are read, to be resent
+/// by SCTP only after its retransmission timeout (at least a second). `None` when the limit is
+/// high enough or unknown.
+fn udp_buffer_advice(rmem_max: Option<usize>) -> Option<String> {
+    let wanted = libp2p_webrtc::tokio::RECV_BUFFER_BYTES;
+    let max = rmem_max.filter(|&max| max < wanted)?;
+    Some(format!(
+        "net.core.rmem_max is {max} bytes, so the WebRTC listener gets a UDP receive buffer of at most that \
+         (it asks for {wanted}): under load, datagrams from tabs are dropped before the relay reads them and \
+         arrive a second or more late. Raise it with `sysctl -w net.core.rmem_max={wanted}` and keep it in \
+         /etc/sysctl.d/ (docs/relay.md)"
+    ))
+}
+
 pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle, EventLoop), StartError> {
     start_with_registry(config, ledger, Registry::with_prefix("tabswarm")).await
 }
@@ -345,6 +367,9 @@ pub async fn start_with_registry(
                 )));
             }
         }
+    }
+    if let Some(advice) = udp_buffer_advice(linux_rmem_max()) {
+        tracing::warn!("{advice}");
     }
     if let Some(public) = config.public_ip {
         for addr in public_addrs(&bound, public) {
@@ -888,6 +913,19 @@ mod tests {
         assert!(let_in, "a dial after a slot was freed is let in");
         drop(open);
         node.stop().await;
+    }
+
+    /// A kernel that caps UDP receive buffers below what the WebRTC listener asks is named, with
+    /// the setting to raise and the value; one at or above it, or an unknown one, says nothing.
+    #[test]
+    fn a_low_udp_receive_buffer_limit_is_explained_with_the_fix() {
+        let wanted = libp2p_webrtc::tokio::RECV_BUFFER_BYTES;
+        let advice = udp_buffer_advice(Some(212_992)).expect("Linux's default limit is too low");
+        assert!(advice.contains("net.core.rmem_max is 212992 bytes"), "{advice}");
+        assert!(advice.contains(&format!("sysctl -w net.core.rmem_max={wanted}")), "{advice}");
+        assert_eq!(udp_buffer_advice(Some(wanted)), None);
+        assert_eq!(udp_buffer_advice(Some(wanted * 2)), None);
+        assert_eq!(udp_buffer_advice(None), None);
     }
 
     /// One address gets `--max-swarm-connections-per-ip` connections, handshakes included.

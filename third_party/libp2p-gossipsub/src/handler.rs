@@ -129,6 +129,14 @@ pub struct EnabledHandler {
     /// Tabswarm patch: brings the handler back while messages wait, to drop the stale ones
     /// (see `RpcOut`'s deadlines); set while it is due to fire.
     stale_check: Option<Delay>,
+
+    /// Tabswarm patch: messages written to the outbound stream since its last flush. Upstream
+    /// flushed after every message, so each one became its own data-channel message, SCTP packet,
+    /// DTLS record and datagram over WebRTC (its own yamux frame over TCP) even when others were
+    /// already queued behind it. Now the handler writes what is queued and flushes once the queue
+    /// is empty (or the codec's buffer is full): under load, one flush carries several messages;
+    /// a message is never held back waiting for another.
+    unflushed: bool,
 }
 
 /// How often a connection with messages waiting checks them against their deadlines: a stale
@@ -186,6 +194,7 @@ impl Handler {
             last_io_activity: Instant::now(),
             stale_check: None,
             in_mesh: false,
+            unflushed: false,
         })
     }
 }
@@ -222,6 +231,7 @@ impl EnabledHandler {
             self.outbound_substream.is_none(),
             "Established an outbound substream with one already available"
         );
+        self.unflushed = false;
         self.outbound_substream = Some(OutboundSubstreamState::WaitingOutput(substream));
     }
 
@@ -291,6 +301,12 @@ impl EnabledHandler {
                         continue;
                     }
 
+                    if self.unflushed {
+                        // The queue is empty: send what was written.
+                        self.outbound_substream =
+                            Some(OutboundSubstreamState::PendingFlush(substream));
+                        continue;
+                    }
                     self.outbound_substream =
                         Some(OutboundSubstreamState::WaitingOutput(substream));
                     break;
@@ -300,13 +316,16 @@ impl EnabledHandler {
                         Poll::Ready(Ok(())) => {
                             match Sink::start_send(Pin::new(&mut substream), message) {
                                 Ok(()) => {
+                                    // Flushed once nothing else is queued (`unflushed`).
+                                    self.unflushed = true;
                                     self.outbound_substream =
-                                        Some(OutboundSubstreamState::PendingFlush(substream))
+                                        Some(OutboundSubstreamState::WaitingOutput(substream))
                                 }
                                 Err(e) => {
                                     tracing::debug!(
                                         "Failed to send message on outbound stream: {e}"
                                     );
+                                    self.unflushed = false;
                                     self.outbound_substream = None;
                                     break;
                                 }
@@ -314,6 +333,7 @@ impl EnabledHandler {
                         }
                         Poll::Ready(Err(e)) => {
                             tracing::debug!("Failed to send message on outbound stream: {e}");
+                            self.unflushed = false;
                             self.outbound_substream = None;
                             break;
                         }
@@ -328,11 +348,13 @@ impl EnabledHandler {
                     match Sink::poll_flush(Pin::new(&mut substream), cx) {
                         Poll::Ready(Ok(())) => {
                             self.last_io_activity = Instant::now();
+                            self.unflushed = false;
                             self.outbound_substream =
                                 Some(OutboundSubstreamState::WaitingOutput(substream))
                         }
                         Poll::Ready(Err(e)) => {
                             tracing::debug!("Failed to flush outbound stream: {e}");
+                            self.unflushed = false;
                             self.outbound_substream = None;
                             break;
                         }

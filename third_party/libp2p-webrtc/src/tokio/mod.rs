@@ -34,3 +34,4 @@ pub use connection::Connection;
 pub use error::Error;
 pub use fingerprint::Fingerprint;
 pub use transport::Transport;
+pub use udp_mux::RECV_BUFFER_BYTES;

@@ -48,6 +48,10 @@ use crate::tokio::req_res_chan;
 
 const RECEIVE_MTU: usize = 8192;
 
+/// The receive buffer asked for the listener's socket (Tabswarm patch): what 100 WebRTC peers
+/// publishing 500 messages a second together send a relay in about 0.2 s.
+pub const RECV_BUFFER_BYTES: usize = 4 << 20;
+
 /// A previously unseen address of a remote which has sent us an ICE binding request.
 #[derive(Debug)]
 pub(crate) struct NewAddr {
@@ -102,6 +106,21 @@ impl UDPMuxNewAddr {
     pub(crate) fn listen_on(addr: SocketAddr) -> Result<Self, io::Error> {
         let std_sock = std::net::UdpSocket::bind(addr)?;
         std_sock.set_nonblocking(true)?;
+        // Tabswarm patch: every connection's datagrams arrive on this one socket, read by one
+        // task; with the kernel's default buffer (208 KiB on Linux) a burst overflows it, the
+        // datagrams are dropped before they are read, and SCTP resends them only after its
+        // retransmission timeout (at least 1 s). The kernel caps what is asked at
+        // `net.core.rmem_max` (the relay warns at start when that is low).
+        let sock = socket2::SockRef::from(&std_sock);
+        if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER_BYTES) {
+            tracing::debug!(address=%addr, "could not ask for a larger UDP receive buffer: {e}");
+        }
+        tracing::debug!(
+            address=%addr,
+            asked = RECV_BUFFER_BYTES,
+            got = ?sock.recv_buffer_size(),
+            "UDP receive buffer"
+        );
 
         let tokio_socket = Arc::new(UdpSocket::from_std(std_sock)?);
         let listen_addr = tokio_socket.local_addr()?;
