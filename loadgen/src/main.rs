@@ -12,6 +12,7 @@
 //! `handshakes --ip <addr> --counts 64,200` instead holds that many WebRTC handshakes open at once
 //! (a STUN binding request each, then silence) and prints the relay's memory.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -183,6 +184,17 @@ impl Row {
             self.connect_secs,
         )
     }
+}
+
+/// The messages of a phase (each worker's `(first seed, count)`) that fewer than `want` peers
+/// received, with how many did, in seed order.
+fn short_messages(shares: &[(u64, u64)], receivers: &BTreeMap<u64, u32>, want: u32) -> Vec<(u64, u32)> {
+    shares
+        .iter()
+        .flat_map(|&(first, count)| first..first + count)
+        .map(|seed| (seed, receivers.get(&seed).copied().unwrap_or(0)))
+        .filter(|&(_, got)| got < want)
+        .collect()
 }
 
 /// A child process killed when dropped.
@@ -368,12 +380,15 @@ fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>, runtime: &Runtime)
         let (relay_before, workers_before) = (cpu_ticks(&[pid]), cpu_ticks(&worker_pids));
         let undelivered_before = relay.undelivered(runtime);
         let started = Instant::now();
+        let mut shares = Vec::new();
         for (i, worker) in workers.iter_mut().enumerate() {
             let share = total / processes as u64 + u64::from((i as u64) < total % processes as u64);
+            let first_seed = ((phase as u64 + 1) << 40) | ((i as u64) << 32);
+            shares.push((first_seed, share));
             worker.order(&Order::Publish {
                 total: share,
                 rate: rate / processes as f64,
-                first_seed: ((phase as u64 + 1) << 40) | ((i as u64) << 32),
+                first_seed,
                 completions: args.completions,
                 since,
                 drain_ms: args.drain * 1000,
@@ -418,6 +433,16 @@ fn measure(args: &RunArgs, peers: usize, rows: &mut Vec<Row>, runtime: &Runtime)
             rss_per_peer_kib: connected_rss.saturating_sub(idle_rss) as f64 / connected.max(1) as f64,
         };
         println!("{}", row.markdown());
+        let short = short_messages(&shares, &report.receivers_by_seed, connected.saturating_sub(1) as u32);
+        if !short.is_empty() {
+            let listed: Vec<String> =
+                short.iter().take(8).map(|(seed, got)| format!("seed {seed:#x}: {got} of {}", connected - 1)).collect();
+            eprintln!(
+                "tabswarm-loadgen: {} message(s) reached fewer than every other peer (publishes refused included): {}",
+                short.len(),
+                listed.join(", ")
+            );
+        }
         rows.push(row);
     }
     // Closing their stdin stops the workers; dropping kills whatever is left.
@@ -551,5 +576,21 @@ fn main() {
             };
             runtime.block_on(worker::run(relay, peers, transport, local_ip, tries));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every seed each worker published is checked, the ones short of `want` listed with what
+    /// they got (absent: nobody), and nothing outside the shares.
+    #[test]
+    fn messages_short_of_every_receiver_are_listed_with_their_count() {
+        let shares = [(100, 3), (200, 2)];
+        let receivers = BTreeMap::from([(100, 4), (101, 3), (102, 4), (200, 4), (999, 1)]);
+        assert_eq!(short_messages(&shares, &receivers, 4), vec![(101, 3), (201, 0)]);
+        assert_eq!(short_messages(&shares, &receivers, 3), vec![(201, 0)]);
+        assert_eq!(short_messages(&[], &receivers, 4), vec![]);
     }
 }

@@ -7,6 +7,7 @@
 //! (gossipsub's `ValidationMode::None`), it only reads the send time out of each delivery. That
 //! keeps a thousand of them on two cores, so the relay is what gets measured.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,8 +190,17 @@ pub fn large_rollout_message(peer: &str, seed: u64, min_bytes: usize, sent_at_mi
 
 /// The send time written into a rollout message by [`rollout_message`].
 pub fn stamp_of(data: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"policy_version\":";
-    let at = data.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    number_after(data, b"\"policy_version\":")
+}
+
+/// The seed of the (first) question of a rollout message: which message it is.
+pub fn seed_of(data: &[u8]) -> Option<u64> {
+    number_after(data, b"\"seed\":")
+}
+
+/// The decimal number right after the first `key` in `data`.
+fn number_after(data: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(data, key)? + key.len();
     let digits = data[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&data[at..at + digits]).ok()?.parse().ok()
 }
@@ -198,11 +208,35 @@ pub fn stamp_of(data: &[u8]) -> Option<u64> {
 /// What one peer is asked to do.
 enum Command {
     Publish(Vec<u8>),
-    /// Send what was received since the last report (deliveries stamped at or after `since`).
+    /// Send every delivery since the last report.
     Report {
-        since: u64,
-        reply: oneshot::Sender<Histogram>,
+        reply: oneshot::Sender<Vec<Delivery>>,
     },
+}
+
+/// One message received by one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it was published (µs since the epoch, written into it by its publisher).
+    pub stamp: u64,
+    /// Publish → receive.
+    pub latency_us: u64,
+    /// Which message it was ([`seed_of`]).
+    pub seed: Option<u64>,
+}
+
+/// The latencies of the deliveries of messages published at or after `since`, and how many
+/// peers received each of those messages (by seed).
+pub fn tally(deliveries: &[Delivery], since: u64) -> (Histogram, BTreeMap<u64, u32>) {
+    let mut latency = Histogram::default();
+    let mut receivers = BTreeMap::new();
+    for d in deliveries.iter().filter(|d| d.stamp >= since) {
+        latency.record(d.latency_us);
+        if let Some(seed) = d.seed {
+            *receivers.entry(seed).or_insert(0) += 1;
+        }
+    }
+    (latency, receivers)
 }
 
 /// Counters a fleet's peers share.
@@ -242,16 +276,17 @@ async fn run_peer(
         return;
     }
     let topic = gossip::topic();
-    let mut received = Histogram::default();
-    let mut since = 0;
+    let mut received = Vec::new();
     loop {
         tokio::select! {
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                    if let Some(stamp) = stamp_of(&message.data)
-                        && stamp >= since
-                    {
-                        received.record(now_micros().saturating_sub(stamp));
+                    if let Some(stamp) = stamp_of(&message.data) {
+                        received.push(Delivery {
+                            stamp,
+                            latency_us: now_micros().saturating_sub(stamp),
+                            seed: seed_of(&message.data),
+                        });
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. }))
@@ -289,9 +324,8 @@ async fn run_peer(
                         counters.publish_failed.fetch_add(1, Ordering::Relaxed);
                     }
                 },
-                Some(Command::Report { since: next, reply }) => {
+                Some(Command::Report { reply }) => {
                     let _ = reply.send(std::mem::take(&mut received));
-                    since = next;
                 }
                 None => return,
             },
@@ -417,25 +451,37 @@ impl Fleet {
         dropped
     }
 
-    /// Every peer's deliveries since the last report, merged, and from now on only deliveries
-    /// stamped at or after `since`.
-    pub async fn report(&self, since: u64) -> Histogram {
-        let mut merged = Histogram::default();
+    /// Every peer's deliveries since the last report. (Peers are asked one after another, so
+    /// while some are asked others may already receive the next phase's first messages: which
+    /// phase a delivery belongs to is for its stamp to say, not for when it was reported.)
+    pub async fn report(&self) -> Vec<Delivery> {
+        let mut all = Vec::new();
         for peer in &self.peers {
             let (reply, answer) = oneshot::channel();
-            if peer.commands.clone().try_send(Command::Report { since, reply }).is_ok()
-                && let Ok(histogram) = answer.await
+            if peer.commands.clone().try_send(Command::Report { reply }).is_ok()
+                && let Ok(deliveries) = answer.await
             {
-                merged.merge(&histogram);
+                all.extend(deliveries);
             }
         }
-        merged
+        all
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A phase counts the deliveries of its own messages, however late the peer was asked: one
+    /// of the previous phase (stamped before `since`) is left out, one of this phase reported
+    /// at the previous report is kept.
+    #[test]
+    fn a_phase_tallies_its_own_messages_by_their_stamp() {
+        let d = |stamp, seed| Delivery { stamp, latency_us: 1_000, seed: Some(seed) };
+        let (latency, receivers) = tally(&[d(99, 1), d(100, 2), d(150, 2), d(200, 3)], 100);
+        assert_eq!(latency.count(), 3);
+        assert_eq!(receivers, BTreeMap::from([(2, 2), (3, 1)]));
+    }
 
     #[test]
     fn a_load_message_passes_the_relays_checks_and_carries_its_stamp() {
@@ -449,6 +495,7 @@ mod tests {
             other => panic!("not rollouts: {other:?}"),
         }
         assert_eq!(stamp_of(&data), Some(1_765_000_000_123_456));
+        assert_eq!(seed_of(&data), Some(42));
         // Another peer cannot publish it as its own.
         assert!(wire::decode(&data, &PeerId::random().to_string()).is_err());
         // Different seeds make different payloads (gossipsub ids are payload hashes).

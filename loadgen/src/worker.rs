@@ -1,6 +1,7 @@
 //! A worker process: one [`Fleet`] driven by its coordinator through JSON lines on stdin and
 //! stdout (`tabswarm-loadgen worker`, started by `tabswarm-loadgen run`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::histogram::Histogram;
-use crate::peer::{Fleet, Transport, now_micros};
+use crate::peer::{Fleet, Transport, tally};
 
 /// Coordinator → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,9 @@ pub struct PhaseReport {
     pub disconnects: u64,
     /// Send → receive latency of every delivery, in µs.
     pub latency: Histogram,
+    /// How many peers received each message, by its seed (a message no peer received is absent).
+    #[serde(default)]
+    pub receivers_by_seed: BTreeMap<u64, u32>,
 }
 
 impl PhaseReport {
@@ -50,6 +54,9 @@ impl PhaseReport {
         self.publish_failed += other.publish_failed;
         self.disconnects += other.disconnects;
         self.latency.merge(&other.latency);
+        for (&seed, &n) in &other.receivers_by_seed {
+            *self.receivers_by_seed.entry(seed).or_insert(0) += n;
+        }
     }
 }
 
@@ -85,16 +92,21 @@ pub async fn run(relay: Multiaddr, peers: usize, transport: Transport, local_ip:
                     counters.publish_failed.load(Ordering::Relaxed),
                     counters.disconnects.load(Ordering::Relaxed),
                 );
-                // Deliveries from earlier phases are forgotten; from now on only this one's count.
-                let _ = fleet.report(since).await;
+                // This phase's messages are those stamped at or after `since`: deliveries from
+                // earlier phases are dropped, and any of this one's that the peers asked first
+                // already had (the other workers may be publishing) are kept.
+                let mut deliveries = fleet.report().await;
+                deliveries.retain(|d| d.stamp >= since);
                 let dropped = fleet.publish(total, rate, first_seed, completions).await;
                 tokio::time::sleep(Duration::from_millis(drain_ms)).await;
-                let latency = fleet.report(now_micros()).await;
+                deliveries.extend(fleet.report().await);
+                let (latency, receivers_by_seed) = tally(&deliveries, since);
                 let report = PhaseReport {
                     published: counters.published.load(Ordering::Relaxed) - before.0,
                     publish_failed: counters.publish_failed.load(Ordering::Relaxed) - before.1 + dropped,
                     disconnects: counters.disconnects.load(Ordering::Relaxed) - before.2,
                     latency,
+                    receivers_by_seed,
                 };
                 say(&mut out, &Said::Phase(report)).await;
             }

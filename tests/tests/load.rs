@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use tabswarm_loadgen::histogram::Histogram;
-use tabswarm_loadgen::peer::{Fleet, Transport, now_micros};
+use tabswarm_loadgen::peer::{Fleet, Transport, now_micros, tally};
 use tabswarm_protocol::api::SwarmStats;
 use tabswarm_protocol::wire;
 use tabswarm_relay::ledger::Ledger;
@@ -39,10 +39,12 @@ async fn relay(dir: &std::path::Path, ip: IpAddr) -> (SwarmHandle, Vec<Multiaddr
 /// have passed.
 async fn deliveries(fleet: &Fleet, since: u64, expected: u64) -> Histogram {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut all = Vec::new();
     let mut got = Histogram::default();
     while got.count() < expected && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        got.merge(&fleet.report(since).await);
+        all.extend(fleet.report().await);
+        got = tally(&all, since).0;
     }
     got
 }
@@ -83,7 +85,7 @@ async fn every_message_reaches_every_other_load_peer(
     tokio::time::sleep(Duration::from_secs(2)).await; // the relay's mesh takes them in on its heartbeat
 
     let since = now_micros();
-    let _ = fleet.report(since).await;
+    let _ = fleet.report().await;
     // The relay counts groups, and a message may carry several.
     let groups = std::sync::atomic::AtomicU64::new(0);
     let counted = |peer: &str, seed, stamp| {
@@ -209,7 +211,7 @@ async fn a_peer_that_stops_reading_misses_messages_counted_by_the_relay_while_ot
     // ~2 MB of messages: more than the stalled peer's yamux window and socket buffers hold, so
     // the relay's send queue for it (256 forwards) fills.
     let since = now_micros();
-    let _ = fleet.report(since).await;
+    let _ = fleet.report().await;
     let total = 6_000;
     // 1,000 a second: the healthy peers' own queues (256 forwards) then hold a quarter of a
     // second, enough for a debug build on two busy cores (at 3,000 a second a starved moment in
