@@ -239,9 +239,6 @@ const REMEMBERED_GROUPS: usize = 200_000;
 /// How long [`start`] waits for both listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds the node from its persisted identity, starts both listeners and waits until they are
-/// up (so a port conflict is a start error, and the bootstrap list is complete from the first
-/// request).
 /// `net.core.rmem_max` (Linux; `None` elsewhere or when it cannot be read): the largest UDP
 /// receive buffer the kernel grants an unprivileged socket.
 fn linux_rmem_max() -> Option<usize> {
@@ -264,6 +261,9 @@ fn udp_buffer_advice(rmem_max: Option<usize>) -> Option<String> {
     ))
 }
 
+/// Builds the node from its persisted identity, starts both listeners and waits until they are
+/// up (so a port conflict is a start error, and the bootstrap list is complete from the first
+/// request).
 pub async fn start(config: &SwarmConfig, ledger: Ledger) -> Result<(SwarmHandle, EventLoop), StartError> {
     start_with_registry(config, ledger, Registry::with_prefix("tabswarm")).await
 }

@@ -135,7 +135,8 @@ pub struct EnabledHandler {
     /// DTLS record and datagram over WebRTC (its own yamux frame over TCP) even when others were
     /// already queued behind it. Now the handler writes what is queued and flushes once the queue
     /// is empty (or the codec's buffer is full): under load, one flush carries several messages;
-    /// a message is never held back waiting for another.
+    /// a message is never held back waiting for another. Only read while a stream is open, and
+    /// cleared when a new one is.
     unflushed: bool,
 }
 
@@ -325,7 +326,6 @@ impl EnabledHandler {
                                     tracing::debug!(
                                         "Failed to send message on outbound stream: {e}"
                                     );
-                                    self.unflushed = false;
                                     self.outbound_substream = None;
                                     break;
                                 }
@@ -333,7 +333,6 @@ impl EnabledHandler {
                         }
                         Poll::Ready(Err(e)) => {
                             tracing::debug!("Failed to send message on outbound stream: {e}");
-                            self.unflushed = false;
                             self.outbound_substream = None;
                             break;
                         }
@@ -354,7 +353,6 @@ impl EnabledHandler {
                         }
                         Poll::Ready(Err(e)) => {
                             tracing::debug!("Failed to flush outbound stream: {e}");
-                            self.unflushed = false;
                             self.outbound_substream = None;
                             break;
                         }

@@ -497,18 +497,8 @@ impl DTLSConn {
             ))
         })?;
         let epoch = self.get_local_epoch();
-        let sequence_number = {
-            let mut lsn = self.state.local_sequence_number.lock().await;
-            while lsn.len() <= epoch as usize {
-                lsn.push(0);
-            }
-            lsn[epoch as usize] += 1;
-            lsn[epoch as usize] - 1
-        };
-        if sequence_number > MAX_SEQUENCE_NUMBER {
-            // RFC 6347 Section 4.1.0, as in process_packet.
-            return Err(Error::ErrSequenceNumberOverflow);
-        }
+        let sequence_number =
+            DTLSConn::next_sequence_number(&self.state.local_sequence_number, epoch).await?;
         let header = RecordLayerHeader {
             content_type: ContentType::ApplicationData,
             protocol_version: PROTOCOL_VERSION1_2,
@@ -664,24 +654,11 @@ impl DTLSConn {
         cipher_suite: &Arc<Mutex<Option<Box<dyn CipherSuite + Send + Sync>>>>,
         p: &mut Packet,
     ) -> Result<Vec<u8>> {
-        let epoch = p.record.record_layer_header.epoch as usize;
-        let seq = {
-            let mut lsn = local_sequence_number.lock().await;
-            while lsn.len() <= epoch {
-                lsn.push(0);
-            }
-
-            lsn[epoch] += 1;
-            lsn[epoch] - 1
-        };
-        //trace!("{}: seq = {}", srv_cli_str(is_client), seq);
-
-        if seq > MAX_SEQUENCE_NUMBER {
-            // RFC 6347 Section 4.1.0
-            // The implementation must either abandon an association or rehandshake
-            // prior to allowing the sequence number to wrap.
-            return Err(Error::ErrSequenceNumberOverflow);
-        }
+        let seq = DTLSConn::next_sequence_number(
+            local_sequence_number,
+            p.record.record_layer_header.epoch,
+        )
+        .await?;
         p.record.record_layer_header.sequence_number = seq;
 
         let mut raw_packet = vec![];
@@ -698,6 +675,31 @@ impl DTLSConn {
         }
 
         Ok(raw_packet)
+    }
+
+    /// The next sequence number of `epoch` (Tabswarm patch: taken out of `process_packet` so
+    /// that `write_application_data` numbers its records the same way).
+    async fn next_sequence_number(
+        local_sequence_number: &Arc<Mutex<Vec<u64>>>,
+        epoch: u16,
+    ) -> Result<u64> {
+        let epoch = epoch as usize;
+        let seq = {
+            let mut lsn = local_sequence_number.lock().await;
+            while lsn.len() <= epoch {
+                lsn.push(0);
+            }
+
+            lsn[epoch] += 1;
+            lsn[epoch] - 1
+        };
+        if seq > MAX_SEQUENCE_NUMBER {
+            // RFC 6347 Section 4.1.0
+            // The implementation must either abandon an association or rehandshake
+            // prior to allowing the sequence number to wrap.
+            return Err(Error::ErrSequenceNumberOverflow);
+        }
+        Ok(seq)
     }
 
     async fn process_handshake_packet(
